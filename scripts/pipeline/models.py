@@ -1,0 +1,103 @@
+"""Estimators per family, ONNX export and ONNX-vs-sklearn parity check."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+FAMILIES = ("lr", "gbdt", "mlp")
+INPUT_NAME = "float_input"
+OUTPUT_NAME = "probabilities"
+POSITIVE_INDEX = 1
+# Conservative opsets: loadable by onnxruntime-node 1.30 and older runtimes.
+TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+
+
+def make_estimator(family: str, seed: int = 0, small: bool = False):
+    if family == "lr":
+        return Pipeline([
+            ("scaler", StandardScaler()),
+            ("clf", LogisticRegression(C=1.0, max_iter=1000)),
+        ])
+    if family == "gbdt":
+        return HistGradientBoostingClassifier(
+            max_iter=30 if small else 150, learning_rate=0.1, max_leaf_nodes=15,
+            min_samples_leaf=40, l2_regularization=1.0, early_stopping=False,
+            random_state=seed)
+    if family == "mlp":
+        return Pipeline([
+            ("scaler", StandardScaler()),
+            ("clf", MLPClassifier(
+                hidden_layer_sizes=(16,) if small else (32, 16), alpha=1e-3,
+                learning_rate_init=1e-3, max_iter=50 if small else 200,
+                early_stopping=True, n_iter_no_change=10, random_state=seed)),
+        ])
+    raise ValueError(f"unknown family {family!r} (expected one of {FAMILIES})")
+
+
+def to_onnx(estimator, n_features: int, name: str = "conversion") -> onnx.ModelProto:
+    """Export with tensor outputs only; the probability output is renamed
+    to ``probabilities`` and the int64 label output is dropped."""
+    model = convert_sklearn(
+        estimator,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+        options={id(estimator): {"zipmap": False}},
+        target_opset=TARGET_OPSET,
+        name=name,
+    )
+    graph = model.graph
+    outs = {o.name: o for o in graph.output}
+    prob = outs.get(OUTPUT_NAME)
+    if prob is None:  # defensive: find the float [N,2] output
+        prob = next(o for o in graph.output
+                    if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT)
+        old = prob.name
+        for node in graph.node:
+            node.output[:] = [OUTPUT_NAME if x == old else x for x in node.output]
+        prob.name = OUTPUT_NAME
+    keep = [o for o in graph.output if o.name == OUTPUT_NAME]
+    del graph.output[:]
+    graph.output.extend(keep)
+    # skl2onnx may list the same domain twice in opset_import; dedupe (keep max)
+    ops: dict[str, int] = {}
+    for o in model.opset_import:
+        ops[o.domain] = max(ops.get(o.domain, 0), o.version)
+    del model.opset_import[:]
+    for d, v in ops.items():
+        model.opset_import.append(onnx.helper.make_opsetid(d, v))
+    model.producer_name = "conversion-pipeline"
+    onnx.checker.check_model(model)
+    return model
+
+
+def session(model_bytes: bytes, optimize: bool = True, threads: int = 1,
+            optimized_path: str | None = None) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    if optimized_path:
+        so.optimized_model_filepath = optimized_path
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def onnx_scores(sess: ort.InferenceSession, X: np.ndarray) -> np.ndarray:
+    """Positive-class probability (float32) from the ``probabilities`` output."""
+    (probs,) = sess.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(X, np.float32)})
+    return probs[:, POSITIVE_INDEX]
+
+
+def parity(estimator, sess: ort.InferenceSession, X: np.ndarray) -> float:
+    """max |ONNX - sklearn| over the positive-class probabilities."""
+    ref = estimator.predict_proba(X.astype(np.float32))[:, POSITIVE_INDEX]
+    return float(np.max(np.abs(onnx_scores(sess, X).astype(np.float64) - ref))) if len(X) else 0.0
