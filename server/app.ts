@@ -1,0 +1,181 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Config } from './config.js';
+import { ExperimentAssigner } from './experiment.js';
+import { Health } from './health.js';
+import { LogArchiver } from './log-archiver.js';
+import { LOG_FILE_STEM } from './logger.js';
+import { Metrics, MetricsServer } from './metrics.js';
+import { ModelRepository } from './model-repository.js';
+import { PredictService } from './predict-service.js';
+import { addReflection } from './reflection.js';
+import { UnaryAdapter } from './unary-handler.js';
+
+/** What the app needs from outside; everything else it builds from `config`. */
+export interface AppDeps {
+  readonly logger: Logger;
+  /** Metrics registry; a fresh one by default (never prom-client's global). */
+  readonly registry?: Registry;
+  /** Epoch ms, the request time for age transforms. */
+  readonly clock?: () => number;
+  /** ONNX Runtime intra-op threads per session. */
+  readonly intraOpThreads?: number;
+}
+
+/** The bound ports, which differ from the config when it asked for port 0. */
+export interface Ports {
+  readonly grpc: number;
+  readonly metrics: number;
+}
+
+export interface App {
+  start(): Promise<Ports>;
+  /** The documented shutdown order; safe to call more than once. */
+  stop(): Promise<void>;
+  readonly health: Health;
+  readonly repository: ModelRepository;
+  readonly metrics: Metrics;
+}
+
+/**
+ * Builds the server: InferenceService, gRPC Health and reflection on one
+ * grpc-js server, the model repository, metrics over HTTP, and log archiving.
+ *
+ * Shutdown order (`stop`):
+ *   1. health → NOT_SERVING, so Envoy and load balancers stop routing here;
+ *   2. wait `drainMs` for them to notice, still answering what arrives;
+ *   3. refuse new calls (UNAVAILABLE), `tryShutdown` to let running calls
+ *      finish, falling back to `forceShutdown` after `shutdownGraceMs`;
+ *   4. release in reverse order of acquisition: model sessions, log archiver,
+ *      metrics server.
+ */
+export function createApp(config: Config, deps: AppDeps): App {
+  const logger = deps.logger;
+  const metrics = new Metrics(deps.registry);
+  const health = new Health();
+  const repository = new ModelRepository(
+    {
+      root: config.modelRoot,
+      pins: config.versionPolicy.pins,
+      maxLoadedVersions: config.maxLoadedVersions,
+      pollMs: config.modelPollMs,
+      tuning: { intraOpThreads: deps.intraOpThreads ?? 1 },
+    },
+    logger.child({ component: 'model-repository' }),
+    metrics,
+  );
+  let accepting = true;
+  let draining = false;
+  const adapter = new UnaryAdapter({
+    logger: logger.child({ component: 'rpc' }),
+    metrics,
+    maxInFlight: config.maxInFlight,
+    isAccepting: () => accepting,
+  });
+  const grpcServer = new Server({
+    'grpc.max_receive_message_length': config.maxMessageBytes,
+    'grpc.max_send_message_length': config.maxMessageBytes,
+  });
+  new PredictService({
+    repository,
+    assigner: new ExperimentAssigner(config.role, config.experiment),
+    metrics,
+    adapter,
+    clock: deps.clock ?? Date.now,
+    maxBatchInstances: config.maxBatchInstances,
+  }).addTo(grpcServer);
+  health.addTo(grpcServer);
+  addReflection(grpcServer);
+
+  const metricsServer = new MetricsServer(metrics.registry);
+  const archiver =
+    config.log.dir === ''
+      ? undefined
+      : new LogArchiver(
+          {
+            dir: config.log.dir,
+            archiveDir: config.log.archiveDir,
+            stem: LOG_FILE_STEM,
+            retainDays: config.log.retainDays,
+            archiveRetainDays: config.log.archiveRetainDays,
+            intervalMs: config.log.archiveIntervalMs,
+            now: Date.now,
+          },
+          logger.child({ component: 'log-archiver' }),
+        );
+
+  const updateHealth = () => {
+    if (!draining) health.set(repository.ready ? 'SERVING' : 'NOT_SERVING');
+  };
+  let readinessTimer: NodeJS.Timeout | undefined;
+  let stopping: Promise<void> | undefined;
+
+  async function start(): Promise<Ports> {
+    const metricsPort = await metricsServer.start(config.metricsHost, config.metricsPort);
+    const grpcPort = await new Promise<number>((resolve, reject) => {
+      grpcServer.bindAsync(
+        `${config.host}:${config.port}`,
+        ServerCredentials.createInsecure(),
+        (err, port) => (err ? reject(err) : resolve(port)),
+      );
+    });
+    archiver?.start();
+    // Bound first and NOT_SERVING until models are warm: probes see the truth.
+    await repository.start();
+    updateHealth();
+    readinessTimer = setInterval(updateHealth, Math.min(config.modelPollMs, 1000));
+    readinessTimer.unref();
+    logger.info(
+      {
+        grpcPort,
+        metricsPort,
+        role: config.role,
+        health: health.status,
+        models: repository.list().map((m) => m.name),
+      },
+      'server started',
+    );
+    return { grpc: grpcPort, metrics: metricsPort };
+  }
+
+  async function shutdown(): Promise<void> {
+    draining = true;
+    clearInterval(readinessTimer);
+    health.set('NOT_SERVING');
+    logger.info({ drainMs: config.drainMs }, 'shutdown: health NOT_SERVING, draining');
+    await sleep(config.drainMs);
+    accepting = false;
+    logger.info(
+      { inFlight: adapter.active, graceMs: config.shutdownGraceMs },
+      'shutdown: closing the gRPC server',
+    );
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        logger.warn({ inFlight: adapter.active }, 'shutdown: grace period over; forcing');
+        grpcServer.forceShutdown();
+        resolve();
+      }, config.shutdownGraceMs);
+      grpcServer.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    await repository.stop();
+    await archiver?.stop();
+    await metricsServer.stop();
+    logger.info('shutdown: complete');
+  }
+
+  return {
+    start,
+    stop: () => {
+      stopping ??= shutdown();
+      return stopping;
+    },
+    health,
+    repository,
+    metrics,
+  };
+}

@@ -1,0 +1,282 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+
+/** The serving arm of this process: the old algorithm or the new model. */
+export type Role = 'stable' | 'canary';
+
+/** Log level names, as pino spells them. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** Dynamic micro-batching for one model (off unless `maxBatchSize` > 1). */
+export interface BatchingConfig {
+  readonly maxBatchSize: number;
+  readonly maxQueueDelayMs: number;
+}
+
+/** The whole server configuration: parsed once, validated, frozen. */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly metricsHost: string;
+  readonly metricsPort: number;
+  readonly modelRoot: string;
+  /** `latest`, or pins: model name to version. Unpinned models serve their latest. */
+  readonly versionPolicy: { readonly pins: Readonly<Record<string, string>> };
+  /** How many of the newest valid versions of each model stay loaded. */
+  readonly maxLoadedVersions: number;
+  readonly modelPollMs: number;
+  readonly maxBatchInstances: number;
+  readonly maxMessageBytes: number;
+  readonly maxInFlight: number;
+  readonly drainMs: number;
+  readonly shutdownGraceMs: number;
+  readonly role: Role;
+  readonly experiment: {
+    readonly name: string;
+    readonly salt: string;
+    /** Share of the canary's positives assigned to `experiment` (0..1). */
+    readonly share: number;
+  };
+  readonly log: {
+    readonly level: LogLevel;
+    /** Directory for rotated files; empty disables file logging. */
+    readonly dir: string;
+    readonly archiveDir: string;
+    /** `daily`, `hourly`, or a period in milliseconds. */
+    readonly rotate: 'daily' | 'hourly' | number;
+    readonly retainDays: number;
+    /** Days an archived file is kept; 0 keeps archives forever. */
+    readonly archiveRetainDays: number;
+    readonly archiveIntervalMs: number;
+    readonly stdout: boolean;
+    /** Instance fields replaced by "[redacted]" in prediction logs. */
+    readonly redactFields: readonly string[];
+  };
+  readonly batching: Readonly<Record<string, BatchingConfig>>;
+}
+
+/** A start-up configuration error: one sentence naming the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Source = Record<string, string | undefined>;
+
+/** The variables, their defaults and meaning; the README's config table mirrors this. */
+export const CONFIG_DEFAULTS = {
+  GRPC_HOST: '127.0.0.1',
+  GRPC_PORT: '50051',
+  METRICS_HOST: '127.0.0.1',
+  METRICS_PORT: '9464',
+  MODEL_ROOT: 'models',
+  MODEL_VERSION_POLICY: 'latest',
+  MODEL_MAX_LOADED_VERSIONS: '2',
+  MODEL_POLL_MS: '2000',
+  MAX_BATCH_INSTANCES: '256',
+  MAX_MESSAGE_BYTES: String(4 * 1024 * 1024),
+  MAX_IN_FLIGHT: '1024',
+  DRAIN_MS: '5000',
+  SHUTDOWN_GRACE_MS: '10000',
+  ROLE: 'stable',
+  EXPERIMENT_NAME: 'positives-v1',
+  EXPERIMENT_SALT: 'ab-salt-1',
+  EXPERIMENT_SHARE: '0.5',
+  LOG_LEVEL: 'info',
+  LOG_DIR: 'logs',
+  LOG_ARCHIVE_DIR: '',
+  LOG_ROTATE: 'daily',
+  LOG_RETAIN_DAYS: '3',
+  LOG_ARCHIVE_RETAIN_DAYS: '0',
+  LOG_ARCHIVE_INTERVAL_MS: String(60 * 60 * 1000),
+  LOG_STDOUT: 'true',
+  LOG_REDACT_FIELDS: '',
+  MODEL_BATCHING: '',
+} as const;
+
+/** The variable names the server reads. */
+export type ConfigKey = keyof typeof CONFIG_DEFAULTS;
+
+const VERSION_RE = /^\d{8}T\d{6}Z$/;
+
+function int(src: Source, key: ConfigKey, min: number, max: number): number {
+  const raw = src[key] ?? CONFIG_DEFAULTS[key];
+  const n = Number(raw);
+  if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${key} must be an integer from ${min} to ${max}, got "${raw}".`);
+  }
+  return n;
+}
+
+function num(src: Source, key: ConfigKey, min: number, max: number): number {
+  const raw = src[key] ?? CONFIG_DEFAULTS[key];
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+    throw new ConfigError(`${key} must be a number from ${min} to ${max}, got "${raw}".`);
+  }
+  return n;
+}
+
+function str(src: Source, key: ConfigKey): string {
+  return (src[key] ?? CONFIG_DEFAULTS[key]).trim();
+}
+
+function bool(src: Source, key: ConfigKey): boolean {
+  const raw = str(src, key).toLowerCase();
+  if (['true', '1', 'yes'].includes(raw)) return true;
+  if (['false', '0', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${key} must be true or false, got "${raw}".`);
+}
+
+function oneOf<T extends string>(src: Source, key: ConfigKey, allowed: readonly T[]): T {
+  const raw = str(src, key);
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${key} must be one of ${allowed.join(', ')}, got "${raw}".`);
+  }
+  return raw as T;
+}
+
+function host(src: Source, key: ConfigKey): string {
+  const raw = str(src, key);
+  if (!/^[A-Za-z0-9.:_-]+$/.test(raw))
+    throw new ConfigError(`${key} must be a host name or address, got "${raw}".`);
+  return raw;
+}
+
+function dir(src: Source, key: ConfigKey, base: string): string {
+  const raw = str(src, key);
+  return raw === '' ? '' : isAbsolute(raw) ? raw : resolve(base, raw);
+}
+
+function parsePolicy(raw: string): Record<string, string> {
+  if (raw === 'latest') return {};
+  const pins: Record<string, string> = {};
+  for (const part of raw.split(',')) {
+    const m = /^\s*([A-Za-z0-9_.-]+)=(\S+)\s*$/.exec(part);
+    if (!m?.[1] || !m[2] || !VERSION_RE.test(m[2])) {
+      throw new ConfigError(
+        `MODEL_VERSION_POLICY must be "latest" or comma-separated model=YYYYMMDDTHHMMSSZ pins, got "${raw}".`,
+      );
+    }
+    pins[m[1]] = m[2];
+  }
+  return pins;
+}
+
+function parseBatching(raw: string): Record<string, BatchingConfig> {
+  const out: Record<string, BatchingConfig> = {};
+  if (raw === '') return out;
+  for (const part of raw.split(',')) {
+    const m = /^\s*([A-Za-z0-9_.-]+)=(\d+)\/(\d+(?:\.\d+)?)ms\s*$/.exec(part);
+    const size = Number(m?.[2]);
+    const delay = Number(m?.[3]);
+    if (!m?.[1] || size < 1 || size > 4096 || delay > 1000) {
+      throw new ConfigError(
+        `MODEL_BATCHING must be comma-separated model=<maxBatchSize>/<maxQueueDelay>ms entries (size 1-4096, delay ≤ 1000 ms), got "${raw}".`,
+      );
+    }
+    out[m[1]] = { maxBatchSize: size, maxQueueDelayMs: delay };
+  }
+  return out;
+}
+
+function parseRotate(raw: string): 'daily' | 'hourly' | number {
+  if (raw === 'daily' || raw === 'hourly') return raw;
+  const n = Number(raw);
+  if (/^\d+$/.test(raw) && n >= 100) return n;
+  throw new ConfigError(`LOG_ROTATE must be daily, hourly or a period in milliseconds ≥ 100, got "${raw}".`);
+}
+
+/**
+ * Reads an optional JSON config file (`CONFIG_FILE`): an object of the same
+ * variable names with string, number or boolean values. Environment variables
+ * win over the file.
+ */
+function readFileSource(path: string | undefined, cwd: string): Source {
+  if (!path) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(resolve(cwd, path), 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`CONFIG_FILE "${path}" could not be read as JSON: ${(err as Error).message}.`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`CONFIG_FILE "${path}" must hold a JSON object of variable names.`);
+  }
+  const out: Source = {};
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!(k in CONFIG_DEFAULTS))
+      throw new ConfigError(`CONFIG_FILE "${path}" names an unknown variable ${k}.`);
+    if (!['string', 'number', 'boolean'].includes(typeof v)) {
+      throw new ConfigError(`CONFIG_FILE "${path}": ${k} must be a string, number or boolean.`);
+    }
+    out[k] = String(v);
+  }
+  return out;
+}
+
+/**
+ * Builds the configuration from environment variables, over an optional JSON
+ * file named by `CONFIG_FILE`, over the defaults. Throws `ConfigError` with one
+ * sentence naming the variable at the first bad value.
+ */
+export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
+  const src: Source = { ...readFileSource(env.CONFIG_FILE, cwd) };
+  for (const key of Object.keys(CONFIG_DEFAULTS)) {
+    if (env[key] !== undefined) src[key] = env[key];
+  }
+  const logDir = dir(src, 'LOG_DIR', cwd);
+  const archiveDir = dir(src, 'LOG_ARCHIVE_DIR', cwd) || (logDir ? resolve(logDir, 'archive') : '');
+  const config: Config = {
+    host: host(src, 'GRPC_HOST'),
+    port: int(src, 'GRPC_PORT', 0, 65535),
+    metricsHost: host(src, 'METRICS_HOST'),
+    metricsPort: int(src, 'METRICS_PORT', 0, 65535),
+    modelRoot: dir(src, 'MODEL_ROOT', cwd),
+    versionPolicy: { pins: Object.freeze(parsePolicy(str(src, 'MODEL_VERSION_POLICY'))) },
+    maxLoadedVersions: int(src, 'MODEL_MAX_LOADED_VERSIONS', 1, 100),
+    modelPollMs: int(src, 'MODEL_POLL_MS', 50, 3_600_000),
+    maxBatchInstances: int(src, 'MAX_BATCH_INSTANCES', 1, 65536),
+    maxMessageBytes: int(src, 'MAX_MESSAGE_BYTES', 1024, 1024 * 1024 * 1024),
+    maxInFlight: int(src, 'MAX_IN_FLIGHT', 1, 1_000_000),
+    drainMs: int(src, 'DRAIN_MS', 0, 600_000),
+    shutdownGraceMs: int(src, 'SHUTDOWN_GRACE_MS', 0, 600_000),
+    role: oneOf(src, 'ROLE', ['stable', 'canary'] as const),
+    experiment: {
+      name: str(src, 'EXPERIMENT_NAME') || 'default',
+      salt: str(src, 'EXPERIMENT_SALT'),
+      share: num(src, 'EXPERIMENT_SHARE', 0, 1),
+    },
+    log: {
+      level: oneOf(src, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error'] as const),
+      dir: logDir,
+      archiveDir,
+      rotate: parseRotate(str(src, 'LOG_ROTATE')),
+      retainDays: num(src, 'LOG_RETAIN_DAYS', 0.0001, 3650),
+      archiveRetainDays: num(src, 'LOG_ARCHIVE_RETAIN_DAYS', 0, 36500),
+      archiveIntervalMs: int(src, 'LOG_ARCHIVE_INTERVAL_MS', 10, 86_400_000),
+      stdout: bool(src, 'LOG_STDOUT'),
+      redactFields: Object.freeze(
+        str(src, 'LOG_REDACT_FIELDS')
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== ''),
+      ),
+    },
+    batching: Object.freeze(parseBatching(str(src, 'MODEL_BATCHING'))),
+  };
+  if (config.modelRoot === '') throw new ConfigError('MODEL_ROOT must name the model repository directory.');
+  for (const f of config.log.redactFields) {
+    if (!/^[A-Za-z_$][\w$]*$/.test(f)) {
+      throw new ConfigError(`LOG_REDACT_FIELDS must be comma-separated field names, got "${f}".`);
+    }
+  }
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,127 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Label names, shared by every place that records a metric. */
+export const LABEL = {
+  method: 'method',
+  model: 'model',
+  version: 'version',
+  code: 'code',
+  result: 'result',
+  state: 'state',
+  arm: 'arm',
+  group: 'group',
+  label: 'label',
+} as const;
+
+/**
+ * Latency buckets in seconds. The first ones resolve sub-millisecond
+ * latencies (the demo model answers in well under 1 ms server-side).
+ */
+export const LATENCY_BUCKETS_S = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
+  0.25, 0.5, 1, 2.5,
+];
+
+/** Every metric the server exports, registered on an injected registry. */
+export class Metrics {
+  readonly requests: Counter<string>;
+  readonly requestDuration: Histogram<string>;
+  readonly inferenceDuration: Histogram<string>;
+  readonly batchSize: Histogram<string>;
+  readonly inFlight: Gauge<string>;
+  readonly modelLoads: Counter<string>;
+  readonly modelVersionInfo: Gauge<string>;
+  readonly assignments: Counter<string>;
+
+  constructor(readonly registry: Registry = new Registry()) {
+    collectDefaultMetrics({ register: registry });
+    const registers = [registry];
+    this.requests = new Counter({
+      name: 'inference_requests_total',
+      help: 'gRPC requests handled, by method, model, version and gRPC status code. QPS = rate() of this.',
+      labelNames: [LABEL.method, LABEL.model, LABEL.version, LABEL.code],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'inference_request_duration_seconds',
+      help: 'Server-side response time: request decoded to response written.',
+      labelNames: [LABEL.method, LABEL.model, LABEL.version, LABEL.code],
+      buckets: LATENCY_BUCKETS_S,
+      registers,
+    });
+    this.inferenceDuration = new Histogram({
+      name: 'inference_model_run_duration_seconds',
+      help: 'Time spent in ONNX Runtime for one batch.',
+      labelNames: [LABEL.model, LABEL.version],
+      buckets: LATENCY_BUCKETS_S,
+      registers,
+    });
+    this.batchSize = new Histogram({
+      name: 'inference_batch_instances',
+      help: 'Instances per ONNX Runtime run.',
+      labelNames: [LABEL.model],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    });
+    this.inFlight = new Gauge({
+      name: 'inference_in_flight_requests',
+      help: 'Requests being handled right now.',
+      registers,
+    });
+    this.modelLoads = new Counter({
+      name: 'inference_model_loads_total',
+      help: 'Model version loads, by result (success or failure).',
+      labelNames: [LABEL.model, LABEL.version, LABEL.result],
+      registers,
+    });
+    this.modelVersionInfo = new Gauge({
+      name: 'inference_model_version_info',
+      help: 'Loaded model versions (value 1); state is serving or loaded.',
+      labelNames: [LABEL.model, LABEL.version, LABEL.state],
+      registers,
+    });
+    this.assignments = new Counter({
+      name: 'inference_ab_assignments_total',
+      help: 'Predictions by A/B arm, group and model label.',
+      labelNames: [LABEL.arm, LABEL.group, LABEL.label],
+      registers,
+    });
+  }
+}
+
+/** A tiny HTTP server exposing `GET /metrics` in the Prometheus text format. */
+export class MetricsServer {
+  private server: Server | undefined;
+
+  constructor(private readonly registry: Registry) {}
+
+  /** Listens and resolves with the bound port (0 picks a free one). */
+  async start(host: string, port: number): Promise<number> {
+    const server = createServer((req, res) => {
+      if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try GET /metrics\n');
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
+      );
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    return (server.address() as AddressInfo).port;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

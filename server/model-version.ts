@@ -1,0 +1,228 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { FieldError } from './errors.js';
+import { type Manifest, parseManifest } from './model-manifest.js';
+import { Preprocessor, parseIsoDate } from './preprocess.js';
+
+/** A version failed validation while loading; the message says why. */
+export class ModelLoadError extends Error {
+  override name = 'ModelLoadError';
+}
+
+/** Tolerance for golden-vector replay, inputs and scores alike. */
+export const GOLDEN_TOLERANCE = 1e-5;
+
+/** ONNX Runtime session options shared by every version. */
+export interface SessionTuning {
+  /** Threads for one operator; 1 suits small models on a small machine. */
+  readonly intraOpThreads: number;
+}
+
+interface GoldenCase {
+  id?: string;
+  record: Record<string, unknown>;
+  inputs: number[];
+  score: number;
+}
+
+/**
+ * One loaded, validated, warmed-up version of a model. Requests `acquire()` it
+ * before running and `release()` after; once the repository retires it (a newer
+ * version took over, or its directory was removed), its ONNX Runtime session is
+ * released as soon as the last running request lets go.
+ */
+export class ModelVersion {
+  readonly preprocessor: Preprocessor;
+  readonly loadedAt = new Date();
+  private users = 0;
+  private retired = false;
+  private released: Promise<void> | undefined;
+
+  private constructor(
+    readonly manifest: Manifest,
+    readonly dir: string,
+    private readonly session: ort.InferenceSession,
+  ) {
+    this.preprocessor = new Preprocessor(manifest);
+  }
+
+  get name(): string {
+    return this.manifest.name;
+  }
+
+  get version(): string {
+    return this.manifest.version;
+  }
+
+  /**
+   * Reads, verifies and warms up the version in `dir`: manifest schema, sha256
+   * of model.onnx, the graph's input and output against the manifest, then a
+   * replay of golden.json (when present) to 1e-5. Throws `ModelLoadError`.
+   */
+  static async load(
+    dir: string,
+    expect: { name: string; version: string },
+    tuning: SessionTuning,
+  ): Promise<ModelVersion> {
+    let manifest: Manifest;
+    try {
+      manifest = parseManifest(JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')), expect);
+    } catch (err) {
+      throw new ModelLoadError(`model.json is invalid: ${(err as Error).message}`);
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(join(dir, 'model.onnx'));
+    } catch (err) {
+      throw new ModelLoadError(`model.onnx cannot be read: ${(err as Error).message}`);
+    }
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    if (sha !== manifest.sha256) {
+      throw new ModelLoadError(`sha256 mismatch: model.onnx is ${sha}, the manifest says ${manifest.sha256}`);
+    }
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        graphOptimizationLevel: 'all',
+        executionMode: 'sequential',
+        intraOpNumThreads: tuning.intraOpThreads,
+        interOpNumThreads: 1,
+      });
+    } catch (err) {
+      throw new ModelLoadError(`ONNX Runtime cannot load model.onnx: ${(err as Error).message}`);
+    }
+    const version = new ModelVersion(manifest, dir, session);
+    try {
+      version.checkSignature();
+      await version.warmUp();
+    } catch (err) {
+      await session.release().catch(() => undefined);
+      throw err instanceof ModelLoadError
+        ? err
+        : new ModelLoadError(`warm-up failed: ${(err as Error).message}`);
+    }
+    return version;
+  }
+
+  private checkSignature(): void {
+    const { input, output } = this.manifest.onnx;
+    const meta = this.session.inputMetadata.find((m) => m.name === input);
+    if (!meta) {
+      throw new ModelLoadError(
+        `the graph has no input "${input}" (it has ${this.session.inputNames.join(', ')})`,
+      );
+    }
+    if (meta.isTensor) {
+      if (meta.type !== 'float32')
+        throw new ModelLoadError(`input "${input}" is ${meta.type}, expected float32`);
+      const last = meta.shape[meta.shape.length - 1];
+      if (meta.shape.length !== 2 || (typeof last === 'number' && last !== this.preprocessor.width)) {
+        throw new ModelLoadError(
+          `input "${input}" has shape [${meta.shape.join(', ')}] but the manifest's fields produce ${this.preprocessor.width} columns`,
+        );
+      }
+    }
+    if (!this.session.outputNames.includes(output)) {
+      throw new ModelLoadError(
+        `the graph has no output "${output}" (it has ${this.session.outputNames.join(', ')})`,
+      );
+    }
+  }
+
+  /** Replays golden.json if the version ships one, else runs one default row. */
+  private async warmUp(): Promise<void> {
+    let golden: { referenceTime: string; cases: GoldenCase[] } | undefined;
+    try {
+      golden = JSON.parse(await readFile(join(this.dir, 'golden.json'), 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new ModelLoadError(`golden.json is unreadable: ${(err as Error).message}`);
+      }
+    }
+    if (!golden) {
+      const scores = await this.score(new Float32Array(this.preprocessor.width), 1);
+      if (!(scores[0] >= 0 && scores[0] <= 1))
+        throw new ModelLoadError(`warm-up score ${scores[0]} is not a probability`);
+      return;
+    }
+    const now = parseIsoDate(golden.referenceTime);
+    if (now === undefined || !Array.isArray(golden.cases) || golden.cases.length === 0) {
+      throw new ModelLoadError('golden.json needs a referenceTime and at least one case');
+    }
+    const mismatch = await replayGolden(this, golden.cases, now);
+    if (mismatch) throw new ModelLoadError(`golden vector mismatch: ${mismatch}`);
+  }
+
+  /** Positive-class scores for `n` rows packed in `rows` (n × width). */
+  async score(rows: Float32Array, n: number): Promise<Float32Array> {
+    const { input, output, positiveIndex } = this.manifest.onnx;
+    const feeds = { [input]: new ort.Tensor('float32', rows, [n, this.preprocessor.width]) };
+    const result = await this.session.run(feeds, [output]);
+    const probs = result[output]?.data;
+    if (!(probs instanceof Float32Array) || probs.length % n !== 0) {
+      throw new Error(`output "${output}" is not a float32 [${n}, k] tensor`);
+    }
+    const k = probs.length / n;
+    if (positiveIndex >= k)
+      throw new Error(`output "${output}" has ${k} columns, positiveIndex is ${positiveIndex}`);
+    const scores = new Float32Array(n);
+    for (let i = 0; i < n; i++) scores[i] = probs[i * k + positiveIndex];
+    return scores;
+  }
+
+  /** Marks one more request as using this version. */
+  acquire(): void {
+    this.users++;
+  }
+
+  /** The request is done; frees the session if the version was retired meanwhile. */
+  release(): void {
+    this.users--;
+    if (this.retired && this.users === 0) void this.dispose();
+  }
+
+  /** Called when the version stops being loaded: frees it once idle. */
+  retire(): Promise<void> {
+    this.retired = true;
+    return this.users === 0 ? this.dispose() : Promise.resolve();
+  }
+
+  private dispose(): Promise<void> {
+    this.released ??= this.session.release().catch(() => undefined);
+    return this.released;
+  }
+}
+
+/**
+ * Runs golden cases through preprocessing and the session; returns a
+ * description of the first mismatch beyond `GOLDEN_TOLERANCE`, or undefined.
+ */
+export async function replayGolden(
+  version: ModelVersion,
+  cases: readonly GoldenCase[],
+  nowMs: number,
+): Promise<string | undefined> {
+  const width = version.preprocessor.width;
+  const rows = new Float32Array(cases.length * width);
+  for (const [i, c] of cases.entries()) {
+    try {
+      version.preprocessor.fill(c.record, nowMs, rows, i * width);
+    } catch (err) {
+      return `case ${c.id ?? i}: ${err instanceof FieldError ? err.message : String(err)}`;
+    }
+    for (let j = 0; j < width; j++) {
+      if (!(Math.abs(rows[i * width + j] - (c.inputs[j] ?? Number.NaN)) <= GOLDEN_TOLERANCE)) {
+        return `case ${c.id ?? i}: input ${version.manifest.featureNames[j]} is ${rows[i * width + j]}, Python computed ${c.inputs[j]}`;
+      }
+    }
+  }
+  const scores = await version.score(rows, cases.length);
+  for (const [i, c] of cases.entries()) {
+    if (!(Math.abs(scores[i] - c.score) <= GOLDEN_TOLERANCE)) {
+      return `case ${c.id ?? i}: score is ${scores[i]}, Python computed ${c.score}`;
+    }
+  }
+  return undefined;
+}
