@@ -54,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-report", action="store_true", help="skip report.md and plots")
     ap.add_argument("--no-speed", action="store_true", help="skip latency / INT8 measurements")
     ap.add_argument("--speed-runs", type=int, default=300, help="timed runs per latency measurement")
+    ap.add_argument("--rebuild", metavar="VERSION_DIR",
+                    help="retrain deterministically with the given flags, check that model.onnx and the data "
+                         "hash are byte-identical to this existing version, and (re)write its report, plots "
+                         "and manifest `speed` section in place (version, golden and qa are kept)")
     return ap.parse_args(argv)
 
 
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> Path:
     # 3. train + export -------------------------------------------------------------
     est = MD.make_estimator(args.family, args.seed, small=args.small)
     log(f"fitting {args.family}: {est}")
-    est.fit(X[tr], y[tr])
+    MD.fit(est, X[tr], y[tr])
     onx = MD.to_onnx(est, X.shape[1], name=args.name)
     model_bytes = onx.SerializeToString()
     sess = MD.session(model_bytes)
@@ -105,7 +109,15 @@ def run(args: argparse.Namespace) -> Path:
 
     # training ends here: the version is this instant
     model_dir = Path(args.out) / args.name
-    version, trained_at = P.training_end_version(model_dir)
+    if args.rebuild:
+        old = json.loads((Path(args.rebuild) / "model.json").read_text())
+        if old["sha256"] != P.sha256_hex(model_bytes) or old["dataHash"] != data_hash:
+            raise SystemExit(f"--rebuild: retrained model/data differ from {args.rebuild}; check the flags")
+        version, trained_at = old["version"], old["trainedAt"]
+        if (old["threshold"], old["metrics"]) != (threshold, metrics):
+            raise SystemExit("--rebuild: threshold/metrics differ from the existing manifest")
+    else:
+        version, trained_at = P.training_end_version(model_dir)
     log(f"version {version} (train time {time.time() - t0:.1f}s)")
 
     def score_fn(Xb):
@@ -143,6 +155,11 @@ def run(args: argparse.Namespace) -> Path:
                 split=(tr, va, te), s_val=s_val, s_test=s_test, feature_names=names,
                 f1_val=f1_val, parity_gap=gap, speed=speed, pipeline_version=PIPELINE_VERSION)
 
+    if args.rebuild:
+        final = Path(args.rebuild)
+        P.update_in_place(final, {"model.json": files["model.json"]}, extra_writer=write_report)
+        log(f"rebuilt report/speed of {final} in {time.time() - t0:.1f}s")
+        return final
     final = P.publish(model_dir, version, files, extra_writer=write_report)
     log(f"published {final} in {time.time() - t0:.1f}s")
     return final

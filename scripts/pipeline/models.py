@@ -29,18 +29,30 @@ def make_estimator(family: str, seed: int = 0, small: bool = False):
         ])
     if family == "gbdt":
         return HistGradientBoostingClassifier(
-            max_iter=30 if small else 150, learning_rate=0.1, max_leaf_nodes=15,
-            min_samples_leaf=40, l2_regularization=1.0, early_stopping=False,
+            max_iter=20 if small else 100, learning_rate=0.05, max_leaf_nodes=8,
+            min_samples_leaf=100, l2_regularization=1.0, early_stopping=False,
             random_state=seed)
     if family == "mlp":
+        # No early stopping: sklearn's uses validation *accuracy*, which is flat
+        # at the 90% majority baseline on this imbalanced data. Strong L2
+        # (alpha=1) generalised best in a small sweep (val AUC 0.769).
         return Pipeline([
             ("scaler", StandardScaler()),
             ("clf", MLPClassifier(
-                hidden_layer_sizes=(16,) if small else (32, 16), alpha=1e-3,
-                learning_rate_init=1e-3, max_iter=50 if small else 200,
-                early_stopping=True, n_iter_no_change=10, random_state=seed)),
+                hidden_layer_sizes=(8,) if small else (16,), alpha=1.0, batch_size=256,
+                learning_rate_init=1e-3, max_iter=5 if small else 40, random_state=seed)),
         ])
     raise ValueError(f"unknown family {family!r} (expected one of {FAMILIES})")
+
+
+def fit(estimator, X: np.ndarray, y: np.ndarray):
+    """fit, silencing sklearn's ConvergenceWarning (max_iter is a deliberate budget)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y)
 
 
 def to_onnx(estimator, n_features: int, name: str = "conversion") -> onnx.ModelProto:

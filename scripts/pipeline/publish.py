@@ -249,3 +249,25 @@ def publish(model_dir: Path, version: str, files: dict[str, bytes],
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def update_in_place(version_dir: Path, files: dict[str, bytes],
+                    extra_writer: Callable[[Path], None] | None = None) -> None:
+    """Add/replace files of an existing version; each file is replaced
+    atomically (written beside it, then os.replace). model.onnx is never
+    touched here."""
+    version_dir = Path(version_dir)
+    assert "model.onnx" not in files
+    tmp = version_dir.parent / f".tmp-update-{version_dir.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        for fname, data in files.items():
+            (tmp / fname).write_bytes(data)
+        if extra_writer:
+            extra_writer(tmp)
+        for p in sorted(tmp.iterdir(), key=lambda p: p.name == "model.json"):  # manifest last
+            os.replace(p, version_dir / p.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
