@@ -1,0 +1,242 @@
+/**
+ * Test helpers: the real server, in process on port 0 (`startApp`) or as a
+ * child process (`spawnServer`, for signals and SIGKILL), plus typed clients.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { credentials, type Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import { type App, createApp, type Ports } from '../../server/app.js';
+import { type Config, loadConfig } from '../../server/config.js';
+import {
+  InferenceServiceClient,
+  type PredictRequest,
+  type PredictResponse,
+} from '../../server/generated/inference/v1/inference.js';
+import { createStreamLogger } from '../../server/logger.js';
+
+/** The project root (dist/test/helpers → three levels up). */
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const DEMO_MODELS = join(ROOT, 'models');
+
+/** The seed's sample record, exactly as written in the engineering notes. */
+export const SAMPLE_RECORD = Object.freeze({
+  userId: 102079311,
+  birthday: '1995-04-29T00:00:00.000+0000',
+  appId: 20000,
+  channel: 1,
+  countryId: 182,
+  createTime: '2020-11-02T02:51:19.000+0000',
+  languageId: '20',
+  type: 6,
+  stoneVersion: 'other',
+  platformType: 2,
+  screenSize: '720*1440',
+  deviceName: 'TECNO-BB4k',
+});
+
+/** Copies the demo model repository (or one model of it) to a fresh temp dir. */
+export function copyModels(prefix = 'models-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  cpSync(join(DEMO_MODELS, 'conversion'), join(dir, 'conversion'), { recursive: true });
+  return dir;
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Collects the JSON log lines the app writes. */
+export class LogSink extends Writable {
+  readonly lines: Record<string, unknown>[] = [];
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (line.trim() !== '') this.lines.push(JSON.parse(line) as Record<string, unknown>);
+    }
+    cb();
+  }
+
+  /** Log lines whose `msg` equals `msg`. */
+  withMsg(msg: string): Record<string, unknown>[] {
+    return this.lines.filter((l) => l.msg === msg);
+  }
+}
+
+export interface TestApp {
+  app: App;
+  ports: Ports;
+  config: Config;
+  logs: LogSink;
+  registry: Registry;
+  client: InferenceServiceClient;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the real app in process on 127.0.0.1:0 (gRPC and metrics), with logs
+ * captured. `env` overrides config variables; the model root defaults to the
+ * committed demo repository and file logging is off unless LOG_DIR is given.
+ */
+export async function startApp(env: Record<string, string> = {}, clock?: () => number): Promise<TestApp> {
+  const config = loadConfig({
+    GRPC_PORT: '0',
+    METRICS_PORT: '0',
+    MODEL_ROOT: DEMO_MODELS,
+    LOG_DIR: '',
+    DRAIN_MS: '0',
+    SHUTDOWN_GRACE_MS: '2000',
+    MODEL_POLL_MS: '100',
+    ...env,
+  });
+  const logs = new LogSink();
+  const registry = new Registry();
+  const app = createApp(config, {
+    logger: createStreamLogger(config.log, logs),
+    registry,
+    ...(clock ? { clock } : {}),
+  });
+  const ports = await app.start();
+  const client = new InferenceServiceClient(`127.0.0.1:${ports.grpc}`, credentials.createInsecure());
+  return {
+    app,
+    ports,
+    config,
+    logs,
+    registry,
+    client,
+    async stop() {
+      client.close();
+      await app.stop();
+    },
+  };
+}
+
+/** Predict as a promise; rejects with the grpc-js ServiceError. */
+export function predict(
+  client: InferenceServiceClient,
+  req: Partial<PredictRequest>,
+  metadata?: Metadata,
+  deadlineMs = 10_000,
+): Promise<PredictResponse> {
+  const full: PredictRequest = { model: 'conversion', version: '', requestId: '', instances: [], ...req };
+  return new Promise((resolve, reject) => {
+    const cb = (err: ServiceError | null, res?: PredictResponse) =>
+      err ? reject(err) : resolve(res as PredictResponse);
+    const opts = { deadline: Date.now() + deadlineMs };
+    if (metadata) client.predict(full, metadata, opts, cb);
+    else client.predict(full, opts as never, cb as never);
+  });
+}
+
+/** Resolves with the error a call failed with; throws if it succeeded. */
+export async function expectGrpcError(p: Promise<unknown>): Promise<ServiceError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as ServiceError;
+  }
+  throw new Error('expected the call to fail, but it succeeded');
+}
+
+/** Polls `cond` every `intervalMs` until it holds, or fails after `timeoutMs`. */
+export async function waitFor(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  intervalMs = 20,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+}
+
+export interface SpawnedServer {
+  proc: ChildProcess;
+  grpcPort: number;
+  metricsPort: number;
+  /** Every JSON log line the process printed on stdout. */
+  lines: Record<string, unknown>[];
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait for exit. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Runs `node dist/server/main.js` as a child process on loopback with the given
+ * env (GRPC_PORT and METRICS_PORT default to 0) and resolves once it logged
+ * "server started". Use it where a test needs signals or a real process death.
+ */
+export function spawnServer(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedServer> {
+  const proc = spawn(process.execPath, [join(ROOT, 'dist', 'server', 'main.js')], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      GRPC_PORT: '0',
+      METRICS_PORT: '0',
+      MODEL_ROOT: DEMO_MODELS,
+      LOG_DIR: '',
+      LOG_STDOUT: 'true',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`server did not start within ${timeoutMs} ms; stderr: ${stderr}`));
+    }, timeoutMs);
+    let buf = '';
+    proc.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    proc.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        nl = buf.indexOf('\n');
+        let rec: Record<string, unknown>;
+        try {
+          rec = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        lines.push(rec);
+        if (rec.msg === 'server started') {
+          clearTimeout(timer);
+          resolve({
+            proc,
+            grpcPort: rec.grpcPort as number,
+            metricsPort: rec.metricsPort as number,
+            lines,
+            stop: async () => {
+              proc.kill('SIGTERM');
+              return exited;
+            },
+            kill: async () => {
+              proc.kill('SIGKILL');
+              await exited;
+            },
+          });
+        }
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before starting; stderr: ${stderr}`));
+    });
+  });
+}
