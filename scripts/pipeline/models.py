@@ -58,13 +58,20 @@ def fit(estimator, X: np.ndarray, y: np.ndarray):
 def to_onnx(estimator, n_features: int, name: str = "conversion") -> onnx.ModelProto:
     """Export with tensor outputs only; the probability output is renamed
     to ``probabilities`` and the int64 label output is dropped."""
-    model = convert_sklearn(
-        estimator,
-        initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
-        options={id(estimator): {"zipmap": False}},
-        target_opset=TARGET_OPSET,
-        name=name,
-    )
+    import warnings
+
+    with warnings.catch_warnings():
+        # skl2onnx passes HistGradientBoosting's numpy uint8 flags as attribute
+        # ints; protobuf 6 only warns (7.x rejects them, hence the pin).
+        warnings.filterwarnings("ignore", message=".*Expected an int, got a boolean.*",
+                                category=DeprecationWarning)
+        model = convert_sklearn(
+            estimator,
+            initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+            options={id(estimator): {"zipmap": False}},
+            target_opset=TARGET_OPSET,
+            name=name,
+        )
     graph = model.graph
     outs = {o.name: o for o in graph.output}
     prob = outs.get(OUTPUT_NAME)
