@@ -1,0 +1,164 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { FieldError } from '../../server/errors.js';
+import { type FieldSpec, parseManifest } from '../../server/model-manifest.js';
+import { fnv1a32, Preprocessor, parseIsoDate } from '../../server/preprocess.js';
+import { DEMO_MODELS } from '../helpers/server.js';
+
+function field(spec: Partial<FieldSpec> & Pick<FieldSpec, 'name' | 'type'>): FieldSpec {
+  return { required: true, default: undefined, transform: undefined, ...spec };
+}
+
+function row(p: Preprocessor, record: Record<string, unknown>, now = 0): number[] {
+  const out = new Float32Array(p.width);
+  p.fill(record, now, out, 0);
+  return [...out];
+}
+
+describe('preprocess', () => {
+  it('fnv1a32 matches the published FNV-1a test vectors', () => {
+    expect(fnv1a32('')).to.equal(0x811c9dc5);
+    expect(fnv1a32('a')).to.equal(0xe40c292c);
+    expect(fnv1a32('foobar')).to.equal(0xbf9cf968);
+  });
+
+  describe('parseIsoDate', () => {
+    it('accepts the seed format with a +0000 zone', () => {
+      expect(parseIsoDate('1995-04-29T00:00:00.000+0000')).to.equal(Date.UTC(1995, 3, 29));
+    });
+    it('applies zones, fractions and defaults', () => {
+      expect(parseIsoDate('2020-11-02T02:51:19Z')).to.equal(Date.UTC(2020, 10, 2, 2, 51, 19));
+      expect(parseIsoDate('2020-11-02T02:51:19.123456789+01:30')).to.equal(
+        Date.UTC(2020, 10, 2, 2, 51, 19, 123) - 90 * 60_000,
+      );
+      expect(parseIsoDate('2020-11-02 02:51')).to.equal(Date.UTC(2020, 10, 2, 2, 51));
+      expect(parseIsoDate('2020-11-02')).to.equal(Date.UTC(2020, 10, 2));
+    });
+    for (const bad of [
+      '2020-13-01',
+      '2021-02-29',
+      '2020-11-02T24:00',
+      'yesterday',
+      '',
+      '2020-11-02T02:51:19+2500',
+    ]) {
+      it(`rejects "${bad}"`, () => expect(parseIsoDate(bad)).to.equal(undefined));
+    }
+  });
+
+  it('builds columns for every transform kind, in field order', () => {
+    const p = new Preprocessor({
+      fields: [
+        field({ name: 'x', type: 'number', transform: { kind: 'numeric' } }),
+        field({ name: 'c', type: 'number', transform: { kind: 'vocabulary', values: ['1', '2'] } }),
+        field({ name: 'd', type: 'string', transform: { kind: 'hash', buckets: 4 } }),
+        field({ name: 'b', type: 'string', transform: { kind: 'age', unit: 'days' } }),
+        field({ name: 's', type: 'string', transform: { kind: 'screen' } }),
+        field({ name: 'id', type: 'number', required: false }),
+      ],
+    });
+    expect(p.width).to.equal(1 + 3 + 4 + 1 + 2);
+    const now = Date.UTC(2020, 0, 11);
+    const hashCol = fnv1a32('abc') % 4;
+    const expected = [2.5, 0, 1, 0, 0, 0, 0, 0, 10, 720, 1440];
+    expected[4 + hashCol] = 1;
+    expect(row(p, { x: 2.5, c: 2, d: 'abc', b: '2020-01-01', s: '720*1440', id: 7 }, now)).to.deep.equal(
+      expected,
+    );
+  });
+
+  it('puts unknown categories in the last (unknown) bucket', () => {
+    const p = new Preprocessor({
+      fields: [field({ name: 'c', type: 'string', transform: { kind: 'vocabulary', values: ['a', 'b'] } })],
+    });
+    expect(row(p, { c: 'zzz' })).to.deep.equal([0, 0, 1]);
+  });
+
+  it('uses the default of a missing optional field', () => {
+    const p = new Preprocessor({
+      fields: [
+        field({ name: 's', type: 'string', required: false, default: '0*0', transform: { kind: 'screen' } }),
+      ],
+    });
+    expect(row(p, {})).to.deep.equal([0, 0]);
+  });
+
+  const numeric = new Preprocessor({
+    fields: [field({ name: 'x', type: 'number', transform: { kind: 'numeric' } })],
+  });
+  const cases: [string, Preprocessor, Record<string, unknown>, RegExp][] = [
+    ['a missing required field', numeric, {}, /is required but missing/],
+    ['a string where a number belongs', numeric, { x: '1' }, /must be a finite number, got a string/],
+    ['NaN', numeric, { x: Number.NaN }, /got NaN/],
+    ['Infinity', numeric, { x: Number.POSITIVE_INFINITY }, /got Infinity/],
+    ['null', numeric, { x: null }, /got null/],
+    ['a list', numeric, { x: [1] }, /got a list/],
+    [
+      'an unparsable date',
+      new Preprocessor({
+        fields: [field({ name: 'b', type: 'string', transform: { kind: 'age', unit: 'years' } })],
+      }),
+      { b: '29/04/1995' },
+      /must be an ISO 8601 date/,
+    ],
+    [
+      'a malformed screen size',
+      new Preprocessor({ fields: [field({ name: 's', type: 'string', transform: { kind: 'screen' } })] }),
+      { s: '720x1440' },
+      /must look like "720\*1440"/,
+    ],
+    [
+      'a fractional category',
+      new Preprocessor({
+        fields: [field({ name: 'c', type: 'number', transform: { kind: 'vocabulary', values: ['1'] } })],
+      }),
+      { c: 1.5 },
+      /must be an integer/,
+    ],
+  ];
+  for (const [what, p, record, message] of cases) {
+    it(`rejects ${what}, naming the field`, () => {
+      const err = (() => {
+        try {
+          row(p, record);
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(err).to.be.instanceOf(FieldError);
+      expect((err as FieldError).field).to.be.oneOf(['x', 'b', 's', 'c']);
+      expect((err as FieldError).reason).to.match(message);
+    });
+  }
+
+  describe('golden vectors of every demo version (inputs to 1e-5)', () => {
+    for (const version of readdirSync(join(DEMO_MODELS, 'conversion'))) {
+      it(version, () => {
+        const dir = join(DEMO_MODELS, 'conversion', version);
+        const manifest = parseManifest(JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')), {
+          name: 'conversion',
+          version,
+        });
+        const golden = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8')) as {
+          referenceTime: string;
+          cases: { id: string; record: Record<string, unknown>; inputs: number[] }[];
+        };
+        const p = new Preprocessor(manifest);
+        const now = Date.parse(golden.referenceTime);
+        expect(golden.cases.length).to.be.greaterThan(10);
+        for (const c of golden.cases) {
+          const got = row(p, c.record, now);
+          expect(got.length, c.id).to.equal(c.inputs.length);
+          got.forEach((v, j) => {
+            expect(
+              Math.abs(v - (c.inputs[j] as number)),
+              `${c.id} column ${manifest.featureNames[j]}`,
+            ).to.be.at.most(1e-5);
+          });
+        }
+      });
+    }
+  });
+});
