@@ -46,8 +46,9 @@ export interface App {
  * Shutdown order (`stop`):
  *   1. health → NOT_SERVING, so Envoy and load balancers stop routing here;
  *   2. wait `drainMs` for them to notice, still answering what arrives;
- *   3. refuse new calls (UNAVAILABLE), `tryShutdown` to let running calls
- *      finish, falling back to `forceShutdown` after `shutdownGraceMs`;
+ *   3. refuse new calls (UNAVAILABLE), end open health Watch streams, and
+ *      `tryShutdown` to let running calls finish, falling back to
+ *      `forceShutdown` after `shutdownGraceMs`;
  *   4. release in reverse order of acquisition: model sessions, log archiver,
  *      metrics server.
  */
@@ -147,6 +148,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     logger.info({ drainMs: config.drainMs }, 'shutdown: health NOT_SERVING, draining');
     await sleep(config.drainMs);
     accepting = false;
+    health.closeWatchers();
     logger.info(
       { inFlight: adapter.active, graceMs: config.shutdownGraceMs },
       'shutdown: closing the gRPC server',

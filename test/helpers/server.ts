@@ -185,6 +185,7 @@ export function spawnServer(env: Record<string, string>, timeoutMs = 20_000): Pr
       MODEL_ROOT: DEMO_MODELS,
       LOG_DIR: '',
       LOG_STDOUT: 'true',
+      DRAIN_MS: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
