@@ -2,7 +2,6 @@
  * Test helpers: the real server, in process on port 0 (`startApp`) or as a
  * child process (`spawnServer`, for signals and SIGKILL), plus typed clients.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -158,86 +157,4 @@ export async function waitFor(
   throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
 }
 
-export interface SpawnedServer {
-  proc: ChildProcess;
-  grpcPort: number;
-  metricsPort: number;
-  /** Every JSON log line the process printed on stdout. */
-  lines: Record<string, unknown>[];
-  /** SIGTERM and wait for exit; resolves with the exit code. */
-  stop(): Promise<number | null>;
-  /** SIGKILL and wait for exit. */
-  kill(): Promise<void>;
-}
-
-/**
- * Runs `node dist/server/main.js` as a child process on loopback with the given
- * env (GRPC_PORT and METRICS_PORT default to 0) and resolves once it logged
- * "server started". Use it where a test needs signals or a real process death.
- */
-export function spawnServer(env: Record<string, string>, timeoutMs = 20_000): Promise<SpawnedServer> {
-  const proc = spawn(process.execPath, [join(ROOT, 'dist', 'server', 'main.js')], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      GRPC_PORT: '0',
-      METRICS_PORT: '0',
-      MODEL_ROOT: DEMO_MODELS,
-      LOG_DIR: '',
-      LOG_STDOUT: 'true',
-      DRAIN_MS: '0',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: Record<string, unknown>[] = [];
-  let stderr = '';
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`server did not start within ${timeoutMs} ms; stderr: ${stderr}`));
-    }, timeoutMs);
-    let buf = '';
-    proc.stderr?.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    proc.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl = buf.indexOf('\n');
-      while (nl >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        nl = buf.indexOf('\n');
-        let rec: Record<string, unknown>;
-        try {
-          rec = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          continue;
-        }
-        lines.push(rec);
-        if (rec.msg === 'server started') {
-          clearTimeout(timer);
-          resolve({
-            proc,
-            grpcPort: rec.grpcPort as number,
-            metricsPort: rec.metricsPort as number,
-            lines,
-            stop: async () => {
-              proc.kill('SIGTERM');
-              return exited;
-            },
-            kill: async () => {
-              proc.kill('SIGKILL');
-              await exited;
-            },
-          });
-        }
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code} before starting; stderr: ${stderr}`));
-    });
-  });
-}
+export { type SpawnedServer, spawnServer } from '../../scripts/server-process.js';
