@@ -1,0 +1,145 @@
+/**
+ * Reads the servers' Prometheus metrics around a load test, to observe what
+ * ghz cannot: ghz's report has no response bodies, so the A/B split (the
+ * response's `arm` and each prediction's `group`) is taken from the servers'
+ * own counter `inference_ab_assignments_total{arm,group,label}`, scraped
+ * before and after the run and diffed. Scrapes during the run give a live
+ * count of served calls for the progress line.
+ *
+ * The counters count every client's traffic, so the diff includes anything
+ * else that hit the servers during the run; the summary compares the total
+ * with ghz's successful calls to make that visible.
+ */
+
+/** One sample of the Prometheus text exposition format. */
+export interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** Label values escape `\`, `"` and newline (Prometheus exposition format spec). */
+function unescapeLabel(v: string): string {
+  return v.replace(/\\(["\\n])/g, (_m, c: string) => (c === 'n' ? '\n' : c));
+}
+
+const SAMPLE_RE = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$/;
+const LABEL_RE = /([A-Za-z_]\w*)="((?:[^"\\]|\\.)*)"/g;
+
+/**
+ * Parses the samples of `names` (all when omitted) from Prometheus text format
+ * (https://prometheus.io/docs/instrumenting/exposition_formats/). Comments and
+ * unparsable lines are skipped.
+ */
+export function parsePrometheusText(text: string, names?: ReadonlySet<string>): Sample[] {
+  const out: Sample[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = SAMPLE_RE.exec(line);
+    if (!m?.[1] || m[3] === undefined) continue;
+    if (names && !names.has(m[1])) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(LABEL_RE)) labels[l[1] as string] = unescapeLabel(l[2] as string);
+    const value = Number(m[3]);
+    if (!Number.isNaN(value)) out.push({ name: m[1], labels, value });
+  }
+  return out;
+}
+
+/** The metrics URL of an endpoint given as `host:port` or a full http(s) URL. */
+export function metricsUrl(endpoint: string): string {
+  return /^https?:\/\//.test(endpoint) ? endpoint : `http://${endpoint}/metrics`;
+}
+
+export const AB_METRIC = 'inference_ab_assignments_total';
+export const REQUESTS_METRIC = 'inference_requests_total';
+const WANTED = new Set([AB_METRIC, REQUESTS_METRIC]);
+
+/** The samples of each endpoint that answered, at one moment. */
+export interface Snapshot {
+  /** endpoint → samples; endpoints that did not answer are absent. */
+  readonly byEndpoint: ReadonlyMap<string, readonly Sample[]>;
+  /** endpoint → why it could not be read. */
+  readonly failures: ReadonlyMap<string, string>;
+}
+
+/** Scrapes every endpoint in parallel; never throws. */
+export async function snapshot(endpoints: readonly string[], timeoutMs = 1000): Promise<Snapshot> {
+  const byEndpoint = new Map<string, Sample[]>();
+  const failures = new Map<string, string>();
+  await Promise.all(
+    endpoints.map(async (ep) => {
+      try {
+        const res = await fetch(metricsUrl(ep), { signal: AbortSignal.timeout(timeoutMs) });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        byEndpoint.set(ep, parsePrometheusText(await res.text(), WANTED));
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string } }).cause?.code;
+        failures.set(ep, cause ?? (err as Error).message);
+      }
+    }),
+  );
+  return { byEndpoint, failures };
+}
+
+/** Predict calls the servers have answered so far (any status), summed over endpoints. */
+export function predictCalls(snap: Snapshot): number {
+  let n = 0;
+  for (const samples of snap.byEndpoint.values()) {
+    for (const s of samples) if (s.name === REQUESTS_METRIC && s.labels.method === 'Predict') n += s.value;
+  }
+  return n;
+}
+
+/** Predictions during a run, by arm, group, and arm/group/label. */
+export interface AbSplit {
+  readonly total: number;
+  readonly byArm: Readonly<Record<string, number>>;
+  readonly byGroup: Readonly<Record<string, number>>;
+  /** Positive (label 1) predictions per arm. */
+  readonly positivesByArm: Readonly<Record<string, number>>;
+  /** Endpoints read both before and after. */
+  readonly endpoints: readonly string[];
+  /** Endpoints missing before or after, with the reason. */
+  readonly unreachable: Readonly<Record<string, string>>;
+}
+
+function seriesKey(s: Sample): string {
+  return JSON.stringify([s.labels.arm, s.labels.group, s.labels.label]);
+}
+
+/**
+ * The A/B assignments made between two snapshots. A counter that went down
+ * was reset (the server restarted), so its whole `after` value counts, as
+ * Prometheus' `increase()` treats resets.
+ */
+export function abSplit(before: Snapshot, after: Snapshot): AbSplit {
+  const byArm: Record<string, number> = {};
+  const byGroup: Record<string, number> = {};
+  const positivesByArm: Record<string, number> = {};
+  const endpoints: string[] = [];
+  const unreachable: Record<string, string> = {};
+  for (const [ep, why] of [...before.failures, ...after.failures]) unreachable[ep] ??= why;
+  let total = 0;
+  for (const [ep, afterSamples] of after.byEndpoint) {
+    const beforeSamples = before.byEndpoint.get(ep);
+    if (!beforeSamples) continue;
+    endpoints.push(ep);
+    const prev = new Map<string, number>();
+    for (const s of beforeSamples) if (s.name === AB_METRIC) prev.set(seriesKey(s), s.value);
+    for (const s of afterSamples) {
+      if (s.name !== AB_METRIC) continue;
+      const p = prev.get(seriesKey(s)) ?? 0;
+      const d = s.value >= p ? s.value - p : s.value;
+      if (d === 0) continue;
+      const arm = s.labels.arm ?? '';
+      const group = s.labels.group ?? '';
+      byArm[arm] = (byArm[arm] ?? 0) + d;
+      byGroup[group] = (byGroup[group] ?? 0) + d;
+      if (s.labels.label === '1') positivesByArm[arm] = (positivesByArm[arm] ?? 0) + d;
+      total += d;
+    }
+  }
+  return { total, byArm, byGroup, positivesByArm, endpoints, unreachable };
+}
