@@ -20,8 +20,6 @@ export interface AppDeps {
   readonly registry?: Registry;
   /** Epoch ms, the request time for age transforms. */
   readonly clock?: () => number;
-  /** ONNX Runtime intra-op threads per session. */
-  readonly intraOpThreads?: number;
 }
 
 /** The bound ports, which differ from the config when it asked for port 0. */
@@ -62,7 +60,8 @@ export function createApp(config: Config, deps: AppDeps): App {
       pins: config.versionPolicy.pins,
       maxLoadedVersions: config.maxLoadedVersions,
       pollMs: config.modelPollMs,
-      tuning: { intraOpThreads: deps.intraOpThreads ?? 1 },
+      tuning: { intraOpThreads: config.intraOpThreads, workers: config.inferenceWorkers },
+      batching: config.batching,
     },
     logger.child({ component: 'model-repository' }),
     metrics,

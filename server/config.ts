@@ -53,6 +53,10 @@ export interface Config {
     readonly redactFields: readonly string[];
   };
   readonly batching: Readonly<Record<string, BatchingConfig>>;
+  /** ONNX Runtime threads per inference. */
+  readonly intraOpThreads: number;
+  /** 0 runs inference on the event loop; N > 0 on N worker threads per loaded version. */
+  readonly inferenceWorkers: number;
 }
 
 /** A start-up configuration error: one sentence naming the variable. */
@@ -91,6 +95,8 @@ export const CONFIG_DEFAULTS = {
   LOG_STDOUT: 'true',
   LOG_REDACT_FIELDS: '',
   MODEL_BATCHING: '',
+  ORT_INTRA_OP_THREADS: '1',
+  INFERENCE_WORKERS: '0',
 } as const;
 
 /** The variable names the server reads. */
@@ -263,6 +269,8 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
       ),
     },
     batching: Object.freeze(parseBatching(str(src, 'MODEL_BATCHING'))),
+    intraOpThreads: int(src, 'ORT_INTRA_OP_THREADS', 1, 64),
+    inferenceWorkers: int(src, 'INFERENCE_WORKERS', 0, 64),
   };
   if (config.modelRoot === '') throw new ConfigError('MODEL_ROOT must name the model repository directory.');
   for (const f of config.log.redactFields) {

@@ -18,10 +18,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = await createLogger(config.log);
-  const app = createApp(config, {
-    logger,
-    intraOpThreads: Number(process.env.ORT_INTRA_OP_THREADS ?? 1) || 1,
-  });
+  const app = createApp(config, { logger });
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -53,14 +53,14 @@ export class Metrics {
     });
     this.inferenceDuration = new Histogram({
       name: 'inference_model_run_duration_seconds',
-      help: 'Time spent in ONNX Runtime for one batch.',
+      help: 'Time of one ONNX Runtime run (after any dynamic batching; worker hand-off included).',
       labelNames: [LABEL.model, LABEL.version],
       buckets: LATENCY_BUCKETS_S,
       registers,
     });
     this.batchSize = new Histogram({
       name: 'inference_batch_instances',
-      help: 'Instances per ONNX Runtime run.',
+      help: 'Rows per ONNX Runtime run (after any dynamic batching).',
       labelNames: [LABEL.model],
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers,

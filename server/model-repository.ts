@@ -1,6 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { BatchingConfig } from './config.js';
 import { notFound, unavailable } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { VERSION_PATTERN } from './model-manifest.js';
@@ -13,7 +14,9 @@ export interface RepositoryOptions {
   readonly pins: Readonly<Record<string, string>>;
   readonly maxLoadedVersions: number;
   readonly pollMs: number;
-  readonly tuning: SessionTuning;
+  readonly tuning: Omit<SessionTuning, 'batching'>;
+  /** Dynamic batching per model name; absent = off. */
+  readonly batching: Readonly<Record<string, BatchingConfig>>;
 }
 
 /** One model's loaded versions; replaced as a whole, never mutated, so a swap is atomic. */
@@ -239,7 +242,18 @@ export class ModelRepository {
     if (this.failed.get(dir) === fp) return undefined;
     const t0 = performance.now();
     try {
-      const v = await ModelVersion.load(dir, { name, version }, this.options.tuning);
+      const v = await ModelVersion.load(
+        dir,
+        { name, version },
+        {
+          ...this.options.tuning,
+          batching: this.options.batching[name],
+          observeRun: (model, v, rows, seconds) => {
+            this.metrics.inferenceDuration.observe({ model, version: v }, seconds);
+            this.metrics.batchSize.observe({ model }, rows);
+          },
+        },
+      );
       this.failed.delete(dir);
       this.metrics.modelLoads.inc({ model: name, version, result: 'success' });
       this.logger.info(

@@ -2,7 +2,17 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { DynamicBatcher } from './batcher.js';
+import type { BatchingConfig } from './config.js';
 import { FieldError } from './errors.js';
+import {
+  type GraphIO,
+  InlineRunner,
+  MeteredRunner,
+  type Runner,
+  sessionOptions,
+  WorkerPoolRunner,
+} from './inference-runner.js';
 import { type Manifest, parseManifest } from './model-manifest.js';
 import { Preprocessor, parseIsoDate } from './preprocess.js';
 
@@ -14,10 +24,16 @@ export class ModelLoadError extends Error {
 /** Tolerance for golden-vector replay, inputs and scores alike. */
 export const GOLDEN_TOLERANCE = 1e-5;
 
-/** ONNX Runtime session options shared by every version. */
+/** How a version executes: threads, worker threads, dynamic batching. */
 export interface SessionTuning {
   /** Threads for one operator; 1 suits small models on a small machine. */
   readonly intraOpThreads: number;
+  /** 0 (default) runs inference on the event loop; N > 0 on N worker threads. */
+  readonly workers?: number;
+  /** Dynamic micro-batching; undefined = off. */
+  readonly batching?: BatchingConfig | undefined;
+  /** Called after each ONNX Runtime run with its rows and duration (metrics). */
+  readonly observeRun?: (model: string, version: string, rows: number, seconds: number) => void;
 }
 
 interface GoldenCase {
@@ -34,7 +50,6 @@ interface GoldenCase {
  * released as soon as the last running request lets go.
  */
 export class ModelVersion {
-  readonly preprocessor: Preprocessor;
   readonly loadedAt = new Date();
   private users = 0;
   private retired = false;
@@ -43,10 +58,9 @@ export class ModelVersion {
   private constructor(
     readonly manifest: Manifest,
     readonly dir: string,
-    private readonly session: ort.InferenceSession,
-  ) {
-    this.preprocessor = new Preprocessor(manifest);
-  }
+    readonly preprocessor: Preprocessor,
+    private readonly runner: Runner,
+  ) {}
 
   get name(): string {
     return this.manifest.name;
@@ -84,51 +98,41 @@ export class ModelVersion {
     }
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(bytes, {
-        graphOptimizationLevel: 'all',
-        executionMode: 'sequential',
-        intraOpNumThreads: tuning.intraOpThreads,
-        interOpNumThreads: 1,
-      });
+      session = await ort.InferenceSession.create(bytes, sessionOptions(tuning.intraOpThreads));
     } catch (err) {
       throw new ModelLoadError(`ONNX Runtime cannot load model.onnx: ${(err as Error).message}`);
     }
-    const version = new ModelVersion(manifest, dir, session);
+    const preprocessor = new Preprocessor(manifest);
+    const io: GraphIO = { ...manifest.onnx, width: preprocessor.width };
+    let runner: Runner;
     try {
-      version.checkSignature();
-      await version.warmUp();
+      checkSignature(session, io);
+      if ((tuning.workers ?? 0) > 0) {
+        runner = await WorkerPoolRunner.create(bytes, io, tuning.workers ?? 1, tuning.intraOpThreads);
+        await session.release();
+      } else {
+        runner = new InlineRunner(session, io);
+      }
     } catch (err) {
       await session.release().catch(() => undefined);
+      throw err instanceof ModelLoadError
+        ? err
+        : new ModelLoadError(`cannot start inference: ${(err as Error).message}`);
+    }
+    const observe = tuning.observeRun;
+    if (observe)
+      runner = new MeteredRunner(runner, (rows, s) => observe(manifest.name, manifest.version, rows, s));
+    if (tuning.batching) runner = new DynamicBatcher(runner, io.width, tuning.batching);
+    const version = new ModelVersion(manifest, dir, preprocessor, runner);
+    try {
+      await version.warmUp();
+    } catch (err) {
+      await runner.release().catch(() => undefined);
       throw err instanceof ModelLoadError
         ? err
         : new ModelLoadError(`warm-up failed: ${(err as Error).message}`);
     }
     return version;
-  }
-
-  private checkSignature(): void {
-    const { input, output } = this.manifest.onnx;
-    const meta = this.session.inputMetadata.find((m) => m.name === input);
-    if (!meta) {
-      throw new ModelLoadError(
-        `the graph has no input "${input}" (it has ${this.session.inputNames.join(', ')})`,
-      );
-    }
-    if (meta.isTensor) {
-      if (meta.type !== 'float32')
-        throw new ModelLoadError(`input "${input}" is ${meta.type}, expected float32`);
-      const last = meta.shape[meta.shape.length - 1];
-      if (meta.shape.length !== 2 || (typeof last === 'number' && last !== this.preprocessor.width)) {
-        throw new ModelLoadError(
-          `input "${input}" has shape [${meta.shape.join(', ')}] but the manifest's fields produce ${this.preprocessor.width} columns`,
-        );
-      }
-    }
-    if (!this.session.outputNames.includes(output)) {
-      throw new ModelLoadError(
-        `the graph has no output "${output}" (it has ${this.session.outputNames.join(', ')})`,
-      );
-    }
   }
 
   /** Replays golden.json if the version ships one, else runs one default row. */
@@ -156,20 +160,8 @@ export class ModelVersion {
   }
 
   /** Positive-class scores for `n` rows packed in `rows` (n × width). */
-  async score(rows: Float32Array, n: number): Promise<Float32Array> {
-    const { input, output, positiveIndex } = this.manifest.onnx;
-    const feeds = { [input]: new ort.Tensor('float32', rows, [n, this.preprocessor.width]) };
-    const result = await this.session.run(feeds, [output]);
-    const probs = result[output]?.data;
-    if (!(probs instanceof Float32Array) || probs.length % n !== 0) {
-      throw new Error(`output "${output}" is not a float32 [${n}, k] tensor`);
-    }
-    const k = probs.length / n;
-    if (positiveIndex >= k)
-      throw new Error(`output "${output}" has ${k} columns, positiveIndex is ${positiveIndex}`);
-    const scores = new Float32Array(n);
-    for (let i = 0; i < n; i++) scores[i] = probs[i * k + positiveIndex];
-    return scores;
+  score(rows: Float32Array, n: number): Promise<Float32Array> {
+    return this.runner.run(rows, n);
   }
 
   /** Marks one more request as using this version. */
@@ -190,8 +182,33 @@ export class ModelVersion {
   }
 
   private dispose(): Promise<void> {
-    this.released ??= this.session.release().catch(() => undefined);
+    this.released ??= this.runner.release().catch(() => undefined);
     return this.released;
+  }
+}
+
+/** Checks the graph's input and output against what the manifest declares. */
+function checkSignature(session: ort.InferenceSession, io: GraphIO): void {
+  const meta = session.inputMetadata.find((m) => m.name === io.input);
+  if (!meta) {
+    throw new ModelLoadError(
+      `the graph has no input "${io.input}" (it has ${session.inputNames.join(', ')})`,
+    );
+  }
+  if (meta.isTensor) {
+    if (meta.type !== 'float32')
+      throw new ModelLoadError(`input "${io.input}" is ${meta.type}, expected float32`);
+    const last = meta.shape[meta.shape.length - 1];
+    if (meta.shape.length !== 2 || (typeof last === 'number' && last !== io.width)) {
+      throw new ModelLoadError(
+        `input "${io.input}" has shape [${meta.shape.join(', ')}] but the manifest's fields produce ${io.width} columns`,
+      );
+    }
+  }
+  if (!session.outputNames.includes(io.output)) {
+    throw new ModelLoadError(
+      `the graph has no output "${io.output}" (it has ${session.outputNames.join(', ')})`,
+    );
   }
 }
 

@@ -72,17 +72,11 @@ export class PredictService {
 
     model.acquire();
     let scores: Float32Array;
-    const t0 = performance.now();
     try {
       scores = await model.score(rows, n);
     } finally {
       model.release();
     }
-    metrics.inferenceDuration.observe(
-      { model: model.name, version: model.version },
-      (performance.now() - t0) / 1000,
-    );
-    metrics.batchSize.observe({ model: model.name }, n);
 
     const header = ctx.metadata.get('x-user-id')[0];
     const headerUser = typeof header === 'string' && header !== '' ? header : undefined;

@@ -40,10 +40,18 @@ describe('metrics endpoint', function () {
   after(async () => t.stop());
 
   it('exports request counts, latency, inference time, in-flight, loads, versions and process defaults', async () => {
+    const serving = t.app.repository.resolve('conversion', '').version;
+    const runs = { model: 'conversion', version: serving };
+    // Warm-up (the golden replay) already ran the model once at load.
+    const runsBefore = sample(
+      await scrape(t.ports.metrics),
+      'inference_model_run_duration_seconds_count',
+      runs,
+    );
+    expect(runsBefore).to.equal(1);
     for (let i = 0; i < 5; i++) await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] });
     await expectGrpcError(predict(t.client, { model: 'nope', instances: [{ ...SAMPLE_RECORD }] }));
     const text = await scrape(t.ports.metrics);
-    const serving = t.app.repository.resolve('conversion', '').version;
     const ok = { method: 'Predict', model: 'conversion', version: serving, code: 'OK' };
     expect(sample(text, 'inference_requests_total', ok)).to.equal(5);
     expect(sample(text, 'inference_requests_total', { method: 'Predict', code: 'NOT_FOUND' })).to.equal(1);
@@ -53,7 +61,8 @@ describe('metrics endpoint', function () {
       'number',
     );
     expect(sample(text, 'inference_request_duration_seconds_bucket', { ...ok, le: '2.5' })).to.equal(5);
-    expect(sample(text, 'inference_model_run_duration_seconds_count', { model: 'conversion' })).to.equal(5);
+    expect(sample(text, 'inference_model_run_duration_seconds_count', runs)).to.equal(6);
+    expect(sample(text, 'inference_batch_instances_count', { model: 'conversion' })).to.be.at.least(6);
     expect(sample(text, 'inference_in_flight_requests', {})).to.equal(0);
     expect(sample(text, 'inference_model_loads_total', { version: serving, result: 'success' })).to.equal(1);
     expect(sample(text, 'inference_model_version_info', { version: serving, state: 'serving' })).to.equal(1);

@@ -40,6 +40,7 @@ describe('config', () => {
     ['LOG_ROTATE', 'weekly', /^LOG_ROTATE must be daily, hourly or a period/],
     ['LOG_REDACT_FIELDS', 'a.b', /^LOG_REDACT_FIELDS must be comma-separated field names/],
     ['MODEL_BATCHING', 'conversion=8', /^MODEL_BATCHING must be/],
+    ['INFERENCE_WORKERS', '-1', /^INFERENCE_WORKERS must be an integer from 0 to 64/],
   ];
   for (const [key, value, message] of bad) {
     it(`rejects ${key}=${value} with one sentence naming the variable`, () => {

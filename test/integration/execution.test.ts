@@ -1,0 +1,66 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { DEMO_MODELS, predict, startApp, type TestApp } from '../helpers/server.js';
+
+const VERSIONS = readdirSync(join(DEMO_MODELS, 'conversion')).sort();
+const NEWER = VERSIONS[VERSIONS.length - 1] as string;
+const golden = JSON.parse(readFileSync(join(DEMO_MODELS, 'conversion', NEWER, 'golden.json'), 'utf8')) as {
+  referenceTime: string;
+  cases: { id: string; record: Record<string, unknown>; score: number }[];
+};
+const now = Date.parse(golden.referenceTime);
+
+/** Sends every golden case as its own concurrent request and checks each score. */
+async function concurrentGolden(t: TestApp): Promise<void> {
+  const results = await Promise.all(golden.cases.map((c) => predict(t.client, { instances: [c.record] })));
+  results.forEach((r, i) => {
+    const c = golden.cases[i];
+    expect(Math.abs((r.predictions[0]?.score ?? 2) - (c?.score ?? -1)), `case ${c?.id}`).to.be.at.most(1e-5);
+  });
+}
+
+async function histogram(t: TestApp, name: string): Promise<{ count: number; sum: number }> {
+  const m = await t.registry.getSingleMetric(name)?.get();
+  const values = m?.values ?? [];
+  const count = values.find((v) => (v as { metricName?: string }).metricName === `${name}_count`)?.value ?? 0;
+  const sum = values.find((v) => (v as { metricName?: string }).metricName === `${name}_sum`)?.value ?? 0;
+  return { count, sum };
+}
+
+describe('execution modes', function () {
+  this.timeout(30_000);
+  let t: TestApp | undefined;
+  afterEach(async () => {
+    await t?.stop();
+    t = undefined;
+  });
+
+  it('worker threads (INFERENCE_WORKERS=2) give the same scores as inline, under concurrency', async () => {
+    t = await startApp({ INFERENCE_WORKERS: '2' }, () => now);
+    await concurrentGolden(t);
+    const batch = await predict(t.client, { instances: golden.cases.map((c) => c.record) });
+    batch.predictions.forEach((p, i) => {
+      expect(Math.abs(p.score - (golden.cases[i]?.score ?? -1))).to.be.at.most(1e-5);
+    });
+  });
+
+  it('dynamic batching merges concurrent requests into fewer ONNX Runtime runs, each caller getting its own scores', async () => {
+    t = await startApp({ MODEL_BATCHING: 'conversion=64/20ms' }, () => now);
+    const before = await histogram(t, 'inference_batch_instances');
+    await concurrentGolden(t);
+    const after = await histogram(t, 'inference_batch_instances');
+    const runs = after.count - before.count;
+    const rows = after.sum - before.sum;
+    expect(rows).to.equal(golden.cases.length);
+    expect(runs).to.be.lessThan(golden.cases.length);
+  });
+
+  it('without batching, every request is its own run', async () => {
+    t = await startApp({}, () => now);
+    const before = await histogram(t, 'inference_batch_instances');
+    await concurrentGolden(t);
+    const after = await histogram(t, 'inference_batch_instances');
+    expect(after.count - before.count).to.equal(golden.cases.length);
+  });
+});
