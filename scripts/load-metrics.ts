@@ -75,8 +75,9 @@ export async function snapshot(endpoints: readonly string[], timeoutMs = 1000): 
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         byEndpoint.set(ep, parsePrometheusText(await res.text(), WANTED));
       } catch (err) {
-        const cause = (err as { cause?: { code?: string } }).cause?.code;
-        failures.set(ep, cause ?? (err as Error).message);
+        // fetch says only "fetch failed"; the reason (ECONNREFUSED, …) is in its cause.
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+        failures.set(ep, cause?.code ?? cause?.message ?? (err as Error).message);
       }
     }),
   );

@@ -147,6 +147,7 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
   const baseline = before ? predictCalls(before) : 0;
   const live = before !== undefined && before.byEndpoint.size > 0;
   let lastServed = 0;
+  let lastElapsedMs = 0;
   let scraping = false;
   const durationS = opts.durationMs / 1000;
   const onTick = (elapsedMs: number) => {
@@ -160,8 +161,10 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
     void snapshot([...before.byEndpoint.keys()], 500).then((snap) => {
       scraping = false;
       const served = predictCalls(snap) - baseline;
-      progress(`${head}  served ${served} (${Math.max(0, served - lastServed)}/s)`, false);
+      const rate = (1000 * Math.max(0, served - lastServed)) / Math.max(1, elapsedMs - lastElapsedMs);
+      progress(`${head}  served ${served} (${rate.toFixed(0)}/s)`, false);
       lastServed = served;
+      lastElapsedMs = elapsedMs;
     });
   };
   progress(

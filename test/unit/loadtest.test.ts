@@ -1,10 +1,18 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { checkSlo, DEFAULT_SLO, parseGhzReport, summarize } from '../../scripts/ghz.js';
-import { abSplit, parsePrometheusText, predictCalls, type Snapshot } from '../../scripts/load-metrics.js';
+import {
+  abSplit,
+  parsePrometheusText,
+  predictCalls,
+  type Snapshot,
+  snapshot,
+} from '../../scripts/load-metrics.js';
 import {
   isLoopback,
   parseDuration,
@@ -322,6 +330,27 @@ describe('loadtest A/B split from server metrics', () => {
     expect(s.byGroup).to.deep.equal({ canary_negative: 70, experiment: 15, control: 15, baseline: 900 });
     expect(s.positivesByArm).to.deep.equal({ canary: 30, stable: 50 });
     expect(s.endpoints).to.deep.equal(['canary', 'stable']);
+  });
+
+  it('scrapes /metrics over HTTP and records why an endpoint could not be read', async () => {
+    const listen = (s: Server) =>
+      new Promise<number>((resolve) =>
+        s.listen(0, '127.0.0.1', () => resolve((s.address() as AddressInfo).port)),
+      );
+    const up = createServer((req, res) => res.end(req.url === '/metrics' ? METRICS_BEFORE : ''));
+    const down = createServer();
+    const upPort = await listen(up);
+    const downPort = await listen(down);
+    await new Promise((r) => down.close(r));
+    try {
+      const s = await snapshot([`127.0.0.1:${upPort}`, `127.0.0.1:${downPort}`]);
+      expect(predictCalls(s)).to.equal(10);
+      expect([...s.byEndpoint.keys()]).to.deep.equal([`127.0.0.1:${upPort}`]);
+      expect(Object.fromEntries(s.failures)).to.deep.equal({ [`127.0.0.1:${downPort}`]: 'ECONNREFUSED' });
+    } finally {
+      up.closeAllConnections();
+      await new Promise((r) => up.close(r));
+    }
   });
 
   it('counts a reset counter from zero and leaves out endpoints not read both times', () => {
