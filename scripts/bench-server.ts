@@ -13,6 +13,7 @@
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { InferenceServiceClient, type PredictResponse } from '../server/generated/inference/v1/inference.js';
 import { spawnServer } from './server-process.js';
+import { percentile } from './stats.js';
 
 const SAMPLE = {
   userId: 102079311,
@@ -38,12 +39,6 @@ function arg(name: string, fallback: number): number {
     process.exit(2);
   }
   return v;
-}
-
-/** Nearest-rank percentile of a sorted array. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
 }
 
 async function main(): Promise<void> {

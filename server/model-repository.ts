@@ -25,7 +25,8 @@ interface ModelState {
   readonly serving: ModelVersion | undefined;
 }
 
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** Model directory names the repository considers. */
+export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /**
  * The versioned model repository on disk (`<root>/<model>/<version>/`).
@@ -43,6 +44,8 @@ export class ModelRepository {
   /** Versions that failed, keyed by directory, with the file fingerprint that failed. */
   private readonly failed = new Map<string, string>();
   private knownModels = new Set<string>();
+  /** Models that have had a serving version since start-up (removed directories drop out). */
+  private readonly everServed = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private stopped = false;
@@ -77,9 +80,15 @@ export class ModelRepository {
     await Promise.all(all.map((v) => v.retire()));
   }
 
-  /** True once every model directory has a version to serve. */
+  /**
+   * True while some model serves and every model that has served still does.
+   * A model directory that never loaded (say, a new model whose first version
+   * is broken) answers UNAVAILABLE on its own but does not take the whole
+   * server out of rotation.
+   */
   get ready(): boolean {
-    return this.knownModels.size > 0 && [...this.knownModels].every((m) => this.models.get(m)?.serving);
+    const serving = [...this.knownModels].filter((m) => this.models.get(m)?.serving);
+    return serving.length > 0 && [...this.everServed].every((m) => serving.includes(m));
   }
 
   /**
@@ -199,6 +208,8 @@ export class ModelRepository {
     const prev = this.models.get(name);
     if (next.versions.size === 0 && !next.serving) this.models.delete(name);
     else this.models.set(name, next);
+    if (next.serving) this.everServed.add(name);
+    if (!this.knownModels.has(name)) this.everServed.delete(name);
     this.metrics.modelVersionInfo.reset();
     for (const [model, state] of this.models) {
       for (const v of state.versions.values()) {

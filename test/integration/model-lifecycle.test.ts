@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { cpSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import {
   copyModels,
@@ -181,6 +182,21 @@ describe('model lifecycle: hot swap, bad versions, rollback', function () {
     expect(res.version).to.equal(OLDER);
     const explicit = await predict(t.client, { version: NEWER, instances: [{ ...SAMPLE_RECORD }] });
     expect(explicit.version).to.equal(NEWER);
+  });
+
+  it('a new model whose only version is broken answers UNAVAILABLE without taking the server out of rotation', async () => {
+    const root = copyModels();
+    roots.push(root);
+    cpSync(join(DEMO_MODELS, 'conversion', OLDER), join(root, 'broken', OLDER), { recursive: true });
+    writeFileSync(join(root, 'broken', OLDER, 'model.onnx'), 'garbage');
+    t = await startApp({ MODEL_ROOT: root, MODEL_POLL_MS: '100' });
+    expect(t.app.health.status).to.equal('SERVING');
+    const err = await predict(t.client, { model: 'broken', instances: [{ ...SAMPLE_RECORD }] }).then(
+      () => undefined,
+      (e: { code: number }) => e.code,
+    );
+    expect(err).to.equal(status.UNAVAILABLE);
+    expect((await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] })).version).to.equal(NEWER);
   });
 
   it('keeps at most MODEL_MAX_LOADED_VERSIONS versions loaded', async () => {
