@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data-dir", default=str(REPO / ".cache" / "data"))
     ap.add_argument("--data", help="train on this existing CSV instead of generating one")
     ap.add_argument("--small", action="store_true", help="smaller estimators (tests)")
+    ap.add_argument("--large", action="store_true",
+                    help="serving-heavy gbdt/mlp variants (500 deep trees; 512-256-128 MLP) for benchmarks")
     ap.add_argument("--no-report", action="store_true", help="skip report.md and plots")
     ap.add_argument("--no-speed", action="store_true", help="skip latency / INT8 measurements")
     ap.add_argument("--speed-runs", type=int, default=300, help="timed runs per latency measurement")
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> Path:
     log(f"features F={X.shape[1]} train={len(tr)} val={len(va)} test={len(te)}")
 
     # 3. train + export -------------------------------------------------------------
-    est = MD.make_estimator(args.family, args.seed, small=args.small)
+    est = MD.make_estimator(args.family, args.seed, small=args.small, large=args.large)
     log(f"fitting {args.family}: {est}")
     MD.fit(est, X[tr], y[tr])
     onx = MD.to_onnx(est, X.shape[1], name=args.name)

@@ -21,7 +21,22 @@ POSITIVE_INDEX = 1
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 
 
-def make_estimator(family: str, seed: int = 0, small: bool = False):
+def make_estimator(family: str, seed: int = 0, small: bool = False, large: bool = False):
+    """The estimator of a family. `small` is for tests; `large` builds serving-
+    heavy variants (many deep trees, a wide MLP) for latency and event-loop
+    benchmarks, not for accuracy."""
+    if large and family == "gbdt":
+        return HistGradientBoostingClassifier(
+            max_iter=500, learning_rate=0.05, max_leaf_nodes=64, max_depth=None,
+            min_samples_leaf=20, l2_regularization=1.0, early_stopping=False,
+            random_state=seed)
+    if large and family == "mlp":
+        return Pipeline([
+            ("scaler", StandardScaler()),
+            ("clf", MLPClassifier(
+                hidden_layer_sizes=(512, 256, 128), alpha=1.0, batch_size=256,
+                learning_rate_init=1e-3, max_iter=5, random_state=seed)),
+        ])
     if family == "lr":
         return Pipeline([
             ("scaler", StandardScaler()),
