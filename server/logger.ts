@@ -6,14 +6,24 @@ import type { Config } from './config.js';
 /** The file name stem of rotated logs: `<dir>/server.<yyyy-MM-dd>.<n>.log`. */
 export const LOG_FILE_STEM = 'server';
 
+/**
+ * Prediction inputs are logged under `inputs`; the named instance fields are
+ * masked there. The A/B hash keys (`users`) are the x-user-id header or the
+ * instance's userId, so redacting `userId` masks them too.
+ */
+export function redactPaths(fields: readonly string[]): string[] {
+  const paths = fields.map((f) => `inputs[*].${f}`);
+  if (fields.includes('userId')) paths.push('users[*]');
+  return paths;
+}
+
 function options(log: Config['log']): pino.LoggerOptions {
   return {
     level: log.level,
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
-    // Prediction inputs are logged under `inputs`; these instance fields are masked.
-    redact: { paths: log.redactFields.map((f) => `inputs[*].${f}`), censor: '[redacted]' },
+    redact: { paths: redactPaths(log.redactFields), censor: '[redacted]' },
   };
 }
 
