@@ -77,6 +77,7 @@ describe('prediction log redaction', function () {
       await waitFor('the prediction line', () => t.logs.lines.some((l) => l.requestId === 'redact-1'));
       const line = t.logs.lines.find((l) => l.requestId === 'redact-1') as {
         inputs: Record<string, unknown>[];
+        users: unknown[];
       };
       expect(line.inputs[0]?.userId).to.equal('[redacted]');
       expect(line.inputs[0]?.deviceName).to.equal('[redacted]');
