@@ -35,6 +35,8 @@ export interface StartEnvoyOptions {
   readonly logLevel?: 'trace' | 'debug' | 'info' | 'warning' | 'error';
   /** Worker threads; 1 is plenty on loopback and leaves cores for the servers. */
   readonly concurrency?: number;
+  /** How often Envoy flushes access log files (its default is 10 s). */
+  readonly fileFlushIntervalMs?: number;
   /** Called with each line Envoy logs (stderr). */
   readonly onLog?: (line: string) => void;
   readonly timeoutMs?: number;
@@ -72,6 +74,8 @@ export async function startEnvoy(o: StartEnvoyOptions): Promise<EnvoyProcess> {
       o.logLevel ?? 'warning',
       '--admin-address-path',
       o.adminAddressPath,
+      '--file-flush-interval-msec',
+      String(o.fileFlushIntervalMs ?? 1000),
     ],
     { cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] },
   );

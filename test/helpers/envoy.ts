@@ -1,0 +1,373 @@
+/**
+ * Test helpers for stage 1: a real Envoy in front of a real stable and a real
+ * canary server, all on loopback ports the kernel picks, plus a bounded load
+ * loop that records which arm answered each call.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import type { EnvoyAdmin } from '../../scripts/envoy/admin.js';
+import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/envoy/config.js';
+import { bootstrapText, routesText } from '../../scripts/envoy/files.js';
+import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/envoy/process.js';
+import {
+  InferenceServiceClient,
+  type PredictRequest,
+  type PredictResponse,
+} from '../../server/generated/inference/v1/inference.js';
+import { DEMO_MODELS, ROOT, removeDir, type SpawnedServer, spawnServer, waitFor } from './server.js';
+
+/** The demo model versions, oldest first: the stable server pins the older, the canary the newer. */
+export function demoVersions(): { older: string; newer: string } {
+  const versions = readdirSync(join(DEMO_MODELS, 'conversion'))
+    .filter((d) => /^\d{8}T\d{6}Z$/.test(d))
+    .sort();
+  if (versions.length < 2) throw new Error('the demo model repository needs two versions');
+  return { older: versions.at(-2) as string, newer: versions.at(-1) as string };
+}
+
+/** One Envoy access log entry (see accessLog() in scripts/envoy/config.ts). */
+export interface AccessLogEntry {
+  user: string | null;
+  override: string | null;
+  cluster: string | null;
+  arm: string | null;
+  grpc_status: string | null;
+  attempts: number | string | null;
+  response_flags: string;
+}
+
+export interface AbStack {
+  readonly dir: string;
+  readonly routesPath: string;
+  readonly stable: SpawnedServer;
+  canary: SpawnedServer;
+  readonly canaryPort: number;
+  readonly envoy: EnvoyProcess;
+  readonly admin: EnvoyAdmin;
+  /** Envoy's gRPC listener. */
+  readonly port: number;
+  readonly client: InferenceServiceClient;
+  readonly env: { stable: Record<string, string>; canary: Record<string, string> };
+  accessLog(): AccessLogEntry[];
+  /** Starts a new canary on the same port (after a kill or drain) and waits until Envoy sees it healthy. */
+  restartCanary(env?: Record<string, string>): Promise<SpawnedServer>;
+  /** Stops everything this stack started, whatever state it is in. */
+  stop(): Promise<void>;
+}
+
+export interface AbStackOptions {
+  readonly stableEnv?: Record<string, string>;
+  readonly canaryEnv?: Record<string, string>;
+  readonly weights?: Weights;
+  /** Active health check interval; short, so tests observe transitions quickly. */
+  readonly healthCheckIntervalMs?: number;
+}
+
+/**
+ * Starts stable and canary servers on port 0 (stable pinned to the older demo
+ * version, canary to the newer), then Envoy with a bootstrap rendered for
+ * their ports into a temp dir (listener and admin on port 0 too), and waits
+ * until Envoy reports both clusters healthy. On any failure it stops what it
+ * had started before rethrowing.
+ */
+export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
+  const dir = mkdtempSync(join(tmpdir(), 'ab-stack-'));
+  const { older, newer } = demoVersions();
+  const env = {
+    stable: {
+      ROLE: 'stable',
+      MODEL_VERSION_POLICY: `conversion=${older}`,
+      DRAIN_MS: '500',
+      ...o.stableEnv,
+    },
+    canary: {
+      ROLE: 'canary',
+      MODEL_VERSION_POLICY: `conversion=${newer}`,
+      DRAIN_MS: '500',
+      ...o.canaryEnv,
+    },
+  };
+  const started: { stop(): Promise<unknown> }[] = [];
+  const stopAll = async () => {
+    // Reverse order of start; each step is independent of the others' failures.
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+    removeDir(dir);
+  };
+  try {
+    const [stable, canary] = await Promise.all([spawnServer(env.stable), spawnServer(env.canary)]);
+    started.push(stable, canary);
+    const routesPath = join(dir, 'routes', 'routes.yaml');
+    mkdirSync(join(dir, 'routes'));
+    writeFileSync(routesPath, routesText(o.weights ?? DEFAULT_WEIGHTS, 'test-initial'));
+    const options: BootstrapOptions = {
+      listener: { host: '127.0.0.1', port: 0 },
+      admin: { host: '127.0.0.1', port: 0 },
+      stable: { host: '127.0.0.1', port: stable.grpcPort },
+      canary: { host: '127.0.0.1', port: canary.grpcPort },
+      discovery: 'static',
+      routesPath,
+      accessLog: join(dir, 'access.log'),
+      healthCheckIntervalMs: o.healthCheckIntervalMs ?? 250,
+    };
+    const configPath = join(dir, 'envoy.yaml');
+    writeFileSync(configPath, bootstrapText(options, 'test stack'));
+    const envoy = await startEnvoy({
+      binary: envoyBinary(ROOT),
+      configPath,
+      cwd: dir,
+      adminAddressPath: join(dir, 'admin-address'),
+      logLevel: 'info',
+      fileFlushIntervalMs: 100,
+    });
+    started.push(envoy);
+    const admin = envoy.admin;
+    await waitFor(
+      'Envoy to see stable and canary healthy',
+      async () => (await admin.clusterHealthy('stable')) && (await admin.clusterHealthy('canary')),
+      15_000,
+      50,
+    );
+    const port = await admin.listenerPort('grpc_ingress');
+    const client = new InferenceServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    started.push({ stop: async () => client.close() });
+    const stack: AbStack = {
+      dir,
+      routesPath,
+      stable,
+      canary,
+      canaryPort: canary.grpcPort,
+      envoy,
+      admin,
+      port,
+      client,
+      env,
+      accessLog() {
+        let text = '';
+        try {
+          text = readFileSync(join(dir, 'access.log'), 'utf8');
+        } catch {
+          return [];
+        }
+        return text
+          .split('\n')
+          .filter((l) => l.trim() !== '')
+          .map((l) => JSON.parse(l) as AccessLogEntry);
+      },
+      async restartCanary(extra = {}) {
+        const next = await spawnServer({ ...env.canary, ...extra, GRPC_PORT: String(stack.canaryPort) });
+        started.push(next);
+        stack.canary = next;
+        await waitFor(
+          'Envoy to see the new canary healthy',
+          () => admin.clusterHealthy('canary'),
+          15_000,
+          50,
+        );
+        return next;
+      },
+      stop: stopAll,
+    };
+    return stack;
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/**
+ * A positive and a negative record for a model version, taken from its QA
+ * cases (models/<name>/<version>/qa.json), so they follow a rebuilt model.
+ * The instance's userId is an id, not a feature: changing it keeps the label.
+ */
+export function qaRecords(version: string): {
+  positive: Record<string, unknown>;
+  negative: Record<string, unknown>;
+} {
+  const qa = JSON.parse(readFileSync(join(DEMO_MODELS, 'conversion', version, 'qa.json'), 'utf8')) as {
+    cases: {
+      request: { instances: Record<string, unknown>[] };
+      expect: { code: string; predictions?: { label: number }[] };
+    }[];
+  };
+  const single = (label: number) =>
+    qa.cases.find(
+      (c) =>
+        c.expect.code === 'OK' &&
+        c.request.instances.length === 1 &&
+        c.expect.predictions?.[0]?.label === label,
+    )?.request.instances[0];
+  const positive = single(1);
+  const negative = single(0);
+  if (!positive || !negative)
+    throw new Error(`qa.json of ${version} lacks a single positive and negative case`);
+  return { positive, negative };
+}
+
+/** One call through Envoy and what came back. */
+export interface CallResult {
+  readonly user: string | undefined;
+  readonly startedAt: number;
+  readonly endedAt: number;
+  /** Envoy's `x-ab-arm` response metadata. */
+  readonly armHeader: string | undefined;
+  readonly response?: PredictResponse;
+  readonly error?: ServiceError;
+}
+
+export interface CallOptions {
+  readonly user?: string;
+  readonly override?: 'stable' | 'canary' | string;
+  readonly instances?: Record<string, unknown>[];
+  readonly deadlineMs?: number;
+}
+
+let cachedRecord: Record<string, unknown> | undefined;
+/** The canary's positive QA record: both arms answer it, and the canary says 1. */
+function defaultRecord(): Record<string, unknown> {
+  cachedRecord ??= qaRecords(demoVersions().newer).positive;
+  return cachedRecord;
+}
+
+/** Predict through Envoy, keeping the response metadata; never rejects. */
+export function call(client: InferenceServiceClient, o: CallOptions = {}): Promise<CallResult> {
+  const md = new Metadata();
+  if (o.user !== undefined) md.set('x-user-id', o.user);
+  if (o.override !== undefined) md.set('x-ab-group', o.override);
+  const req: PredictRequest = {
+    model: 'conversion',
+    version: '',
+    requestId: '',
+    instances: o.instances ?? [{ ...defaultRecord() }],
+  };
+  const startedAt = Date.now();
+  return new Promise((resolve) => {
+    let armHeader: string | undefined;
+    const c = client.predict(req, md, { deadline: Date.now() + (o.deadlineMs ?? 10_000) }, (err, res) => {
+      const base = { user: o.user, startedAt, endedAt: Date.now(), armHeader };
+      resolve(err ? { ...base, error: err } : { ...base, response: res });
+    });
+    c.on('metadata', (m: Metadata) => {
+      const v = m.get('x-ab-arm')[0];
+      armHeader = typeof v === 'string' ? v : undefined;
+    });
+  });
+}
+
+/** Runs `total` calls with at most `concurrency` in flight; `options(i)` shapes call i. */
+export async function runCalls(
+  client: InferenceServiceClient,
+  total: number,
+  options: (i: number) => CallOptions,
+  concurrency = 50,
+): Promise<CallResult[]> {
+  const results: CallResult[] = new Array(total);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, total) }, async () => {
+      while (next < total) {
+        const i = next++;
+        results[i] = await call(client, options(i));
+      }
+    }),
+  );
+  return results;
+}
+
+/**
+ * Traffic in the background until `stop()`, bounded in count and in time:
+ * each call i uses `options(i)`; `sent` and `results` can be read while it runs.
+ */
+export class LoadLoop {
+  readonly results: CallResult[] = [];
+  sent = 0;
+  private stopped = false;
+  private readonly done: Promise<void>;
+
+  constructor(
+    client: InferenceServiceClient,
+    options: (i: number) => CallOptions,
+    readonly limits: { maxCalls: number; maxMs: number; concurrency?: number } = {
+      maxCalls: 20_000,
+      maxMs: 30_000,
+    },
+  ) {
+    const deadline = Date.now() + limits.maxMs;
+    this.done = Promise.all(
+      Array.from({ length: limits.concurrency ?? 20 }, async () => {
+        while (!this.stopped && this.sent < limits.maxCalls && Date.now() < deadline) {
+          const i = this.sent++;
+          this.results.push(await call(client, options(i)));
+        }
+      }),
+    ).then(() => undefined);
+  }
+
+  /** Resolves once at least `n` calls have completed (bounded by `timeoutMs`). */
+  async waitForResults(n: number, timeoutMs = 15_000): Promise<void> {
+    await waitFor(
+      `${n} calls through Envoy`,
+      () => this.results.length >= n || this.finishedEarly(),
+      timeoutMs,
+    );
+    if (this.results.length < n)
+      throw new Error(`the load loop hit its bounds after ${this.results.length} calls`);
+  }
+
+  private finishedEarly(): boolean {
+    return this.sent >= this.limits.maxCalls;
+  }
+
+  /** Stops sending, waits for calls in flight, and returns every result. */
+  async stop(): Promise<CallResult[]> {
+    this.stopped = true;
+    await this.done;
+    return this.results;
+  }
+}
+
+/** Calls that failed, summarised by code and message for an assertion message. */
+export function failures(results: readonly CallResult[]): string[] {
+  return results.filter((r) => r.error).map((r) => `${r.error?.code} ${r.error?.details} (user ${r.user})`);
+}
+
+/** How many results each arm answered, by Envoy's x-ab-arm. */
+export function countArms(results: readonly CallResult[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of results) {
+    const k = r.armHeader ?? '(none)';
+    out[k] = (out[k] ?? 0) + 1;
+  }
+  return out;
+}
+
+/** Asserts `observed` is within `k` binomial standard deviations of n·p. */
+export function withinSigma(observed: number, n: number, p: number, k = 4): { ok: boolean; text: string } {
+  const sigma = Math.sqrt(n * p * (1 - p));
+  const expected = n * p;
+  const ok = Math.abs(observed - expected) <= k * sigma;
+  return {
+    ok,
+    text: `${observed} of ${n} (expected ${expected.toFixed(1)} ± ${(k * sigma).toFixed(1)} at ${k}σ)`,
+  };
+}
+
+/** Prometheus text → value of the sample with exactly these labels (0 when absent). */
+export function metricValue(text: string, name: string, labels: Record<string, string>): number {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const m = /^[^{]+\{([^}]*)\}\s+(\S+)/.exec(line);
+    if (!m?.[1] || !m[2]) continue;
+    const got = Object.fromEntries(
+      [...m[1].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1] as string, x[2] as string]),
+    );
+    if (
+      Object.entries(labels).every(([k, v]) => got[k] === v) &&
+      Object.keys(got).length === Object.keys(labels).length
+    ) {
+      return Number(m[2]);
+    }
+  }
+  return 0;
+}
