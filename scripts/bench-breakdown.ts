@@ -17,23 +17,10 @@ import { ExperimentAssigner } from '../server/experiment.js';
 import { PredictRequest, PredictResponse } from '../server/generated/inference/v1/inference.js';
 import { Metrics } from '../server/metrics.js';
 import { ModelVersion } from '../server/model-version.js';
+import { SEED_RECORD as SAMPLE } from './load-request.js';
 import { percentile } from './stats.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SAMPLE = {
-  userId: 102079311,
-  birthday: '1995-04-29T00:00:00.000+0000',
-  appId: 20000,
-  channel: 1,
-  countryId: 182,
-  createTime: '2020-11-02T02:51:19.000+0000',
-  languageId: '20',
-  type: 6,
-  stoneVersion: 'other',
-  platformType: 2,
-  screenSize: '720*1440',
-  deviceName: 'TECNO-BB4k',
-};
 
 const iArg = process.argv.indexOf('--iterations');
 const ITER = iArg >= 0 ? Number(process.argv[iArg + 1]) : 20_000;

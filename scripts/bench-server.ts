@@ -12,23 +12,9 @@
  */
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { InferenceServiceClient, type PredictResponse } from '../server/generated/inference/v1/inference.js';
+import { SEED_RECORD as SAMPLE } from './load-request.js';
 import { spawnServer } from './server-process.js';
 import { percentile } from './stats.js';
-
-const SAMPLE = {
-  userId: 102079311,
-  birthday: '1995-04-29T00:00:00.000+0000',
-  appId: 20000,
-  channel: 1,
-  countryId: 182,
-  createTime: '2020-11-02T02:51:19.000+0000',
-  languageId: '20',
-  type: 6,
-  stoneVersion: 'other',
-  platformType: 2,
-  screenSize: '720*1440',
-  deviceName: 'TECNO-BB4k',
-};
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

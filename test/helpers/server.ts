@@ -23,20 +23,7 @@ export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const DEMO_MODELS = join(ROOT, 'models');
 
 /** The seed's sample record, exactly as written in the engineering notes. */
-export const SAMPLE_RECORD = Object.freeze({
-  userId: 102079311,
-  birthday: '1995-04-29T00:00:00.000+0000',
-  appId: 20000,
-  channel: 1,
-  countryId: 182,
-  createTime: '2020-11-02T02:51:19.000+0000',
-  languageId: '20',
-  type: 6,
-  stoneVersion: 'other',
-  platformType: 2,
-  screenSize: '720*1440',
-  deviceName: 'TECNO-BB4k',
-});
+export { SEED_RECORD as SAMPLE_RECORD } from '../../scripts/load-request.js';
 
 /** Copies the demo model repository (or one model of it) to a fresh temp dir. */
 export function copyModels(prefix = 'models-'): string {
