@@ -2,7 +2,7 @@
  * Test helpers: the real server, in process on port 0 (`startApp`) or as a
  * child process (`spawnServer`, for signals and SIGKILL), plus typed clients.
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { type App, createApp, type Ports } from '../../server/app.js';
-import { type Config, loadConfig } from '../../server/config.js';
+import { CONFIG_DEFAULTS, type Config, loadConfig } from '../../server/config.js';
 import {
   InferenceServiceClient,
   type PredictRequest,
@@ -21,6 +21,13 @@ import { createStreamLogger } from '../../server/logger.js';
 /** The project root (dist/test/helpers → three levels up). */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const DEMO_MODELS = join(ROOT, 'models');
+
+/** The demo model's committed versions, oldest first (stable serves the older, canary the newer). */
+export const DEMO_VERSIONS: readonly string[] = Object.freeze(
+  readdirSync(join(DEMO_MODELS, 'conversion')).sort(),
+);
+export const OLDER = DEMO_VERSIONS[0] as string;
+export const NEWER = DEMO_VERSIONS[DEMO_VERSIONS.length - 1] as string;
 
 /** The seed's sample record, exactly as written in the engineering notes. */
 export { SEED_RECORD as SAMPLE_RECORD } from '../../scripts/load-request.js';
@@ -69,6 +76,8 @@ export interface TestApp {
  * committed demo repository and file logging is off unless LOG_DIR is given.
  */
 export async function startApp(env: Record<string, string> = {}, clock?: () => number): Promise<TestApp> {
+  const unknown = Object.keys(env).filter((k) => !(k in CONFIG_DEFAULTS));
+  if (unknown.length > 0) throw new Error(`startApp: not config variables: ${unknown.join(', ')}`);
   const config = loadConfig({
     GRPC_PORT: '0',
     METRICS_PORT: '0',

@@ -1,10 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { DEMO_MODELS, predict, startApp, type TestApp } from '../helpers/server.js';
+import { DEMO_MODELS, NEWER, predict, startApp, type TestApp } from '../helpers/server.js';
 
-const VERSIONS = readdirSync(join(DEMO_MODELS, 'conversion')).sort();
-const NEWER = VERSIONS[VERSIONS.length - 1] as string;
 const golden = JSON.parse(readFileSync(join(DEMO_MODELS, 'conversion', NEWER, 'golden.json'), 'utf8')) as {
   referenceTime: string;
   cases: { id: string; record: Record<string, unknown>; score: number }[];

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
-import { cpSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import {
   copyModels,
   DEMO_MODELS,
+  NEWER,
+  OLDER,
   predict,
   removeDir,
   SAMPLE_RECORD,
@@ -13,10 +15,6 @@ import {
   type TestApp,
   waitFor,
 } from '../helpers/server.js';
-
-const VERSIONS = readdirSync(join(DEMO_MODELS, 'conversion')).sort();
-const OLDER = VERSIONS[0] as string;
-const NEWER = VERSIONS[VERSIONS.length - 1] as string;
 
 /** A repository holding only the older demo version. */
 function olderOnly(): string {

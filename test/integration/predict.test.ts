@@ -10,7 +10,10 @@ import type {
 import {
   copyModels,
   DEMO_MODELS,
+  DEMO_VERSIONS,
   expectGrpcError,
+  NEWER,
+  OLDER,
   predict,
   removeDir,
   SAMPLE_RECORD,
@@ -18,10 +21,6 @@ import {
   type TestApp,
   waitFor,
 } from '../helpers/server.js';
-
-const VERSIONS = readdirSync(join(DEMO_MODELS, 'conversion')).sort();
-const OLDER = VERSIONS[0] as string;
-const NEWER = VERSIONS[VERSIONS.length - 1] as string;
 
 interface Golden {
   referenceTime: string;
@@ -59,7 +58,7 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
     expect(p?.action).to.equal(p?.label);
   });
 
-  for (const version of VERSIONS) {
+  for (const version of DEMO_VERSIONS) {
     it(`reproduces every golden vector of ${version} to 1e-5 in one batch`, async () => {
       const g = golden(version);
       const res = await predict(t.client, { version, instances: g.cases.map((c) => c.record) });
@@ -107,7 +106,7 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
     );
     expect(list.models).to.have.length(1);
     expect(list.models[0]?.servingVersion).to.equal(NEWER);
-    expect(list.models[0]?.versions.map((v) => v.version)).to.deep.equal([...VERSIONS].reverse());
+    expect(list.models[0]?.versions.map((v) => v.version)).to.deep.equal([...DEMO_VERSIONS].reverse());
     const meta = await new Promise<GetModelMetadataResponse>((resolve, reject) =>
       t.client.getModelMetadata({ model: 'conversion', version: OLDER }, (err, res) =>
         err ? reject(err) : resolve(res),

@@ -6,6 +6,8 @@ import { join, relative } from 'node:path';
 import { expect } from 'chai';
 import {
   DEMO_MODELS,
+  NEWER,
+  OLDER,
   predict,
   ROOT,
   removeDir,
@@ -17,9 +19,6 @@ import {
 
 const CLI = join(ROOT, 'dist', 'scripts', 'publish-model.js');
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'models');
-const VERSIONS = readdirSync(join(DEMO_MODELS, 'conversion')).sort();
-const OLDER = VERSIONS[0] as string;
-const NEWER = VERSIONS[VERSIONS.length - 1] as string;
 const GBDT_VERSION = readdirSync(join(FIXTURES, 'conversion-gbdt')).sort().pop() as string;
 
 interface Run {
