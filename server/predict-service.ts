@@ -14,7 +14,7 @@ import {
 import type { Metrics } from './metrics.js';
 import { columnsOf } from './model-manifest.js';
 import type { ModelRepository } from './model-repository.js';
-import type { CallContext, UnaryAdapter } from './unary-handler.js';
+import { type CallContext, type UnaryAdapter, withTolerantDecoding } from './unary-handler.js';
 
 export interface PredictServiceDeps {
   readonly repository: ModelRepository;
@@ -42,7 +42,7 @@ export class PredictService {
         'debug',
       ),
     };
-    server.addService(InferenceServiceService, impl);
+    server.addService(withTolerantDecoding(InferenceServiceService), impl);
   }
 
   async predict(req: PredictRequest, ctx: CallContext): Promise<PredictResponse> {

@@ -3,12 +3,41 @@ import {
   type handleUnaryCall,
   Metadata,
   type ServerUnaryCall,
+  type ServiceDefinition,
   type sendUnaryData,
   status,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { resourceExhausted, statusName, toServiceError, unavailable } from './errors.js';
+import { invalidArgument, resourceExhausted, statusName, toServiceError, unavailable } from './errors.js';
 import type { Metrics } from './metrics.js';
+
+/** A request body that could not be decoded; the adapter answers INVALID_ARGUMENT. */
+class DecodeFailure {
+  constructor(readonly reason: string) {}
+}
+
+/**
+ * Wraps every method's request decoder so a body that cannot be decoded (for
+ * example nesting deeper than the protobuf decoder's recursion limit) reaches
+ * the adapter as a `DecodeFailure`. grpc-js itself would answer INTERNAL for
+ * any decoder error; a malformed request is the caller's to fix.
+ */
+export function withTolerantDecoding<T extends ServiceDefinition>(definition: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return new DecodeFailure(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return out as T;
+}
 
 /** Per-call state a handler may enrich for the adapter's log line and metrics. */
 export interface CallContext {
@@ -110,6 +139,11 @@ export class UnaryAdapter {
       try {
         if (!this.options.isAccepting())
           throw unavailable('server is shutting down; retry on another replica');
+        if ((call.request as unknown) instanceof DecodeFailure) {
+          throw invalidArgument(
+            `the request could not be decoded: ${(call.request as unknown as DecodeFailure).reason}`,
+          );
+        }
         if (this.inFlight > this.options.maxInFlight) {
           throw resourceExhausted(
             `too many requests in flight (limit ${this.options.maxInFlight}); retry with backoff`,

@@ -193,6 +193,16 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
       expect(ok.predictions).to.have.length(256);
     });
 
+    it('a body nested beyond the decoder recursion limit → INVALID_ARGUMENT, not INTERNAL', async () => {
+      let deep: Record<string, unknown> = { x: 1 };
+      for (let i = 0; i < 150; i++) deep = { n: deep };
+      const err = await expectGrpcError(
+        predict(t.client, { instances: [{ ...SAMPLE_RECORD, extra: deep }] }),
+      );
+      expect(err.code).to.equal(status.INVALID_ARGUMENT);
+      expect(err.details).to.contain('could not be decoded').and.contain('recursion limit');
+    });
+
     it('missing model name → INVALID_ARGUMENT', async () => {
       const err = await expectGrpcError(predict(t.client, { model: '', instances: [{ ...SAMPLE_RECORD }] }));
       expect(err.code).to.equal(status.INVALID_ARGUMENT);
