@@ -39,6 +39,8 @@ export interface StartEnvoyOptions {
   readonly fileFlushIntervalMs?: number;
   /** Called with each line Envoy logs (stderr). */
   readonly onLog?: (line: string) => void;
+  /** Own process group, so a terminal's Ctrl-C reaches only the parent, which stops Envoy in order. */
+  readonly detached?: boolean;
   readonly timeoutMs?: number;
 }
 
@@ -77,7 +79,7 @@ export async function startEnvoy(o: StartEnvoyOptions): Promise<EnvoyProcess> {
       '--file-flush-interval-msec',
       String(o.fileFlushIntervalMs ?? 1000),
     ],
-    { cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: o.detached ?? false },
   );
   const log: string[] = [];
   let buf = '';

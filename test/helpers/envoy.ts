@@ -3,7 +3,7 @@
  * canary server, all on loopback ports the kernel picks, plus a bounded load
  * loop that records which arm answered each call.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -11,6 +11,7 @@ import type { EnvoyAdmin } from '../../scripts/envoy/admin.js';
 import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/envoy/config.js';
 import { bootstrapText, routesText } from '../../scripts/envoy/files.js';
 import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/envoy/process.js';
+import { demoVersions as stackVersions } from '../../scripts/stack.js';
 import {
   InferenceServiceClient,
   type PredictRequest,
@@ -18,13 +19,10 @@ import {
 } from '../../server/generated/inference/v1/inference.js';
 import { DEMO_MODELS, ROOT, removeDir, type SpawnedServer, spawnServer, waitFor } from './server.js';
 
-/** The demo model versions, oldest first: the stable server pins the older, the canary the newer. */
+/** The demo versions the two arms serve, chosen exactly as `npm start` chooses them. */
 export function demoVersions(): { older: string; newer: string } {
-  const versions = readdirSync(join(DEMO_MODELS, 'conversion'))
-    .filter((d) => /^\d{8}T\d{6}Z$/.test(d))
-    .sort();
-  if (versions.length < 2) throw new Error('the demo model repository needs two versions');
-  return { older: versions.at(-2) as string, newer: versions.at(-1) as string };
+  const v = stackVersions(DEMO_MODELS);
+  return { older: v.stable, newer: v.canary };
 }
 
 /** One Envoy access log entry (see accessLog() in scripts/envoy/config.ts). */
