@@ -170,7 +170,6 @@ export function routeConfiguration(weights: Weights) {
     throw new WeightsError(`weights must sum to ${TOTAL_WEIGHT}, got ${weights.stable} + ${weights.canary}`);
   }
   return {
-    '@type': TYPE.routeConfig,
     name: ROUTE_CONFIG_NAME,
     virtual_hosts: [
       {
@@ -239,7 +238,10 @@ export function routesVersion(weights: Weights, at: Date): string {
  * `/config_dump` and as `rds.<name>.version_text` in `/stats`.
  */
 export function routesFile(weights: Weights, version: string) {
-  return { version_info: version, resources: [routeConfiguration(weights)] };
+  return {
+    version_info: version,
+    resources: [{ '@type': TYPE.routeConfig, ...routeConfiguration(weights) }],
+  };
 }
 
 /** The weights a route configuration (as rendered above, or from `/config_dump`) carries. */

@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+# The inference server image, used for both arms (ROLE=stable|canary).
+#
+#   docker build -t inference-server:local .
+#   docker compose up --build            # the whole A/B stack (docker-compose.yml)
+#
+# Stage 1 compiles the server (and the health check) with the dev dependencies;
+# stage 2 holds production dependencies, the compiled code and the demo models,
+# and runs as the unprivileged `node` user.
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# Not `npm ci`: see scripts/bootstrap.mjs (the lock omits other platforms' optional
+# binaries); --no-save installs the locked tree without touching it.
+RUN npm install --no-save --no-audit --no-fund --loglevel=error
+COPY tsconfig.json ./
+COPY deploy/tsconfig.image.json deploy/
+COPY server/ server/
+COPY scripts/healthcheck.ts scripts/
+RUN npx tsc -p deploy/tsconfig.image.json
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# onnxruntime-node ships binaries for six platforms (~290 MB); keep this one's.
+RUN npm install --no-save --omit=dev --no-audit --no-fund --loglevel=error \
+  && arch="$(node -p process.arch)" \
+  && for d in node_modules/onnxruntime-node/bin/napi-v*/*/*; do \
+       case "$d" in */linux/"$arch") ;; *) rm -rf "$d" ;; esac; \
+     done \
+  && npm cache clean --force
+COPY --from=build /app/dist/ dist/
+# Reflection serves this descriptor set (server/reflection.ts reads it next to the sources).
+COPY server/generated/descriptors.binpb server/generated/
+COPY models/ models/
+# Containers log JSON to stdout only (`docker compose logs`); listen on all
+# interfaces inside the container network.
+ENV GRPC_HOST=0.0.0.0 \
+    GRPC_PORT=50051 \
+    METRICS_HOST=0.0.0.0 \
+    METRICS_PORT=9464 \
+    MODEL_ROOT=/app/models \
+    LOG_DIR= \
+    LOG_STDOUT=true
+USER node
+EXPOSE 50051 9464
+# The same grpc.health.v1 check Envoy runs: healthy only while SERVING.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
+  CMD ["node", "dist/scripts/healthcheck.js"]
+# node is PID 1 and handles SIGTERM itself (server/main.ts): health NOT_SERVING,
+# drain DRAIN_MS, then close. docker-compose.yml gives it stop_grace_period.
+CMD ["node", "dist/server/main.js"]
