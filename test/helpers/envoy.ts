@@ -4,6 +4,8 @@
  * loop that records which arm answered each call.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -46,6 +48,8 @@ export interface AbStack {
   readonly admin: EnvoyAdmin;
   /** Envoy's gRPC listener. */
   readonly port: number;
+  /** The read-only admin view (admin GET endpoints through a listener). */
+  readonly adminViewPort: number;
   readonly client: InferenceServiceClient;
   readonly env: { stable: Record<string, string>; canary: Record<string, string> };
   accessLog(): AccessLogEntry[];
@@ -101,13 +105,16 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
     writeFileSync(routesPath, routesText(o.weights ?? DEFAULT_WEIGHTS, 'test-initial'));
     const options: BootstrapOptions = {
       listener: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
+      // A fixed port, because the admin view's cluster must name it (port 0 would not do).
+      admin: { host: '127.0.0.1', port: await freePort() },
       stable: { host: '127.0.0.1', port: stable.grpcPort },
       canary: { host: '127.0.0.1', port: canary.grpcPort },
       discovery: 'static',
       routesPath,
       accessLog: join(dir, 'access.log'),
       healthCheckIntervalMs: o.healthCheckIntervalMs ?? 250,
+      // As in the container bootstrap: admin GETs only, on a listener of its own.
+      adminView: { host: '127.0.0.1', port: 0 },
     };
     const configPath = join(dir, 'envoy.yaml');
     writeFileSync(configPath, bootstrapText(options, 'test stack'));
@@ -128,6 +135,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
       50,
     );
     const port = await admin.listenerPort('grpc_ingress');
+    const adminViewPort = await admin.listenerPort('admin_view');
     const client = new InferenceServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
     started.push({ stop: async () => client.close() });
     const stack: AbStack = {
@@ -139,6 +147,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
       envoy,
       admin,
       port,
+      adminViewPort,
       client,
       env,
       accessLog() {
@@ -172,6 +181,18 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
     await stopAll();
     throw err;
   }
+}
+
+/** A port free right now (bound and released); used where a config must name a port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /**

@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { routeConfiguration, weightsForCanary } from '../../scripts/envoy/config.js';
+import { routesFile, weightsForCanary } from '../../scripts/envoy/config.js';
 import { writeFileAtomic } from '../../scripts/envoy/files.js';
 import { switchWeights } from '../../scripts/envoy/switch.js';
 import { toYaml } from '../../scripts/envoy/yaml.js';
@@ -110,6 +110,15 @@ describe('Envoy A/B routing (stage 1)', function () {
     expect(forced).to.include({ cluster: 'stable', arm: 'stable', grpc_status: 'OK' });
   });
 
+  it('counts calls per gRPC method and arm (grpc_stats filter)', async () => {
+    const stats = await stack.admin.stats('\\.grpc\\.inference\\.v1\\.InferenceService\\.Predict\\.success$');
+    const success = (cluster: string) =>
+      Number(stats.get(`cluster.${cluster}.grpc.inference.v1.InferenceService.Predict.success`) ?? 0);
+    expect(success('stable')).to.be.greaterThan(1500);
+    expect(success('canary_with_fallback')).to.be.greaterThan(100);
+    expect(success('canary')).to.be.greaterThan(0); // the QA overrides
+  });
+
   it('changes the weights under traffic with zero failed calls, and the new split holds', async () => {
     const loop = new LoadLoop(stack.client, (i) => ({ user: `live-${i}` }), {
       maxCalls: 20_000,
@@ -191,10 +200,44 @@ describe('Envoy A/B routing (stage 1)', function () {
     expect(noEnvoy.stderr).to.match(/did not answer.*Nothing was written/);
   });
 
+  it('exposes admin reads, and no admin writes, on the read-only admin view', async () => {
+    const view = `http://127.0.0.1:${stack.adminViewPort}`;
+    const prom = await fetch(`${view}/stats/prometheus`);
+    expect(prom.status).to.equal(200);
+    expect(await prom.text()).to.include('envoy_cluster_upstream_rq_total{envoy_cluster_name="stable"}');
+    const clusters = await fetch(`${view}/clusters?format=json`);
+    expect(clusters.status).to.equal(200);
+    for (const path of [
+      '/quitquitquit',
+      '/healthcheck/fail',
+      '/runtime_modify?x=1',
+      '/logging?level=trace',
+    ]) {
+      expect((await fetch(`${view}${path}`, { method: 'POST' })).status, path).to.equal(404);
+    }
+    expect((await fetch(`${view}/quitquitquit`)).status).to.equal(404);
+    expect(await stack.admin.ready()).to.equal(true);
+    // `npm run weights` works through it, as it does against the Docker stack's port 9902.
+    const status = spawnSync(
+      process.execPath,
+      [
+        join(ROOT, 'dist', 'scripts', 'weights.js'),
+        '--status',
+        '--admin',
+        `127.0.0.1:${stack.adminViewPort}`,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(status.status, status.stderr).to.equal(0);
+    expect(status.stdout).to.include('stable 90% / canary 10%');
+  });
+
   it('counts a rejected routes file in update_rejected and keeps serving the previous version', async () => {
     const before = await stack.admin.rds();
-    const bad = { ...routeConfiguration(weightsForCanary(50)), name: 'not_ab_routes' };
-    await writeFileAtomic(stack.routesPath, toYaml({ version_info: 'bad', resources: [bad] }));
+    // A well-formed file for the wrong route configuration: Envoy must refuse it.
+    const file = routesFile(weightsForCanary(50), 'bad');
+    const bad = { ...file, resources: [{ ...file.resources[0], name: 'not_ab_routes' }] };
+    await writeFileAtomic(stack.routesPath, toYaml(bad));
     await waitFor(
       'Envoy to reject the file',
       async () => (await stack.admin.rds()).updateRejected > before.updateRejected,
@@ -273,5 +316,57 @@ describe('Envoy A/B routing (stage 1)', function () {
     const stats = await stack.admin.stats('^runtime\\.deprecated_feature_use$');
     expect(stats.get('runtime.deprecated_feature_use')).to.equal(0);
     expect(stack.envoy.log.filter((l) => /deprecat/i.test(l))).to.deep.equal([]);
+  });
+});
+
+describe('Envoy A/B routing: a dead canary before any health check notices', function () {
+  this.timeout(60_000);
+  let stack: AbStack;
+
+  before(async () => {
+    // Active checks every 60 s: after the first one, only retries and outlier detection can help.
+    stack = await startAbStack({ healthCheckIntervalMs: 60_000 });
+  });
+
+  after(async () => {
+    await stack?.stop();
+  });
+
+  it('retries every call that meets the dead canary on stable, then ejects it: zero failed calls', async () => {
+    const canary = stack.canary;
+    const logBefore = stack.accessLog().length;
+    const loop = new LoadLoop(stack.client, (i) => ({ user: `dead-${i}` }));
+    await waitFor('the canary to serve traffic', () => canary.lines.some((l) => l.msg === 'Predict'), 10_000);
+    await canary.kill();
+    const killedAt = loop.results.length;
+    // Outlier detection, not the (60 s) active check, takes the host out of rotation.
+    await waitFor(
+      'outlier detection to eject the dead canary',
+      async () =>
+        ((await stack.admin.clusters()).get('canary')?.[0]?.flags ?? []).includes('failed_outlier_check'),
+      10_000,
+      20,
+    );
+    await loop.waitForResults(killedAt + 1000);
+    const results = await loop.stop();
+    expect(failures(results), 'failed calls').to.deep.equal([]);
+    const hosts = (await stack.admin.clusters()).get('canary') ?? [];
+    expect(hosts[0]?.flags).to.not.include('failed_active_hc');
+    let retried = 0;
+    await waitFor(
+      'the access log to show the retried calls',
+      () => {
+        retried = stack
+          .accessLog()
+          .slice(logBefore)
+          .filter((e) => Number(e.attempts) > 1 && e.arm === 'stable' && e.grpc_status === 'OK').length;
+        return retried > 0;
+      },
+      5000,
+      100,
+    );
+    // After the ejection the aggregate cluster sends the canary's share straight to stable.
+    const tail = results.slice(-300);
+    expect(countArms(tail)).to.deep.equal({ stable: tail.length });
   });
 });
