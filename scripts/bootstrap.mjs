@@ -6,6 +6,7 @@
 //                   embeds the Envoy binary)
 //   .tools/bin/ghz  `go install github.com/bojand/ghz/cmd/ghz@GHZ_VERSION`
 //   .tools/bin/hey  `go install github.com/rakyll/hey@HEY_VERSION` (HTTP load for `npm run bench`)
+//   .tools/bin/grpcurl  `go install github.com/fullstorydev/grpcurl/cmd/grpcurl@GRPCURL_VERSION`
 // Each part records a stamp (a hash of its inputs) and is skipped while the stamp
 // matches, so a second run takes well under a second.
 //
@@ -18,6 +19,14 @@ import { join } from 'node:path';
 
 export const GHZ_VERSION = 'v0.121.0';
 export const HEY_VERSION = 'v0.1.5';
+export const GRPCURL_VERSION = 'v1.9.3';
+
+/** Go tools installed into .tools/bin; each keeps its own stamp. */
+const GO_TOOLS = [
+  { name: 'ghz', module: 'github.com/bojand/ghz/cmd/ghz', version: GHZ_VERSION },
+  { name: 'hey', module: 'github.com/rakyll/hey', version: HEY_VERSION },
+  { name: 'grpcurl', module: 'github.com/fullstorydev/grpcurl/cmd/grpcurl', version: GRPCURL_VERSION },
+];
 
 const root = new URL('..', import.meta.url).pathname;
 const onlyNode = process.argv.includes('--node');
@@ -84,32 +93,23 @@ try {
       ]);
     });
 
-    // 3. ghz, built from source through the Go module proxy.
+    // 3. Go tools, built from source through the Go module proxy into .tools/bin:
+    //    ghz (load tests), hey (the Flask baseline's HTTP load in `npm run bench`),
+    //    grpcurl (the line `npm start` prints).
     const tools = join(root, '.tools');
     mkdirSync(join(tools, 'bin'), { recursive: true });
-    step(`ghz ${GHZ_VERSION} (.tools/bin)`, join(tools, '.ghz-stamp'), GHZ_VERSION, () => {
-      run('go', ['install', `github.com/bojand/ghz/cmd/ghz@${GHZ_VERSION}`], {
-        env: {
-          ...process.env,
-          GOBIN: join(tools, 'bin'),
-          GOFLAGS: '-mod=mod',
-          GOTOOLCHAIN: 'local',
+    for (const tool of GO_TOOLS) {
+      step(
+        `${tool.name} ${tool.version} (.tools/bin)`,
+        join(tools, `.${tool.name}-stamp`),
+        tool.version,
+        () => {
+          run('go', ['install', `${tool.module}@${tool.version}`], {
+            env: { ...process.env, GOBIN: join(tools, 'bin'), GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local' },
+          });
         },
-      });
-    });
-
-    // 4. hey, the HTTP load generator `npm run bench` drives the Flask baseline
-    //    with: closed-loop workers like ghz's, built the same way.
-    step(`hey ${HEY_VERSION} (.tools/bin)`, join(tools, '.hey-stamp'), HEY_VERSION, () => {
-      run('go', ['install', `github.com/rakyll/hey@${HEY_VERSION}`], {
-        env: {
-          ...process.env,
-          GOBIN: join(tools, 'bin'),
-          GOFLAGS: '-mod=mod',
-          GOTOOLCHAIN: 'local',
-        },
-      });
-    });
+      );
+    }
   }
 } catch (err) {
   const msg = err instanceof Error ? err.message : String(err);
