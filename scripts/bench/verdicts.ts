@@ -303,37 +303,44 @@ export const pct = (x: number | undefined, digits = 1) =>
 
 /** Memory growth of one process over a soak, from RSS samples taken in order. */
 export interface GrowthResult {
-  /** RSS at the end of warm-up (the first sample at or after it), bytes. */
+  /** Mean RSS of the first `window` samples at or after warm-up, bytes. */
   readonly baseline: number;
+  /** Mean RSS of the last `window` samples. */
   readonly last: number;
+  /** Largest sample after warm-up. */
   readonly peak: number;
-  /** (peak − baseline) / baseline, the conservative figure the target is judged on. */
+  /** (last − baseline) / baseline: the trend, which the target is judged on. */
+  readonly growth: number;
+  /** (peak − baseline) / baseline: includes garbage-collector sawtooth. */
   readonly peakGrowth: number;
-  /** (last − baseline) / baseline. */
-  readonly lastGrowth: number;
   readonly samples: number;
 }
 
 /**
- * RSS growth after warm-up. Samples before `warmupMs` are ignored; the
- * baseline is the first sample at or after it. Undefined when no sample is
+ * RSS growth after warm-up. Samples before `warmupMs` are ignored. The start
+ * and the end of the rest are each the mean of `window` samples, so that one
+ * sample taken just after (or before) a garbage collection does not decide
+ * the verdict; the peak is reported beside it. Undefined when no sample is
  * past warm-up.
  */
 export function rssGrowth(
   samples: readonly { atMs: number; rss: number }[],
   warmupMs: number,
+  window = 3,
 ): GrowthResult | undefined {
-  const after = samples.filter((s) => s.atMs >= warmupMs);
-  const first = after[0];
-  const lastSample = after.at(-1);
-  if (!first || !lastSample) return undefined;
-  const peak = Math.max(...after.map((s) => s.rss));
+  const after = samples.filter((s) => s.atMs >= warmupMs).map((s) => s.rss);
+  if (after.length === 0) return undefined;
+  const k = Math.max(1, Math.min(window, Math.floor(after.length / 2) || 1));
+  const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const baseline = mean(after.slice(0, k));
+  const last = mean(after.slice(-k));
+  const peak = Math.max(...after);
   return {
-    baseline: first.rss,
-    last: lastSample.rss,
+    baseline,
+    last,
     peak,
-    peakGrowth: change(first.rss, peak),
-    lastGrowth: change(first.rss, lastSample.rss),
+    growth: change(baseline, last),
+    peakGrowth: change(baseline, peak),
     samples: after.length,
   };
 }
