@@ -468,7 +468,7 @@ per arm and group, counts, positive rates and observed shares with 95% intervals
 and flags a sample ratio mismatch (chi-square test) in either split.
 
   --logs <dir>               read every *.log / *.log.gz under dir (default: logs, when no files are given)
-  -                          read stdin (for example: docker compose logs --no-log-prefix stable canary)
+  -                          read stdin (for example: docker compose logs --no-color --no-log-prefix stable canary)
   --expected-canary <pct>    the canary weight in force, 0-100 (default ${DEFAULT_WEIGHTS.canary})
   --experiment-share <0..1>  the canary's EXPERIMENT_SHARE (default 0.5)
   --alpha <p>                SRM significance level (default 0.001)
