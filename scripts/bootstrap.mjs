@@ -7,6 +7,7 @@
 //   .tools/bin/ghz  `go install github.com/bojand/ghz/cmd/ghz@GHZ_VERSION`
 //   .tools/bin/hey  `go install github.com/rakyll/hey@HEY_VERSION` (HTTP load for `npm run bench`)
 //   .tools/bin/grpcurl  `go install github.com/fullstorydev/grpcurl/cmd/grpcurl@GRPCURL_VERSION`
+//   .tools/bin/docker-compose  built from github.com/docker/compose/v5@COMPOSE_VERSION
 // Each part records a stamp (a hash of its inputs) and is skipped while the stamp
 // matches, so a second run takes well under a second.
 //
@@ -20,6 +21,8 @@ import { join } from 'node:path';
 export const GHZ_VERSION = 'v0.121.0';
 export const HEY_VERSION = 'v0.1.5';
 export const GRPCURL_VERSION = 'v1.9.3';
+/** Docker Compose, built only to check docker-compose.yml (`config`); v5.7 needs Go ≥ 1.26.10. */
+export const COMPOSE_VERSION = 'v5.6.0';
 
 /** Go tools installed into .tools/bin; each keeps its own stamp. */
 const GO_TOOLS = [
@@ -110,6 +113,26 @@ try {
         },
       );
     }
+
+    // 4. Docker Compose, so the tests can run a real `docker compose config` on
+    //    docker-compose.yml (no Docker engine runs here). Not `go install`: its
+    //    go.mod has exclude directives, which `go install pkg@version` refuses.
+    step(
+      `docker-compose ${COMPOSE_VERSION} (.tools/bin)`,
+      join(tools, '.docker-compose-stamp'),
+      COMPOSE_VERSION,
+      () => {
+        const env = { ...process.env, GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local' };
+        const mod = `github.com/docker/compose/v5@${COMPOSE_VERSION}`;
+        say(`$ go mod download -json ${mod}`);
+        const { Dir } = JSON.parse(
+          execFileSync('go', ['mod', 'download', '-json', mod], { cwd: tools, env, encoding: 'utf8' }),
+        );
+        const ldflags = `-s -w -X github.com/docker/compose/v5/internal.Version=${COMPOSE_VERSION}`;
+        const out = join(tools, 'bin', 'docker-compose');
+        run('go', ['build', '-trimpath', '-ldflags', ldflags, '-o', out, './cmd'], { cwd: Dir, env });
+      },
+    );
   }
 } catch (err) {
   const msg = err instanceof Error ? err.message : String(err);

@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
 import roll from 'pino-roll';
@@ -39,6 +40,9 @@ function options(log: Config['log']): pino.LoggerOptions {
 export async function createLogger(log: Config['log']): Promise<Logger> {
   const streams: StreamEntry[] = [];
   if (log.dir !== '') {
+    // pino-roll creates the directory asynchronously but links current.log
+    // synchronously, so a missing LOG_DIR would crash start-up with ENOENT.
+    mkdirSync(log.dir, { recursive: true });
     const file = await roll({
       file: join(log.dir, LOG_FILE_STEM),
       extension: '.log',

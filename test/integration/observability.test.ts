@@ -168,6 +168,18 @@ describe('health and shutdown', function () {
 describe('log files', function () {
   this.timeout(30_000);
 
+  it('creates a LOG_DIR that does not exist yet', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'logs-'));
+    const dir = join(parent, 'nested', 'stable');
+    try {
+      const s = await spawnServer({ LOG_DIR: dir });
+      expect(await s.stop()).to.equal(0);
+      expect(readdirSync(dir).some((f) => /^server\..*\.log$/.test(f))).to.equal(true);
+    } finally {
+      removeDir(parent);
+    }
+  });
+
   it('rotates with pino-roll into dated files and archives files older than the retention', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'logs-'));
     try {
