@@ -5,9 +5,10 @@
  * with a closed loop (or given with --max-qps), for 2 minutes by default. The
  * RSS of both servers and Envoy is sampled from /proc every few seconds.
  *
- * Pass: every process's RSS grows less than 10% after warm-up (the mean of the
- * last three samples over the mean of the first three after warm-up; the peak
- * is reported beside it), and no request fails. Exit 0 on pass, 1 on a miss (named), 2 on bad options, 3 when the
+ * Pass: every process's RSS grows less than 10% after warm-up (the median of
+ * the last third of the samples over the median of the first third after
+ * warm-up, so that garbage-collection sawtooth is not mistaken for growth;
+ * the peak is reported beside it), and no request fails. Exit 0 on pass, 1 on a miss (named), 2 on bad options, 3 when the
  * stack or ghz could not run. Prints a markdown report and writes it to
  * reports/soak-<timestamp>.md. Everything binds 127.0.0.1 and is stopped on
  * the way out, including on failure and Ctrl-C.
@@ -155,7 +156,7 @@ export function soakVerdicts(
           name: `${name} RSS`,
           ok: g.growth < maxGrowth,
           detail:
-            `${mib(g.baseline)} after warm-up → ${mib(g.last)} at the end: ${pct(g.growth)} ` +
+            `median ${mib(g.baseline)} in the first third after warm-up → ${mib(g.last)} in the last: ${pct(g.growth)} ` +
             `(peak ${mib(g.peak)}, ${pct(g.peakGrowth)}; ${g.samples} samples); limit < ${pct(maxGrowth, 0)}`,
         },
   );
@@ -307,7 +308,7 @@ async function main(argv: readonly string[]): Promise<number> {
         `achieved ${Math.round(run.okRps)}/s, p50 ${f2(run.p50Ms)} ms, p90 ${f2(run.p90Ms)} ms, p99 ${f2(run.p99Ms)} ms, ` +
         `max ${f2(run.maxMs)} ms, ${run.okCount} ok, ${run.errorCount} failed, load ${run.load1[0].toFixed(2)}→${run.load1[1].toFixed(2)}.`,
       '',
-      `| process | RSS at start | after ${opts.warmupMs / 1000} s warm-up | end | growth | peak after warm-up | peak growth | CPU µs per call |`,
+      `| process | RSS at start | after ${opts.warmupMs / 1000} s warm-up (median, first third) | end (median, last third) | growth | peak after warm-up | peak growth | CPU µs per call |`,
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...series.map((s, i) => {
         const g = growth[i]?.g;

@@ -303,37 +303,36 @@ export const pct = (x: number | undefined, digits = 1) =>
 
 /** Memory growth of one process over a soak, from RSS samples taken in order. */
 export interface GrowthResult {
-  /** Mean RSS of the first `window` samples at or after warm-up, bytes. */
+  /** Median RSS of the first third of the samples after warm-up, bytes. */
   readonly baseline: number;
-  /** Mean RSS of the last `window` samples. */
+  /** Median RSS of the last third. */
   readonly last: number;
   /** Largest sample after warm-up. */
   readonly peak: number;
   /** (last − baseline) / baseline: the trend, which the target is judged on. */
   readonly growth: number;
-  /** (peak − baseline) / baseline: includes garbage-collector sawtooth. */
+  /** (peak − baseline) / baseline: includes the garbage collector's sawtooth. */
   readonly peakGrowth: number;
   readonly samples: number;
 }
 
 /**
  * RSS growth after warm-up. Samples before `warmupMs` are ignored. The start
- * and the end of the rest are each the mean of `window` samples, so that one
- * sample taken just after (or before) a garbage collection does not decide
- * the verdict; the peak is reported beside it. Undefined when no sample is
- * past warm-up.
+ * and the end of the rest are the medians of its first and last thirds: a
+ * Node heap grows and drops by 10-20% between collections, so single samples
+ * (or short means) at either end would judge the sawtooth rather than the
+ * trend. The peak is reported beside it. Undefined when no sample is past
+ * warm-up.
  */
 export function rssGrowth(
   samples: readonly { atMs: number; rss: number }[],
   warmupMs: number,
-  window = 3,
 ): GrowthResult | undefined {
   const after = samples.filter((s) => s.atMs >= warmupMs).map((s) => s.rss);
   if (after.length === 0) return undefined;
-  const k = Math.max(1, Math.min(window, Math.floor(after.length / 2) || 1));
-  const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const baseline = mean(after.slice(0, k));
-  const last = mean(after.slice(-k));
+  const k = Math.max(1, Math.floor(after.length / 3));
+  const baseline = median(after.slice(0, k)) as number;
+  const last = median(after.slice(-k)) as number;
   const peak = Math.max(...after);
   return {
     baseline,
