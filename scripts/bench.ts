@@ -12,7 +12,8 @@
  * For each: max throughput (closed loop) and p50/p99 at a fixed rate; then the
  * ratios (ours/Flask, ours/floor, Envoy's added p99), Envoy at the issue's fixed
  * 5000 QPS, verdicts against the targets, RSS, and the CPU each process spent
- * per call. Optional sections: logging on/off, micro-batching off/on, scaling
+ * per call. One more row, not judged, runs the direct server with
+ * micro-batching on (`--batching`), to show how much of the gap it closes. Optional sections: logging on/off, micro-batching off/on, scaling
  * 1 → 2 servers behind Envoy, and issue 5's per-family RT through Envoy.
  *
  * The machine is shared, so every comparison of throughput starts all its
@@ -194,6 +195,13 @@ function cpuTable(rows: readonly { name: string; m: Measurement | undefined }[])
   return lines.join('\n');
 }
 
+function ratioOf(a: Measurement | undefined, b: Measurement | undefined): number | undefined {
+  return a && b && b.okRps > 0 ? a.okRps / b.okRps : undefined;
+}
+
+const fmtRatio = (x: number | undefined, digits: number) =>
+  x === undefined ? 'n/a' : `${x.toFixed(digits)}×`;
+
 function roundsCell(m: Measurement | undefined): string {
   return m?.rounds ? m.rounds.map((r) => Math.round(r)).join(' / ') : 'n/a';
 }
@@ -212,9 +220,15 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     `[bench] starting every target: floor, direct, stable + canary + Envoy (${opts.envoyWorkers} worker), ` +
       `and Flask (rebuilding the sklearn estimator of ${versionDir}, checked against golden.json)`,
   );
-  const [floor, direct, stable, canary, flask] = await Promise.all([
+  const [floor, direct, batched, stable, canary, flask] = await Promise.all([
     startFloor(procs, workDir),
     startServer(procs, { name: 'direct', workDir, env: pinned(ctx) }),
+    // Not judged: the same server with micro-batching on, to show what it closes.
+    startServer(procs, {
+      name: 'direct-batching',
+      workDir,
+      env: pinned(ctx, { MODEL_BATCHING: opts.batching }),
+    }),
     startServer(procs, { name: 'stable', workDir, env: pinned(ctx, { ROLE: 'stable' }) }),
     startServer(procs, { name: 'canary', workDir, env: pinned(ctx, { ROLE: 'canary' }) }),
     // The baseline may refuse to start (not the same model) or lack its venv: the rest still runs.
@@ -230,6 +244,7 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
   });
   const targets = {
     direct: grpcTarget(ctx, 'direct', direct.host, [watchServer(direct, 'server')]),
+    batched: grpcTarget(ctx, 'direct+batching', batched.host, [watchServer(batched, 'server')]),
     envoy: grpcTarget(ctx, 'envoy', envoy.host, [
       { name: 'Envoy', pid: envoy.pid },
       watchServer(stable, 'stable server'),
@@ -243,7 +258,7 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
           ]),
     floor: grpcTarget(ctx, 'floor', `127.0.0.1:${floor.port}`, [{ name: 'floor server', pid: floor.pid }]),
   };
-  const order = [targets.direct, targets.envoy, targets.flask, targets.floor].filter(
+  const order = [targets.direct, targets.batched, targets.envoy, targets.flask, targets.floor].filter(
     (t): t is Target => t !== undefined,
   );
 
@@ -281,6 +296,12 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     sideBySideTable([
       { name: 'this server, direct', generator: 'ghz (gRPC)', ...runs.direct },
       {
+        name: `(not judged) direct, MODEL_BATCHING=${opts.batching}`,
+        generator: 'ghz (gRPC)',
+        max: max.get('direct+batching'),
+        rate: rate.get('direct+batching'),
+      },
+      {
         name: `this server via Envoy (${DEFAULT_WEIGHTS.stable}/${DEFAULT_WEIGHTS.canary})`,
         generator: 'ghz (gRPC)',
         ...runs.envoy,
@@ -289,7 +310,8 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
       { name: 'floor: bare grpc-js', generator: 'ghz (gRPC)', ...runs.floor },
     ]),
     '',
-    `Max throughput per round (ok/s): direct ${roundsCell(runs.direct?.max)}; envoy ${roundsCell(runs.envoy?.max)}; ` +
+    `Max throughput per round (ok/s): direct ${roundsCell(runs.direct?.max)}; ` +
+      `direct+batching ${roundsCell(max.get('direct+batching'))}; envoy ${roundsCell(runs.envoy?.max)}; ` +
       `flask ${roundsCell(runs.flask?.max)}; floor ${roundsCell(runs.floor?.max)}.`,
     '',
     `Envoy at a fixed ${opts.envoyRate}/s (c=${opts.concurrency}): achieved ${Math.round(high.okRps)}/s, ` +
@@ -300,6 +322,8 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     '| --- | ---: |',
     `| ours/Flask throughput (direct max ÷ Flask max) | ${r.oursOverFlask === undefined ? 'n/a' : `${r.oursOverFlask.toFixed(1)}×`} |`,
     `| ours/floor throughput (direct max ÷ floor max) | ${r.oursOverFloor === undefined ? 'n/a' : `${r.oursOverFloor.toFixed(2)}×`} |`,
+    `| (not judged) direct with batching ÷ floor | ${fmtRatio(ratioOf(max.get('direct+batching'), runs.floor?.max), 2)} |`,
+    `| (not judged) direct with batching ÷ Flask | ${fmtRatio(ratioOf(max.get('direct+batching'), runs.flask?.max), 1)} |`,
     `| Envoy's added p50 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP50Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP50Ms)} ms`} |`,
     `| Envoy's added p99 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP99Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP99Ms)} ms`} |`,
     '',
@@ -311,6 +335,7 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     '',
     cpuTable([
       { name: 'direct', m: runs.direct?.max },
+      { name: 'direct+batching', m: max.get('direct+batching') },
       { name: 'envoy', m: runs.envoy?.max },
       { name: `envoy @${opts.envoyRate}/s`, m: high },
       { name: 'flask', m: runs.flask?.max },

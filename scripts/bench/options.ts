@@ -50,7 +50,7 @@ and a bare grpc-js floor server; max throughput (closed loop) and p50/p99 at a
 fixed rate, ratios, and verdicts against issue 4's targets. Writes the report
 to reports/bench-<timestamp>.md.
 
-Sections (default: side, about 2.5 minutes):
+Sections (default: side, about 3 minutes):
   --extras              add logging (LOG_LEVEL info vs warn), batching (off vs
                         MODEL_BATCHING) and scaling (1 → 2 servers behind Envoy)
   --families            add issue 5's table: each family through Envoy at a fixed rate
@@ -68,7 +68,8 @@ Load:
   --envoy-rate N        fixed rate through Envoy for its verdict (default 5000)
   --envoy-workers N     Envoy --concurrency (default 1)
   --batch-concurrency C closed-loop workers of the batching runs (default 200)
-  --batching SPEC       MODEL_BATCHING of the batching-on run (default conversion=32/1ms)
+  --batching SPEC       MODEL_BATCHING of the batching runs: the side-by-side's
+                        unjudged row and the batching section (default conversion=32/1ms)
   --families-rate N     fixed rate of the families section (default 1000)
 
 Other:
