@@ -186,7 +186,14 @@ let serverStarts = 0;
  */
 export async function startServer(
   procs: Processes,
-  o: { name: string; workDir: string; env?: Readonly<Record<string, string>>; timeoutMs?: number },
+  o: {
+    name: string;
+    workDir: string;
+    env?: Readonly<Record<string, string>>;
+    /** Extra node flags, e.g. `--cpu-prof`. */
+    nodeArgs?: readonly string[];
+    timeoutMs?: number;
+  },
 ): Promise<BenchServer> {
   const [grpcPort, metricsPort] = [await freePort(), await freePort()];
   // Each start gets its own files, even when a name is used again.
@@ -208,7 +215,12 @@ export async function startServer(
     SHUTDOWN_GRACE_MS: '2000',
     ...o.env,
   };
-  const proc = spawnToFile(process.execPath, [join(PROJECT_ROOT, 'dist', 'server', 'main.js')], env, outFile);
+  const proc = spawnToFile(
+    process.execPath,
+    [...(o.nodeArgs ?? []), join(PROJECT_ROOT, 'dist', 'server', 'main.js')],
+    env,
+    outFile,
+  );
   const stop = () => stopChild(proc);
   procs.add(o.name, stop);
   const client = new HealthClient(`127.0.0.1:${grpcPort}`, credentials.createInsecure());
@@ -240,11 +252,15 @@ export interface BenchProcess {
 }
 
 /** Starts the floor server (scripts/floor-server.ts, built into dist/). */
-export async function startFloor(procs: Processes, workDir: string): Promise<BenchProcess> {
+export async function startFloor(
+  procs: Processes,
+  workDir: string,
+  nodeArgs: readonly string[] = [],
+): Promise<BenchProcess> {
   const outFile = join(workDir, 'floor.out');
   const proc = spawnToFile(
     process.execPath,
-    [join(PROJECT_ROOT, 'dist', 'scripts', 'floor-server.js'), '--port', '0'],
+    [...nodeArgs, join(PROJECT_ROOT, 'dist', 'scripts', 'floor-server.js'), '--port', '0'],
     { PATH: process.env.PATH ?? '' },
     outFile,
   );
