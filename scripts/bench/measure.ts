@@ -110,6 +110,8 @@ export async function ghzPhase(o: {
   watch?: readonly Watched[];
   signal?: AbortSignal;
 }): Promise<Measurement> {
+  // An interrupted run starts nothing new (an already-aborted signal never fires 'abort').
+  if (o.signal?.aborted) throw new Error('interrupted');
   const n = ++runCounter;
   const runId = `bench-${o.target.replace(/\W+/g, '-')}-${n}`;
   const request = predictArray(o.model);
@@ -179,6 +181,7 @@ export async function heyPhase(o: {
   watch?: readonly Watched[];
   signal?: AbortSignal;
 }): Promise<Measurement> {
+  if (o.signal?.aborted) throw new Error('interrupted');
   const label = `${o.target} ${describeLoad(o.load)}`;
   o.progress(`  ${label}: hey → ${o.url}`);
   const before = load1();
