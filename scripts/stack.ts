@@ -23,6 +23,7 @@ import type { EnvoyAdmin, HostHealth } from './envoy/admin.js';
 import { type BootstrapOptions, LOCAL_BOOTSTRAP } from './envoy/config.js';
 import { bootstrapText, writeFileAtomic } from './envoy/files.js';
 import { type EnvoyProcess, envoyBinary, startEnvoy } from './envoy/process.js';
+import { SEED_RECORD as GRPCURL_RECORD } from './load-request.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION_RE = /^\d{8}T\d{6}Z$/;
@@ -258,21 +259,6 @@ async function waitHealthy(admin: EnvoyAdmin, timeoutMs: number, envoy: EnvoyPro
   }
   throw new Error(`Envoy did not report both clusters healthy within ${timeoutMs / 1000} s (${last})`);
 }
-
-const GRPCURL_RECORD = {
-  userId: 102079311,
-  birthday: '1995-04-29T00:00:00.000+0000',
-  appId: 20000,
-  channel: 1,
-  countryId: 182,
-  createTime: '2020-11-02T02:51:19.000+0000',
-  languageId: '20',
-  type: 6,
-  stoneVersion: 'other',
-  platformType: 2,
-  screenSize: '720*1440',
-  deviceName: 'TECNO-BB4k',
-};
 
 export const USAGE = `Usage: npm start [-- --port-offset <n>] [-- --state-dir <dir>]
 
