@@ -29,10 +29,10 @@
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { GENERATOR, ghzPhase, heyPhase, type Load, type Progress, type Watched } from './bench/measure.js';
-import { BENCH_USAGE, type BenchOptions, parseBenchArgs, UsageError } from './bench/options.js';
+import { BENCH_USAGE, type BenchOptions, parseBenchArgs } from './bench/options.js';
 import {
+  type BenchEnvoy,
   type BenchServer,
   Processes,
   rssBytes,
@@ -57,6 +57,7 @@ import {
   verdictLines,
   verdicts,
 } from './bench/verdicts.js';
+import { abortOnSignals, optionsOrExit, runIfMain } from './cli-main.js';
 import { DEFAULT_WEIGHTS } from './envoy/config.js';
 import { PROJECT_ROOT } from './ghz.js';
 import { timestamp } from './loadtest.js';
@@ -176,6 +177,30 @@ function pinned(ctx: Context, extra: Record<string, string> = {}): Record<string
 }
 
 const watchServer = (s: BenchServer, name = s.name): Watched => ({ name, pid: s.pid });
+
+/**
+ * Envoy in front of one stable and one canary server at the real stack's
+ * weights (90/10), and the processes a run through it should watch.
+ */
+async function envoyStack(
+  ctx: Context,
+  stable: BenchServer,
+  canary: BenchServer,
+): Promise<{ envoy: BenchEnvoy; watch: Watched[] }> {
+  const envoy = await startEnvoyFor(ctx.procs, {
+    workDir: ctx.workDir,
+    stable: [stable],
+    canary,
+    concurrency: ctx.opts.envoyWorkers,
+  });
+  const watch = [
+    { name: 'Envoy', pid: envoy.pid },
+    watchServer(stable, 'stable server'),
+    watchServer(canary, 'canary server'),
+  ];
+  return { envoy, watch };
+}
+
 const f2 = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(2));
 
 /** Where the cores went during each max-throughput run: CPU µs per successful call. */
@@ -235,21 +260,11 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     startFlask(procs, { workDir, versionDir }).catch((err: unknown) => err as Error),
   ]);
   if (flask instanceof Error) progress(`[bench] Flask baseline FAILED to start: ${flask.message}`);
-  const envoy = await startEnvoyFor(procs, {
-    workDir,
-    stable: [stable],
-    canary,
-    weights: DEFAULT_WEIGHTS,
-    concurrency: opts.envoyWorkers,
-  });
+  const { envoy, watch } = await envoyStack(ctx, stable, canary);
   const targets = {
     direct: grpcTarget(ctx, 'direct', direct.host, [watchServer(direct, 'server')]),
     batched: grpcTarget(ctx, 'direct+batching', batched.host, [watchServer(batched, 'server')]),
-    envoy: grpcTarget(ctx, 'envoy', envoy.host, [
-      { name: 'Envoy', pid: envoy.pid },
-      watchServer(stable, 'stable server'),
-      watchServer(canary, 'canary server'),
-    ]),
+    envoy: grpcTarget(ctx, 'envoy', envoy.host, watch),
     flask:
       flask instanceof Error
         ? undefined
@@ -540,18 +555,7 @@ async function families(ctx: Context): Promise<string> {
       startServer(procs, { name: 'stable', workDir, env: env('stable') }),
       startServer(procs, { name: 'canary', workDir, env: env('canary') }),
     ]);
-    const envoy = await startEnvoyFor(procs, {
-      workDir,
-      stable: [stable],
-      canary,
-      weights: DEFAULT_WEIGHTS,
-      concurrency: opts.envoyWorkers,
-    });
-    const watch = [
-      { name: 'Envoy', pid: envoy.pid },
-      watchServer(stable, 'stable server'),
-      watchServer(canary, 'canary server'),
-    ];
+    const { envoy, watch } = await envoyStack(ctx, stable, canary);
     for (const f of list) {
       const version = newestVersion(join(repo, f.model));
       const t = grpcTarget(ctx, f.family, envoy.host, watch, f.model);
@@ -586,39 +590,20 @@ async function families(ctx: Context): Promise<string> {
 // ---------------------------------------------------------------- main
 
 async function main(argv: readonly string[]): Promise<number> {
-  let opts: BenchOptions;
-  try {
-    opts = parseBenchArgs(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`bench: ${err.message}\nSee: npm run bench -- --help\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (opts.help) {
-    process.stdout.write(`${BENCH_USAGE}\n`);
-    return 0;
-  }
+  const opts = optionsOrExit({ name: 'bench', usage: BENCH_USAGE, parse: parseBenchArgs }, argv);
+  if (typeof opts === 'number') return opts;
   const started = new Date();
   const stamp = timestamp(started);
   const workDir = mkdtempSync(join(tmpdir(), 'bench-'));
   const procs = new Processes();
-  const controller = new AbortController();
   const progress: Progress = (line) => process.stderr.write(`${line}\n`);
-  let interrupted = false;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
+  const signal = abortOnSignals((sig) => {
     progress(`\n[bench] ${sig}: stopping the load and every process started here (again to quit at once)`);
-    controller.abort();
     void procs.stopAll();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  });
 
   const version = newestVersion(join(PROJECT_ROOT, 'models', MODEL));
-  const ctx: Context = { opts, procs, workDir, progress, signal: controller.signal, version };
+  const ctx: Context = { opts, procs, workDir, progress, signal, version };
   const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
   const header = [
     `# Benchmark ${started.toISOString()}`,
@@ -659,7 +644,7 @@ async function main(argv: readonly string[]): Promise<number> {
       try {
         parts.push(await fn(ctx));
       } catch (err) {
-        if (controller.signal.aborted) throw err;
+        if (signal.aborted) throw err;
         failed = true;
         parts.push(`## ${name}\n\nFAILED: ${(err as Error).message}`);
         progress(`[bench] ${name} FAILED: ${(err as Error).message}`);
@@ -668,7 +653,7 @@ async function main(argv: readonly string[]): Promise<number> {
       }
     }
   } catch (err) {
-    if (!controller.signal.aborted) throw err;
+    if (!signal.aborted) throw err;
     parts.push('(interrupted)');
   } finally {
     await procs.stopAll();
@@ -685,18 +670,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const file = join(opts.reportsDir, `bench-${stamp}.md`);
   writeFileSync(file, report);
   process.stdout.write(`\n${report}\nReport: ${file}\n`);
-  if (failed || interrupted) return 1;
+  if (failed || signal.aborted) return 1;
   return opts.strict && missed ? 1 : 0;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runIfMain(import.meta.url, 'bench', main);

@@ -11,10 +11,10 @@
  * percentiles and histogram cover successful calls only (ghz's default,
  * without `--count-errors`); they are null when no call succeeded.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { runTool, type ToolRunOptions } from './process-tool.js';
 
 /** The project root (dist/scripts → two levels up). */
 export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -109,59 +109,29 @@ export class GhzError extends Error {
   override name = 'GhzError';
 }
 
-export interface SpawnOptions {
+export interface SpawnOptions extends ToolRunOptions {
   /** The ghz binary; .tools/bin/ghz by default. */
   readonly bin?: string;
-  /** Called every `tickMs` while ghz runs, with the elapsed milliseconds. */
-  readonly onTick?: (elapsedMs: number) => void;
-  readonly tickMs?: number;
-  /** Aborting sends ghz SIGINT: it stops and still writes its report. */
-  readonly signal?: AbortSignal;
 }
 
 /**
  * Runs ghz with `args` and resolves when it exits 0. Rejects with a `GhzError`
  * carrying ghz's stderr otherwise. ghz prints no progress of its own (v0.121
- * has no progress bar), hence `onTick`.
+ * has no progress bar), hence `onTick`. Aborting sends ghz SIGINT: it stops
+ * and still writes its report.
  */
-export function spawnGhz(args: readonly string[], options: SpawnOptions = {}): Promise<void> {
+export async function spawnGhz(args: readonly string[], options: SpawnOptions = {}): Promise<void> {
   const bin = options.bin ?? GHZ_BIN;
   if (!existsSync(bin)) {
-    return Promise.reject(
-      new GhzError(`ghz is not installed at ${bin}; run \`node scripts/bootstrap.mjs\` first.`),
-    );
+    throw new GhzError(`ghz is not installed at ${bin}; run \`node scripts/bootstrap.mjs\` first.`);
   }
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
-      // ghz reports one fatal error; keep a bounded tail in case of a flood.
-      stderr = (stderr + d).slice(-8192);
-    });
-    const timer = options.onTick
-      ? setInterval(() => options.onTick?.(Date.now() - t0), options.tickMs ?? 1000)
-      : undefined;
-    const onAbort = () => child.kill('SIGINT');
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    const done = () => {
-      clearInterval(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-    };
-    child.once('error', (err) => {
-      done();
-      reject(new GhzError(`could not start ghz (${bin}): ${err.message}`));
-    });
-    child.once('close', (code, sig) => {
-      done();
-      if (code === 0) resolve();
-      else {
-        const why = stderr.trim() || `exit code ${code ?? sig}`;
-        reject(new GhzError(`ghz failed: ${why.replace(/^ghz: error: /, '')}`));
-      }
-    });
+  const exit = await runTool(bin, args, options).catch((err: Error) => {
+    throw new GhzError(`could not start ghz (${bin}): ${err.message}`);
   });
+  if (exit.code !== 0) {
+    const why = exit.stderr.trim() || `exit code ${exit.code ?? exit.signal}`;
+    throw new GhzError(`ghz failed: ${why.replace(/^ghz: error: /, '')}`);
+  }
 }
 
 /** One latency percentile, as ghz reports it. */

@@ -16,12 +16,12 @@
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { describeLoad, ghzPhase, type Progress, summaryLine } from './bench/measure.js';
 import { Processes, rssBytes, startEnvoyFor, startServer } from './bench/processes.js';
 import { mib } from './bench/scrape.js';
 import { cpuPerCall, type GrowthResult, type Measurement, pct, rssGrowth } from './bench/verdicts.js';
+import { abortOnSignals, optionsOrExit, runIfMain } from './cli-main.js';
 import { DEFAULT_WEIGHTS } from './envoy/config.js';
 import { PROJECT_ROOT } from './ghz.js';
 import { parseDuration, UsageError } from './load-options.js';
@@ -181,35 +181,16 @@ function olderAndNewer(): { older: string; newer: string } {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  let opts: SoakOptions;
-  try {
-    opts = parseSoakArgs(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`soak: ${err.message}\nSee: npm run soak -- --help\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (opts.help) {
-    process.stdout.write(`${SOAK_USAGE}\n`);
-    return 0;
-  }
+  const opts = optionsOrExit({ name: 'soak', usage: SOAK_USAGE, parse: parseSoakArgs }, argv);
+  if (typeof opts === 'number') return opts;
   const started = new Date();
   const loadAtStart = loadavg();
   const workDir = mkdtempSync(join(tmpdir(), 'soak-'));
   const procs = new Processes();
-  const controller = new AbortController();
   const progress: Progress = (line) => process.stderr.write(`${line}\n`);
-  let interrupted = false;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    progress(`\n[soak] ${sig}: stopping the load and every process started here`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signal = abortOnSignals((sig) =>
+    progress(`\n[soak] ${sig}: stopping the load and every process started here`),
+  );
   const command = `npm run soak${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
   const { older, newer } = olderAndNewer();
   const timer: { id?: NodeJS.Timeout } = {};
@@ -227,11 +208,11 @@ async function main(argv: readonly string[]): Promise<number> {
         env: { ROLE: 'canary', MODEL_VERSION_POLICY: `${MODEL}=${newer}` },
       }),
     ]);
+    // Routes at DEFAULT_WEIGHTS (startEnvoyFor's default), as the report says.
     const envoy = await startEnvoyFor(procs, {
       workDir,
       stable: [stable],
       canary,
-      weights: DEFAULT_WEIGHTS,
       concurrency: opts.envoyWorkers,
     });
     const watch = [
@@ -248,7 +229,7 @@ async function main(argv: readonly string[]): Promise<number> {
         workDir,
         progress,
         watch,
-        signal: controller.signal,
+        signal,
       });
 
     let maxQps = opts.maxQps;
@@ -339,7 +320,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const file = join(opts.reportsDir, `soak-${timestamp(started)}.md`);
     writeFileSync(file, `${report}\n`);
     process.stdout.write(`\n${report}\n\nReport: ${file}\n`);
-    if (interrupted) return 1;
+    if (signal.aborted) return 1;
     if (!ok) {
       process.stdout.write(
         `\nSoak missed: ${verdicts
@@ -352,7 +333,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write('\nSoak passed.\n');
     return 0;
   } catch (err) {
-    if (interrupted) return 1;
+    if (signal.aborted) return 1;
     process.stderr.write(`soak: ${(err as Error).message}\n`);
     return 3;
   } finally {
@@ -362,14 +343,4 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`soak: ${(err as Error).stack ?? String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runIfMain(import.meta.url, 'soak', main);

@@ -12,9 +12,9 @@
  * and its "Requests/sec" counts them too, so the rate of good answers is
  * computed here from the 2xx count.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { PROJECT_ROOT } from '../ghz.js';
+import { runTool, type ToolRunOptions } from '../process-tool.js';
 
 /** Where scripts/bootstrap.mjs installs hey. */
 export const HEY_BIN = `${PROJECT_ROOT}.tools/bin/hey`;
@@ -177,60 +177,27 @@ export function errorKinds(summary: HeySummary): { kind: string; count: number }
     .sort((a, b) => b.count - a.count || a.kind.localeCompare(b.kind));
 }
 
-export interface HeySpawnOptions {
+export interface HeySpawnOptions extends ToolRunOptions {
   readonly bin?: string;
-  readonly onTick?: (elapsedMs: number) => void;
-  readonly tickMs?: number;
-  /** Aborting sends hey SIGINT: it stops and still prints its summary. */
-  readonly signal?: AbortSignal;
 }
 
-/** Runs hey and resolves with its parsed summary; rejects with `HeyError` on failure. */
-export function runHey(args: readonly string[], options: HeySpawnOptions = {}): Promise<HeySummary> {
+/**
+ * Runs hey and resolves with its parsed summary; rejects with `HeyError` on
+ * failure. Aborting sends hey SIGINT: it stops and still prints its summary.
+ */
+export async function runHey(args: readonly string[], options: HeySpawnOptions = {}): Promise<HeySummary> {
   const bin = options.bin ?? HEY_BIN;
   if (!existsSync(bin)) {
-    return Promise.reject(
-      new HeyError(`hey is not installed at ${bin}; run \`node scripts/bootstrap.mjs\`.`),
+    throw new HeyError(`hey is not installed at ${bin}; run \`node scripts/bootstrap.mjs\`.`);
+  }
+  // The error distribution can list one line per failed connection: keep the head, bounded.
+  const exit = await runTool(bin, args, { ...options, stdoutChars: 4_000_000 }).catch((err: Error) => {
+    throw new HeyError(`could not start hey (${bin}): ${err.message}`);
+  });
+  if (exit.code !== 0) {
+    throw new HeyError(
+      `hey failed (${exit.code ?? exit.signal}): ${exit.stderr.trim() || exit.stdout.trim().slice(0, 500)}`,
     );
   }
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    // The error distribution can list one line per failed connection: keep the head, bounded.
-    child.stdout.on('data', (d: string) => {
-      if (stdout.length < 4_000_000) stdout += d;
-    });
-    child.stderr.on('data', (d: string) => {
-      stderr = (stderr + d).slice(-8192);
-    });
-    const timer = options.onTick
-      ? setInterval(() => options.onTick?.(Date.now() - t0), options.tickMs ?? 1000)
-      : undefined;
-    const onAbort = () => child.kill('SIGINT');
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    const done = () => {
-      clearInterval(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-    };
-    child.once('error', (err) => {
-      done();
-      reject(new HeyError(`could not start hey (${bin}): ${err.message}`));
-    });
-    child.once('close', (code, sig) => {
-      done();
-      if (code !== 0) {
-        reject(new HeyError(`hey failed (${code ?? sig}): ${stderr.trim() || stdout.trim().slice(0, 500)}`));
-        return;
-      }
-      try {
-        resolve(parseHeySummary(stdout));
-      } catch (err) {
-        reject(err);
-      }
-    });
-  });
+  return parseHeySummary(exit.stdout);
 }

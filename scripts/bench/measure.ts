@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { type GhzRun, ghzArgs, readGhzReport, spawnGhz, summarize } from '../ghz.js';
 import { SEED_RECORD, USER_ID_BASE } from '../load-request.js';
 import { PREDICT_CALL, PROTO_FILE, PROTO_IMPORT_PATH } from '../loadtest.js';
+import type { ToolRunOptions } from '../process-tool.js';
 import { errorKinds, heyArgs, runHey } from './hey.js';
 import { cpuTimesMs } from './processes.js';
 import type { Measurement } from './verdicts.js';
@@ -97,19 +98,75 @@ export function predictArray(
   };
 }
 
+/** What one phase puts load on, how hard, and what it watches meanwhile. */
+interface PhaseOf {
+  readonly target: string;
+  readonly load: Load;
+  readonly progress: Progress;
+  readonly watch?: readonly Watched[];
+  readonly signal?: AbortSignal;
+}
+
+/** The figures a load generator's own report gives. */
+type Figures = Pick<
+  Measurement,
+  | 'elapsedMs'
+  | 'count'
+  | 'okCount'
+  | 'errorCount'
+  | 'okRps'
+  | 'p50Ms'
+  | 'p90Ms'
+  | 'p99Ms'
+  | 'maxMs'
+  | 'errors'
+>;
+
+/**
+ * One phase with `tool` against `dest`: `generate` runs the load generator
+ * (with progress ticks and the phase's abort signal) while the load average
+ * and CPU meters run; `read` then turns what it left into figures, outside
+ * the measured window.
+ */
+async function measuredPhase<T>(
+  o: PhaseOf,
+  tool: Measurement['tool'],
+  dest: string,
+  generate: (options: ToolRunOptions) => Promise<T>,
+  read: (result: T) => Figures | Promise<Figures>,
+): Promise<Measurement> {
+  const label = `${o.target} ${describeLoad(o.load)}`;
+  o.progress(`  ${label}: ${tool} → ${dest}`);
+  const before = load1();
+  const cpu = cpuMeter(o.watch ?? []);
+  const result = await generate({
+    onTick: ticker(o.progress, label, o.load.durationMs),
+    tickMs: 5000,
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  const cpuMs = cpu();
+  const after = load1();
+  const m: Measurement = {
+    target: o.target,
+    tool,
+    mode: o.load.rps === undefined ? 'max' : 'rate',
+    concurrency: o.load.concurrency,
+    ...(o.load.rps !== undefined ? { requestedRps: o.load.rps } : {}),
+    durationMs: o.load.durationMs,
+    ...(await read(result)),
+    load1: [before, after],
+    cpuMs,
+  };
+  o.progress(`  ${label}: ${summaryLine(m)}`);
+  return m;
+}
+
 let runCounter = 0;
 
 /** A ghz phase against `host` for `model` (the version the server's policy serves). */
-export async function ghzPhase(o: {
-  target: string;
-  host: string;
-  model: string;
-  load: Load;
-  workDir: string;
-  progress: Progress;
-  watch?: readonly Watched[];
-  signal?: AbortSignal;
-}): Promise<Measurement> {
+export async function ghzPhase(
+  o: PhaseOf & { host: string; model: string; workDir: string },
+): Promise<Measurement> {
   // An interrupted run starts nothing new (an already-aborted signal never fires 'abort').
   if (o.signal?.aborted) throw new Error('interrupted');
   const n = ++runCounter;
@@ -133,103 +190,71 @@ export async function ghzPhase(o: {
     outputFile: join(o.workDir, `ghz-${n}.json`),
     name: runId,
   };
-  const label = `${o.target} ${describeLoad(o.load)}`;
-  o.progress(`  ${label}: ghz → ${o.host}`);
-  const before = load1();
-  const cpu = cpuMeter(o.watch ?? []);
-  await spawnGhz(ghzArgs(run), {
-    onTick: ticker(o.progress, label, o.load.durationMs),
-    tickMs: 5000,
-    ...(o.signal ? { signal: o.signal } : {}),
-  });
-  const cpuMs = cpu();
-  const after = load1();
-  const s = summarize(await readGhzReport(run.outputFile));
-  // ghz's report lists every call; a long run's file is tens of MB.
-  rmSync(run.outputFile, { force: true });
-  rmSync(dataFile, { force: true });
-  const m: Measurement = {
-    target: o.target,
-    tool: 'ghz',
-    mode: o.load.rps === undefined ? 'max' : 'rate',
-    concurrency: o.load.concurrency,
-    ...(o.load.rps !== undefined ? { requestedRps: o.load.rps } : {}),
-    durationMs: o.load.durationMs,
-    elapsedMs: s.totalMs,
-    count: s.count,
-    okCount: s.okCount,
-    errorCount: s.errorCount,
-    okRps: s.totalMs > 0 ? s.okCount / (s.totalMs / 1000) : 0,
-    p50Ms: s.latencyMs.p50,
-    p90Ms: s.latencyMs.p90,
-    p99Ms: s.latencyMs.p99,
-    maxMs: s.latencyMs.max,
-    errors: s.statuses.filter((st) => st.status !== 'OK').map((st) => `${st.status} ×${st.count}`),
-    load1: [before, after],
-    cpuMs,
-  };
-  o.progress(`  ${label}: ${summaryLine(m)}`);
-  return m;
+  return measuredPhase(
+    o,
+    'ghz',
+    o.host,
+    (options) => spawnGhz(ghzArgs(run), options),
+    async () => {
+      const s = summarize(await readGhzReport(run.outputFile));
+      // ghz's report lists every call; a long run's file is tens of MB.
+      rmSync(run.outputFile, { force: true });
+      rmSync(dataFile, { force: true });
+      return {
+        elapsedMs: s.totalMs,
+        count: s.count,
+        okCount: s.okCount,
+        errorCount: s.errorCount,
+        okRps: s.totalMs > 0 ? s.okCount / (s.totalMs / 1000) : 0,
+        p50Ms: s.latencyMs.p50,
+        p90Ms: s.latencyMs.p90,
+        p99Ms: s.latencyMs.p99,
+        maxMs: s.latencyMs.max,
+        errors: s.statuses.filter((st) => st.status !== 'OK').map((st) => `${st.status} ×${st.count}`),
+      };
+    },
+  );
 }
 
 /** A hey phase: POST the seed record as JSON to `url`. */
-export async function heyPhase(o: {
-  target: string;
-  url: string;
-  load: Load;
-  progress: Progress;
-  watch?: readonly Watched[];
-  signal?: AbortSignal;
-}): Promise<Measurement> {
+export async function heyPhase(o: PhaseOf & { url: string }): Promise<Measurement> {
   if (o.signal?.aborted) throw new Error('interrupted');
-  const label = `${o.target} ${describeLoad(o.load)}`;
-  o.progress(`  ${label}: hey → ${o.url}`);
-  const before = load1();
-  const cpu = cpuMeter(o.watch ?? []);
-  const s = await runHey(
-    heyArgs({
-      url: o.url,
-      method: 'POST',
-      body: JSON.stringify(SEED_RECORD),
-      contentType: 'application/json',
-      concurrency: o.load.concurrency,
-      ...(o.load.rps !== undefined ? { rps: o.load.rps } : {}),
-      durationMs: o.load.durationMs,
-      timeoutMs: 10_000,
-    }),
-    {
-      onTick: ticker(o.progress, label, o.load.durationMs),
-      tickMs: 5000,
-      ...(o.signal ? { signal: o.signal } : {}),
+  return measuredPhase(
+    o,
+    'hey',
+    o.url,
+    (options) =>
+      runHey(
+        heyArgs({
+          url: o.url,
+          method: 'POST',
+          body: JSON.stringify(SEED_RECORD),
+          contentType: 'application/json',
+          concurrency: o.load.concurrency,
+          ...(o.load.rps !== undefined ? { rps: o.load.rps } : {}),
+          durationMs: o.load.durationMs,
+          timeoutMs: 10_000,
+        }),
+        options,
+      ),
+    (s) => {
+      const statusErrors = Object.entries(s.statusCodes)
+        .filter(([code]) => Number(code) < 200 || Number(code) >= 300)
+        .map(([code, n]) => `HTTP ${code} ×${n}`);
+      return {
+        elapsedMs: s.totalMs,
+        count: s.count,
+        okCount: s.okCount,
+        errorCount: s.errorCount,
+        okRps: s.okRps,
+        p50Ms: s.latencyMs[50],
+        p90Ms: s.latencyMs[90],
+        p99Ms: s.latencyMs[99],
+        maxMs: s.slowestMs,
+        errors: [...statusErrors, ...errorKinds(s).map((e) => `${e.kind} ×${e.count}`)],
+      };
     },
   );
-  const cpuMs = cpu();
-  const after = load1();
-  const statusErrors = Object.entries(s.statusCodes)
-    .filter(([code]) => Number(code) < 200 || Number(code) >= 300)
-    .map(([code, n]) => `HTTP ${code} ×${n}`);
-  const m: Measurement = {
-    target: o.target,
-    tool: 'hey',
-    mode: o.load.rps === undefined ? 'max' : 'rate',
-    concurrency: o.load.concurrency,
-    ...(o.load.rps !== undefined ? { requestedRps: o.load.rps } : {}),
-    durationMs: o.load.durationMs,
-    elapsedMs: s.totalMs,
-    count: s.count,
-    okCount: s.okCount,
-    errorCount: s.errorCount,
-    okRps: s.okRps,
-    p50Ms: s.latencyMs[50],
-    p90Ms: s.latencyMs[90],
-    p99Ms: s.latencyMs[99],
-    maxMs: s.slowestMs,
-    errors: [...statusErrors, ...errorKinds(s).map((e) => `${e.kind} ×${e.count}`)],
-    load1: [before, after],
-    cpuMs,
-  };
-  o.progress(`  ${label}: ${summaryLine(m)}`);
-  return m;
 }
 
 export function summaryLine(m: Measurement): string {

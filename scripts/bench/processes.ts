@@ -22,7 +22,13 @@ import {
   HealthCheckResponse_ServingStatus,
   HealthClient,
 } from '../../server/generated/grpc/health/v1/health.js';
-import { type BootstrapOptions, bootstrap, type Endpoint, type Weights } from '../envoy/config.js';
+import {
+  type BootstrapOptions,
+  bootstrap,
+  DEFAULT_WEIGHTS,
+  type Endpoint,
+  type Weights,
+} from '../envoy/config.js';
 import { type EnvoyProcess, envoyBinary, startEnvoy } from '../envoy/process.js';
 import { toYaml } from '../envoy/yaml.js';
 import { PROJECT_ROOT } from '../ghz.js';
@@ -337,9 +343,10 @@ export function withExtraStableEndpoints(config: ReturnType<typeof bootstrap>, e
 
 /**
  * Renders the bootstrap with scripts/envoy/config.ts for these servers
- * (stable: one or more; canary: one) with the routes inlined at `weights`,
- * starts Envoy (scripts/envoy/process.ts) and resolves once both clusters are
- * healthy. The access log goes to a file, as in the local stack.
+ * (stable: one or more; canary: one) with the routes inlined at `weights`
+ * (default: the real stack's, `DEFAULT_WEIGHTS`), starts Envoy
+ * (scripts/envoy/process.ts) and resolves once both clusters are healthy.
+ * The access log goes to a file, as in the local stack.
  */
 export async function startEnvoyFor(
   procs: Processes,
@@ -348,7 +355,7 @@ export async function startEnvoyFor(
     name?: string;
     stable: readonly BenchServer[];
     canary: BenchServer;
-    weights: Weights;
+    weights?: Weights;
     /** Envoy worker threads (its `--concurrency`). */
     concurrency: number;
     timeoutMs?: number;
@@ -367,7 +374,7 @@ export async function startEnvoyFor(
     discovery: 'static',
     // Unused: the routes are inlined (the same routeConfiguration() the RDS file holds).
     routesPath: join(dir, 'routes', 'routes.yaml'),
-    inlineRoutes: o.weights,
+    inlineRoutes: o.weights ?? DEFAULT_WEIGHTS,
     accessLog: join(dir, 'access.log'),
     healthCheckIntervalMs: 1000,
   };

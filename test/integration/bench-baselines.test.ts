@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import {
   type PredictRequest,
   type PredictResponse,
 } from '../../server/generated/inference/v1/inference.js';
+import { runCli } from '../helpers/cli.js';
 import { demoVersions } from '../helpers/envoy.js';
 import { DEMO_MODELS, removeDir, SAMPLE_RECORD, startApp, type TestApp } from '../helpers/server.js';
 
@@ -95,7 +95,8 @@ describe('bench baselines (Flask + sklearn, grpc-js floor)', function () {
 
   it('Flask refuses to start when the rebuilt estimator is not the served model', async () => {
     // The older version's training flags (no --drift) against the newer version's files.
-    const child = spawn(
+    // Bounded below this suite's timeout: the child is killed if it neither refuses nor exits.
+    const { code, stdout, stderr } = await runCli(
       VENV_PYTHON,
       [
         FLASK_APP,
@@ -103,20 +104,8 @@ describe('bench baselines (Flask + sklearn, grpc-js floor)', function () {
         '--train-args',
         '--family lr --seed 7 --rows 30000',
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      { name: 'Flask baseline', timeoutMs: 150_000 },
     );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    procs.add('refusing-flask', async () => {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    });
-    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     expect(code).to.equal(FLASK_EXIT_NOT_SAME);
     expect(stderr).to.match(/refusing to start: regenerated data .* differs from the manifest's dataHash/);
     expect(stdout).to.equal('');

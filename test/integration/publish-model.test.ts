@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { expect } from 'chai';
+import { type CliRun, nodeScript } from '../helpers/cli.js';
 import {
   DEMO_MODELS,
   NEWER,
@@ -17,39 +17,11 @@ import {
   waitFor,
 } from '../helpers/server.js';
 
-const CLI = join(ROOT, 'dist', 'scripts', 'publish-model.js');
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'models');
 const GBDT_VERSION = readdirSync(join(FIXTURES, 'conversion-gbdt')).sort().pop() as string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the built CLI as a child process, as an operator would; bounded by a timeout. */
-function publishCli(args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    proc.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`publish-model did not finish within ${timeoutMs} ms; stderr: ${stderr}`));
-    }, timeoutMs);
-    proc.once('error', reject);
-    proc.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const publishCli = nodeScript('publish-model');
 
 /** Every directory and file under `dir`, with file sizes and sha256: equal snapshots mean byte-for-byte equal trees. */
 function snapshot(dir: string): Record<string, string> {
@@ -177,7 +149,7 @@ describe('publish-model (CLI as a child process)', function () {
     });
 
     /** Publishes `source` into the repo and checks the refusal: exit code, reason, nothing changed. */
-    async function expectRefused(source: string, exitCode: number, reason: string): Promise<Run> {
+    async function expectRefused(source: string, exitCode: number, reason: string): Promise<CliRun> {
       const run = await publishCli([source, '--to', repo]);
       expect(run.code, `exit code; stderr: ${run.stderr}`).to.equal(exitCode);
       expect(run.stdout).to.equal('');

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { VERSION_PATTERN } from '../../server/model-manifest.js';
+import { type CliRun, nodeScript } from '../helpers/cli.js';
 import {
   copyModels,
   DEMO_MODELS,
@@ -15,7 +15,6 @@ import {
   waitFor,
 } from '../helpers/server.js';
 
-const CLI = join(ROOT, 'dist', 'scripts', 'qa.js');
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'models');
 
 const versionsOf = (modelDir: string) =>
@@ -37,37 +36,10 @@ interface QaJson {
 
 const readQa = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as QaJson;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the built CLI as a child process; bounded by a timeout. */
-function qaCli(args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    proc.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`qa did not finish within ${timeoutMs} ms; stdout: ${stdout}`));
-    }, timeoutMs);
-    proc.once('error', reject);
-    proc.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const qaCli = nodeScript('qa');
 
-const lines = (run: Run, prefix: string) => run.stdout.split('\n').filter((l) => l.startsWith(prefix));
+const lines = (run: CliRun, prefix: string) => run.stdout.split('\n').filter((l) => l.startsWith(prefix));
 
 describe('qa (CLI as a child process) against a real server', function () {
   this.timeout(60_000);
@@ -150,7 +122,7 @@ describe('qa (CLI as a child process) against a real server', function () {
   });
 
   /** Runs the demo QA file with `extra` arguments and returns the users the server logged for OK calls. */
-  async function usersSeen(extra: string[]): Promise<{ run: Run; users: unknown[] }> {
+  async function usersSeen(extra: string[]): Promise<{ run: CliRun; users: unknown[] }> {
     const before = t.logs.withMsg('Predict').length;
     const run = await qaCli(['--target', target, '--version-dir', OLDER_DIR, ...extra]);
     await waitFor('the Predict log lines of the run', () => t.logs.withMsg('Predict').length > before);
