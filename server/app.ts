@@ -114,13 +114,20 @@ export function createApp(config: Config, deps: AppDeps): App {
 
   async function start(): Promise<Ports> {
     const metricsPort = await metricsServer.start(config.metricsHost, config.metricsPort);
-    const grpcPort = await new Promise<number>((resolve, reject) => {
-      grpcServer.bindAsync(
-        `${config.host}:${config.port}`,
-        ServerCredentials.createInsecure(),
-        (err, port) => (err ? reject(err) : resolve(port)),
-      );
-    });
+    let grpcPort: number;
+    try {
+      // IPv6 literals need brackets in a gRPC target ("[::1]:50051").
+      const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+      grpcPort = await new Promise<number>((resolve, reject) => {
+        grpcServer.bindAsync(`${host}:${config.port}`, ServerCredentials.createInsecure(), (err, port) =>
+          err ? reject(err) : resolve(port),
+        );
+      });
+    } catch (err) {
+      // Release what was acquired, so a failed start leaves nothing listening.
+      await metricsServer.stop();
+      throw err;
+    }
     archiver?.start();
     // Bound first and NOT_SERVING until models are warm: probes see the truth.
     await repository.start();
@@ -169,10 +176,19 @@ export function createApp(config: Config, deps: AppDeps): App {
     logger.info('shutdown: complete');
   }
 
+  let starting: Promise<Ports> | undefined;
   return {
-    start,
+    start: () => {
+      starting ??= start();
+      return starting;
+    },
+    // A stop during start-up waits for the start to settle, then releases
+    // whatever it acquired; otherwise it could close a server not bound yet.
     stop: () => {
-      stopping ??= shutdown();
+      stopping ??= (starting ?? Promise.resolve()).then(
+        () => shutdown(),
+        () => shutdown(),
+      );
       return stopping;
     },
     health,

@@ -126,6 +126,12 @@ function str(src: Source, key: ConfigKey): string {
   return (src[key] ?? CONFIG_DEFAULTS[key]).trim();
 }
 
+function nonEmpty(src: Source, key: ConfigKey): string {
+  const raw = str(src, key);
+  if (raw === '') throw new ConfigError(`${key} must not be empty.`);
+  return raw;
+}
+
 function bool(src: Source, key: ConfigKey): boolean {
   const raw = str(src, key).toLowerCase();
   if (['true', '1', 'yes'].includes(raw)) return true;
@@ -143,9 +149,10 @@ function oneOf<T extends string>(src: Source, key: ConfigKey, allowed: readonly 
 
 function host(src: Source, key: ConfigKey): string {
   const raw = str(src, key);
-  if (!/^[A-Za-z0-9.:_-]+$/.test(raw))
-    throw new ConfigError(`${key} must be a host name or address, got "${raw}".`);
-  return raw;
+  if (!/^(?:[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?)$/.test(raw)) {
+    throw new ConfigError(`${key} must be a host name or an IPv4/IPv6 address, got "${raw}".`);
+  }
+  return raw.replace(/^\[(.*)\]$/, '$1');
 }
 
 function dir(src: Source, key: ConfigKey, base: string): string {
@@ -163,6 +170,7 @@ function parsePolicy(raw: string): Record<string, string> {
         `MODEL_VERSION_POLICY must be "latest" or comma-separated model=YYYYMMDDTHHMMSSZ pins, got "${raw}".`,
       );
     }
+    if (m[1] in pins) throw new ConfigError(`MODEL_VERSION_POLICY pins model "${m[1]}" twice.`);
     pins[m[1]] = m[2];
   }
   return pins;
@@ -175,11 +183,12 @@ function parseBatching(raw: string): Record<string, BatchingConfig> {
     const m = /^\s*([A-Za-z0-9_.-]+)=(\d+)\/(\d+(?:\.\d+)?)ms\s*$/.exec(part);
     const size = Number(m?.[2]);
     const delay = Number(m?.[3]);
-    if (!m?.[1] || size < 1 || size > 4096 || delay > 1000) {
+    if (!m?.[1] || size < 2 || size > 4096 || delay > 1000) {
       throw new ConfigError(
-        `MODEL_BATCHING must be comma-separated model=<maxBatchSize>/<maxQueueDelay>ms entries (size 1-4096, delay ≤ 1000 ms), got "${raw}".`,
+        `MODEL_BATCHING must be comma-separated model=<maxBatchSize>/<maxQueueDelay>ms entries (size 2-4096, delay ≤ 1000 ms), got "${raw}".`,
       );
     }
+    if (m[1] in out) throw new ConfigError(`MODEL_BATCHING configures model "${m[1]}" twice.`);
     out[m[1]] = { maxBatchSize: size, maxQueueDelayMs: delay };
   }
   return out;
@@ -248,7 +257,7 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
     shutdownGraceMs: int(src, 'SHUTDOWN_GRACE_MS', 0, 600_000),
     role: oneOf(src, 'ROLE', ['stable', 'canary'] as const),
     experiment: {
-      name: str(src, 'EXPERIMENT_NAME') || 'default',
+      name: nonEmpty(src, 'EXPERIMENT_NAME'),
       salt: str(src, 'EXPERIMENT_SALT'),
       share: num(src, 'EXPERIMENT_SHARE', 0, 1),
     },

@@ -40,6 +40,16 @@ export function unavailable(message: string): ServingError {
   return new ServingError(status.UNAVAILABLE, message);
 }
 
+/** The caller cancelled the call; recorded, never sent (the caller is gone). */
+export function cancelled(): ServingError {
+  return new ServingError(status.CANCELLED, 'the caller cancelled the call');
+}
+
+/** The caller's deadline passed before the answer was ready. */
+export function deadlineExceeded(): ServingError {
+  return new ServingError(status.DEADLINE_EXCEEDED, "the caller's deadline passed");
+}
+
 /** An error that came from validating one instance's field. */
 export class FieldError extends Error {
   constructor(

@@ -41,13 +41,14 @@ export class ExperimentAssigner {
 
   /**
    * Assigns one prediction. `user` is the x-user-id metadata or the instance's
-   * userId; without one, `fallbackKey` (request id and index) keeps the split
-   * random but reproducible from the logs.
+   * userId; without one, `fallbackKey` (request id and index, built only when
+   * needed) keeps the split random but reproducible from the logs.
    */
-  assign(label: 0 | 1, user: string | undefined, fallbackKey: string): Assignment {
+  assign(label: 0 | 1, user: string | undefined, fallbackKey: string | (() => string)): Assignment {
     if (this.role === 'stable') return { group: 'baseline', action: label };
     if (label === 0) return { group: 'canary_negative', action: 0 };
-    return this.bucket(user ?? fallbackKey) < this.threshold
+    const key = user ?? (typeof fallbackKey === 'function' ? fallbackKey() : fallbackKey);
+    return this.bucket(key) < this.threshold
       ? { group: 'experiment', action: 1 }
       : { group: 'control', action: 0 };
   }

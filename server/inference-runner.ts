@@ -83,11 +83,20 @@ interface PoolWorker {
  * Runs inference on `size` worker threads, each with its own session, so the
  * event loop stays free to accept, decode and answer other calls while a large
  * model computes. Rows travel to the worker and scores back as transferred
- * buffers (no copy). Each call goes to the worker with the fewest calls pending.
+ * buffers (no copy). Each call goes to the live worker with the fewest calls
+ * pending. A worker that dies (a native crash, an out-of-memory kill) fails its
+ * pending calls at once, leaves the pool, and is replaced.
  */
 export class WorkerPoolRunner implements Runner {
   private nextId = 1;
-  private constructor(private readonly workers: PoolWorker[]) {}
+  private readonly workers: PoolWorker[] = [];
+  private released = false;
+
+  private constructor(
+    private readonly model: Uint8Array,
+    private readonly io: GraphIO,
+    private readonly intraOpThreads: number,
+  ) {}
 
   static async create(
     model: Uint8Array,
@@ -95,57 +104,81 @@ export class WorkerPoolRunner implements Runner {
     size: number,
     intraOpThreads: number,
   ): Promise<WorkerPoolRunner> {
-    const url = new URL('./inference-worker.js', import.meta.url);
-    const started = await Promise.allSettled(
-      Array.from({ length: size }, async (): Promise<PoolWorker> => {
-        const worker = new Worker(url, { workerData: { model, io, intraOpThreads } });
-        const pending = new Map<number, Pending>();
-        await new Promise<void>((resolve, reject) => {
-          const onMessage = (msg: WorkerReply) => {
-            if ('ready' in msg) resolve();
-            else if ('initError' in msg) reject(new Error(msg.initError));
-          };
-          worker.once('message', onMessage);
-          worker.once('error', reject);
-        });
-        worker.on('message', (msg: WorkerReply) => {
-          if (!('id' in msg)) return;
-          const p = pending.get(msg.id);
-          pending.delete(msg.id);
-          if (msg.scores) p?.resolve(msg.scores);
-          else p?.reject(new Error(msg.error ?? 'inference worker failed'));
-        });
-        worker.on('error', (err) => {
-          for (const p of pending.values()) p.reject(err);
-          pending.clear();
-        });
-        return { worker, pending };
-      }),
-    );
-    const ok = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const pool = new WorkerPoolRunner(model, io, intraOpThreads);
+    const started = await Promise.allSettled(Array.from({ length: size }, () => pool.spawn()));
     const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) {
-      await Promise.all(ok.map((w) => w.worker.terminate()));
+      await pool.release();
       throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
     }
-    return new WorkerPoolRunner(ok);
+    return pool;
+  }
+
+  /** Number of live workers (for tests and diagnostics). */
+  get size(): number {
+    return this.workers.length;
+  }
+
+  private async spawn(): Promise<void> {
+    const worker = new Worker(new URL('./inference-worker.js', import.meta.url), {
+      workerData: { model: this.model, io: this.io, intraOpThreads: this.intraOpThreads },
+    });
+    const entry: PoolWorker = { worker, pending: new Map() };
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (msg: WorkerReply) => {
+        if ('ready' in msg) resolve();
+        else if ('initError' in msg) reject(new Error(msg.initError));
+      };
+      worker.once('message', onMessage);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`inference worker exited with ${code} while starting`)));
+    });
+    worker.on('message', (msg: WorkerReply) => {
+      if (!('id' in msg)) return;
+      const p = entry.pending.get(msg.id);
+      entry.pending.delete(msg.id);
+      if (msg.scores) p?.resolve(msg.scores);
+      else p?.reject(new Error(msg.error ?? 'inference worker failed'));
+    });
+    worker.on('error', (err) => this.fail(entry, err));
+    worker.on('exit', (code) => {
+      this.fail(entry, new Error(`inference worker exited with ${code}`));
+      if (!this.released) this.spawn().catch(() => undefined);
+    });
+    if (this.released) {
+      await worker.terminate();
+      return;
+    }
+    this.workers.push(entry);
+  }
+
+  /** Fails a worker's pending calls and takes it out of the pool. */
+  private fail(entry: PoolWorker, err: Error): void {
+    for (const p of entry.pending.values()) p.reject(err);
+    entry.pending.clear();
+    const i = this.workers.indexOf(entry);
+    if (i >= 0) this.workers.splice(i, 1);
   }
 
   run(rows: Float32Array, n: number): Promise<Float32Array> {
-    let target = this.workers[0] as PoolWorker;
-    for (const w of this.workers) if (w.pending.size < target.pending.size) target = w;
+    let target: PoolWorker | undefined;
+    for (const w of this.workers) if (!target || w.pending.size < target.pending.size) target = w;
+    if (!target) return Promise.reject(new Error('no inference worker is running'));
+    const chosen = target;
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      target.pending.set(id, { resolve, reject });
+      chosen.pending.set(id, { resolve, reject });
       const msg: WorkerRequest = { id, rows, n };
       // Transfer when the buffer is ours alone; a view into a larger buffer is copied.
       const whole = rows.byteOffset === 0 && rows.byteLength === rows.buffer.byteLength;
-      target.worker.postMessage(msg, whole ? [rows.buffer as ArrayBuffer] : []);
+      chosen.worker.postMessage(msg, whole ? [rows.buffer as ArrayBuffer] : []);
     });
   }
 
   async release(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    this.released = true;
+    const all = this.workers.splice(0);
+    await Promise.all(all.map((w) => w.worker.terminate()));
   }
 }
 

@@ -2,7 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { BatchingConfig } from './config.js';
-import { notFound, unavailable } from './errors.js';
+import { invalidArgument, notFound, unavailable } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { VERSION_PATTERN } from './model-manifest.js';
 import { ModelLoadError, ModelVersion, type SessionTuning } from './model-version.js';
@@ -59,6 +59,7 @@ export class ModelRepository {
   /** Loads what is on disk now, then keeps polling for changes. */
   async start(): Promise<void> {
     await this.scan();
+    if (this.stopped) return;
     const tick = () => {
       this.timer = setTimeout(() => {
         void this.scan().finally(() => {
@@ -97,6 +98,13 @@ export class ModelRepository {
    * UNAVAILABLE while the model has nothing loaded yet.
    */
   resolve(model: string, version: string): ModelVersion {
+    // Names are checked before any lookup: they are echoed in status messages.
+    if (model.length > 128 || !MODEL_NAME.test(model)) {
+      throw invalidArgument('model must be a model name of 1 to 128 letters, digits, ".", "_" or "-"');
+    }
+    if (version !== '' && !VERSION_PATTERN.test(version)) {
+      throw invalidArgument('version must be empty (the served version) or look like 20261120T101500Z');
+    }
     const state = this.models.get(model);
     if (!state?.serving) {
       if (this.knownModels.has(model)) {

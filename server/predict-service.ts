@@ -14,7 +14,7 @@ import {
 import type { Metrics } from './metrics.js';
 import { columnsOf } from './model-manifest.js';
 import type { ModelRepository } from './model-repository.js';
-import { type CallContext, type UnaryAdapter, withTolerantDecoding } from './unary-handler.js';
+import { type CallContext, isRequestId, type UnaryAdapter, withTolerantDecoding } from './unary-handler.js';
 
 export interface PredictServiceDeps {
   readonly repository: ModelRepository;
@@ -46,7 +46,12 @@ export class PredictService {
   }
 
   async predict(req: PredictRequest, ctx: CallContext): Promise<PredictResponse> {
-    if (req.requestId !== '') ctx.requestId = req.requestId;
+    if (req.requestId !== '') {
+      if (!isRequestId(req.requestId)) {
+        throw invalidArgument('requestId must be 1 to 128 printable ASCII characters without spaces');
+      }
+      ctx.requestId = req.requestId;
+    }
     const { repository, assigner, metrics, maxBatchInstances } = this.deps;
     if (req.model === '') throw invalidArgument('model is required (see ListModels for what is loaded)');
     const model = repository.resolve(req.model, req.version);
@@ -83,14 +88,21 @@ export class PredictService {
     const threshold = model.manifest.threshold;
     const predictions: Prediction[] = new Array(n);
     const users: (string | null)[] = new Array(n);
+    // One counter update per (group, label) per request, not per instance.
+    const tally = new Map<string, number>();
     for (let i = 0; i < n; i++) {
-      const score = scores[i];
+      const score = scores[i] as number;
       const label = score >= threshold ? 1 : 0;
-      const user = headerUser ?? userOf(req.instances[i]);
-      const { group, action } = assigner.assign(label, user, `${ctx.requestId}#${i}`);
-      metrics.assignments.inc({ arm: assigner.role, group, label });
+      const user = headerUser ?? userOf(req.instances[i] ?? {});
+      const { group, action } = assigner.assign(label, user, () => `${ctx.requestId}#${i}`);
+      const key = `${group}|${label}`;
+      tally.set(key, (tally.get(key) ?? 0) + 1);
       predictions[i] = { score, label, group, action };
       users[i] = user ?? null;
+    }
+    for (const [key, count] of tally) {
+      const [group, label] = key.split('|');
+      metrics.assignments.inc({ arm: assigner.role, group, label }, count);
     }
     ctx.log = { arm: assigner.role, users, inputs: req.instances, outputs: predictions };
     return {

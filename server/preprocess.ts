@@ -9,6 +9,7 @@ import { columnsOf, type FieldSpec, type Manifest } from './model-manifest.js';
 
 const MS_PER_DAY = 86_400_000;
 const MS_PER_YEAR = 365.25 * MS_PER_DAY;
+const FLOAT32_MAX = 3.4028234663852886e38;
 
 /** 32-bit FNV-1a over the UTF-8 bytes of `s`, unsigned. */
 export function fnv1a32(s: string): number {
@@ -106,6 +107,10 @@ export class Preprocessor {
       const v = value as number | string;
       switch (t.kind) {
         case 'numeric':
+          // Model inputs are float32: a larger magnitude would become Infinity.
+          if (Math.abs(v as number) > FLOAT32_MAX) {
+            throw new FieldError(f.name, `must be within ±${FLOAT32_MAX} (float32), got ${v}`);
+          }
           out[col] = v as number;
           break;
         case 'age': {

@@ -8,8 +8,24 @@ import {
   status,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { invalidArgument, resourceExhausted, statusName, toServiceError, unavailable } from './errors.js';
+import {
+  cancelled,
+  deadlineExceeded,
+  invalidArgument,
+  resourceExhausted,
+  statusName,
+  toServiceError,
+  unavailable,
+} from './errors.js';
 import type { Metrics } from './metrics.js';
+
+/**
+ * Request ids travel back in the `x-request-id` trailer and into logs, so they
+ * must be valid ASCII metadata and short: 1–128 printable ASCII characters.
+ */
+export function isRequestId(s: string): boolean {
+  return /^[\x21-\x7e]{1,128}$/.test(s);
+}
 
 /** A request body that could not be decoded; the adapter answers INVALID_ARGUMENT. */
 class DecodeFailure {
@@ -88,7 +104,8 @@ export class UnaryAdapter {
       const t0 = performance.now();
       const header = call.metadata.get('x-request-id')[0];
       const ctx: CallContext = {
-        requestId: typeof header === 'string' && header !== '' ? header : randomUUID(),
+        // A header id that could not travel back in a trailer is replaced, not trusted.
+        requestId: typeof header === 'string' && isRequestId(header) ? header : randomUUID(),
         metadata: call.metadata,
         model: '',
         version: '',
@@ -97,46 +114,43 @@ export class UnaryAdapter {
       this.inFlight++;
       metrics.inFlight.inc();
       let done = false;
-      const finish = (err: unknown, response: Res | undefined) => {
+      // Settles the call exactly once; must not throw, whatever `err` is.
+      const finish = (ok: boolean, err: unknown, response: Res | undefined) => {
         if (done) return;
         done = true;
         this.inFlight--;
         metrics.inFlight.dec();
         let code: status = status.OK;
-        if (err === undefined) {
+        let internal = false;
+        if (ok) {
           callback(null, response);
         } else {
           const mapped = toServiceError(err);
           code = mapped.error.code;
+          internal = mapped.internal;
           const trailer = new Metadata();
-          trailer.set('x-request-id', ctx.requestId);
+          trailer.set('x-request-id', ctx.requestId); // always a valid metadata value (isRequestId)
           callback({ ...mapped.error, metadata: trailer });
-          if (mapped.internal) {
-            logger.error({ err, requestId: ctx.requestId, method }, 'unexpected error; answered INTERNAL');
-          }
         }
-        const seconds = (performance.now() - t0) / 1000;
-        const labels = { method, model: ctx.model, version: ctx.version, code: statusName(code) };
-        metrics.requests.inc(labels);
-        metrics.requestDuration.observe(labels, seconds);
-        const level = code === status.OK ? logLevel : code === status.INTERNAL ? 'error' : 'warn';
-        if (logger.isLevelEnabled(level)) {
-          logger[level](
-            {
-              requestId: ctx.requestId,
-              method,
-              model: ctx.model,
-              version: ctx.version,
-              code: labels.code,
-              ...(err === undefined ? {} : { message: (err as Error).message }),
-              latencyMs: Math.round(seconds * 1e6) / 1e3,
-              ...ctx.log,
-            },
-            method,
+        try {
+          this.record(method, ctx, code, t0, logLevel, ok ? undefined : err, internal);
+        } catch (recordErr) {
+          logger.error(
+            { err: recordErr, requestId: ctx.requestId, method },
+            'failed to record a finished call',
           );
         }
       };
+      // A caller that cancels or runs out of deadline frees its slot at once,
+      // and the call is counted with the status the caller saw.
+      call.once('cancelled', () => {
+        const deadline = call.getDeadline();
+        const expired =
+          deadline instanceof Date ? deadline.getTime() <= Date.now() : Number(deadline) <= Date.now();
+        finish(false, expired ? deadlineExceeded() : cancelled(), undefined);
+      });
       try {
+        if (call.cancelled) throw cancelled();
         if (!this.options.isAccepting())
           throw unavailable('server is shutting down; retry on another replica');
         if ((call.request as unknown) instanceof DecodeFailure) {
@@ -149,13 +163,49 @@ export class UnaryAdapter {
             `too many requests in flight (limit ${this.options.maxInFlight}); retry with backoff`,
           );
         }
-        fn(call.request, ctx).then(
-          (res) => finish(undefined, res),
-          (err: unknown) => finish(err, undefined),
-        );
+        fn(call.request, ctx)
+          .then(
+            (res) => finish(true, undefined, res),
+            (err: unknown) => finish(false, err, undefined),
+          )
+          .catch((err: unknown) =>
+            logger.error({ err, requestId: ctx.requestId, method }, 'call settlement failed'),
+          );
       } catch (err) {
-        finish(err, undefined);
+        finish(false, err, undefined);
       }
     };
+  }
+
+  /** Metrics and the one log line of a finished call. */
+  private record(
+    method: string,
+    ctx: CallContext,
+    code: status,
+    t0: number,
+    okLevel: 'info' | 'debug',
+    err: unknown,
+    internal: boolean,
+  ): void {
+    const { logger, metrics } = this.options;
+    const seconds = (performance.now() - t0) / 1000;
+    const labels = { method, model: ctx.model, version: ctx.version, code: statusName(code) };
+    metrics.requests.inc(labels);
+    metrics.requestDuration.observe(labels, seconds);
+    const level = code === status.OK ? okLevel : internal ? 'error' : 'warn';
+    if (!logger.isLevelEnabled(level)) return;
+    const line: Record<string, unknown> = {
+      requestId: ctx.requestId,
+      method,
+      model: ctx.model,
+      version: ctx.version,
+      code: labels.code,
+      latencyMs: Math.round(seconds * 1e6) / 1e3,
+      ...ctx.log,
+    };
+    // Unexpected errors keep their stack (`err`); expected ones their client-safe message.
+    if (internal) line.err = err;
+    else if (err !== undefined) line.message = err instanceof Error ? err.message : String(err);
+    logger[level](line, method);
   }
 }

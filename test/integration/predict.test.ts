@@ -203,6 +203,45 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
       expect(err.details).to.contain('could not be decoded').and.contain('recursion limit');
     });
 
+    it('a request id that could not travel in a trailer → INVALID_ARGUMENT, and the server lives on', async () => {
+      // Non-ASCII or control characters once made the error trailer throw and crashed the process.
+      for (const requestId of ['é', 'line\nbreak', 'x'.repeat(129)]) {
+        const err = await expectGrpcError(
+          predict(t.client, { model: 'nope', requestId, instances: [{ ...SAMPLE_RECORD }] }),
+        );
+        expect(err.code).to.equal(status.INVALID_ARGUMENT);
+        expect(err.details).to.contain('requestId must be 1 to 128 printable ASCII');
+      }
+      expect((await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] })).predictions).to.have.length(1);
+    });
+
+    it('an x-request-id header that is not a valid id is replaced by a generated one', async () => {
+      const md = new Metadata();
+      md.set('x-request-id', 'y'.repeat(500));
+      const res = await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] }, md);
+      expect(res.requestId).to.match(/^[0-9a-f-]{36}$/);
+    });
+
+    it('a huge or malformed model name → INVALID_ARGUMENT without echoing it', async () => {
+      const err = await expectGrpcError(
+        predict(t.client, { model: 'm'.repeat(100_000), instances: [{ ...SAMPLE_RECORD }] }),
+      );
+      expect(err.code).to.equal(status.INVALID_ARGUMENT);
+      expect(err.details.length).to.be.lessThan(200);
+      const bad = await expectGrpcError(
+        predict(t.client, { model: '../etc', instances: [{ ...SAMPLE_RECORD }] }),
+      );
+      expect(bad.code).to.equal(status.INVALID_ARGUMENT);
+    });
+
+    it('a malformed version → INVALID_ARGUMENT naming the expected shape', async () => {
+      const err = await expectGrpcError(
+        predict(t.client, { version: 'latest', instances: [{ ...SAMPLE_RECORD }] }),
+      );
+      expect(err.code).to.equal(status.INVALID_ARGUMENT);
+      expect(err.details).to.contain('20261120T101500Z');
+    });
+
     it('missing model name → INVALID_ARGUMENT', async () => {
       const err = await expectGrpcError(predict(t.client, { model: '', instances: [{ ...SAMPLE_RECORD }] }));
       expect(err.code).to.equal(status.INVALID_ARGUMENT);
@@ -277,6 +316,32 @@ describe('Predict limits and availability', function () {
     }
   });
 
+  it('a caller whose deadline passes is counted as DEADLINE_EXCEEDED and frees its slot at once', async () => {
+    // A long batching delay holds the call past the caller's 50 ms deadline.
+    const t = await startApp({ MODEL_BATCHING: 'conversion=64/400ms' });
+    try {
+      const err = await expectGrpcError(
+        predict(t.client, { instances: [{ ...SAMPLE_RECORD }] }, undefined, 50),
+      );
+      expect(err.code).to.equal(status.DEADLINE_EXCEEDED);
+      const app = t;
+      const count = async (code: string) =>
+        (await app.registry.getSingleMetric('inference_requests_total')?.get())?.values.find(
+          (v) => v.labels.code === code,
+        )?.value ?? 0;
+      await waitFor(
+        'the call to be recorded as DEADLINE_EXCEEDED',
+        async () => (await count('DEADLINE_EXCEEDED')) === 1,
+      );
+      expect(await count('OK')).to.equal(0);
+      const inFlight = (await t.registry.getSingleMetric('inference_in_flight_requests')?.get())?.values[0]
+        ?.value;
+      expect(inFlight).to.equal(0);
+    } finally {
+      await t.stop();
+    }
+  });
+
   it('anything unexpected → INTERNAL with a generic message; the cause is logged with the request id', async () => {
     const t = await startApp();
     try {
@@ -290,6 +355,8 @@ describe('Predict limits and availability', function () {
       await waitFor('the error log line', () =>
         t.logs.lines.some((l) => l.level === 'error' && l.requestId === 'boom-1' && l.err !== undefined),
       );
+      // One line per call: the per-call line carries the cause, no second error line.
+      expect(t.logs.lines.filter((l) => l.requestId === 'boom-1')).to.have.length(1);
     } finally {
       await t.stop();
     }

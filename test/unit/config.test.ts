@@ -41,6 +41,11 @@ describe('config', () => {
     ['LOG_REDACT_FIELDS', 'a.b', /^LOG_REDACT_FIELDS must be comma-separated field names/],
     ['MODEL_BATCHING', 'conversion=8', /^MODEL_BATCHING must be/],
     ['INFERENCE_WORKERS', '-1', /^INFERENCE_WORKERS must be an integer from 0 to 64/],
+    ['MODEL_VERSION_POLICY', 'a=20261120T101500Z,a=20261121T101500Z', /pins model "a" twice/],
+    ['MODEL_BATCHING', 'a=8/1ms,a=16/1ms', /configures model "a" twice/],
+    ['MODEL_BATCHING', 'a=1/1ms', /^MODEL_BATCHING must be/],
+    ['EXPERIMENT_NAME', ' ', /^EXPERIMENT_NAME must not be empty/],
+    ['GRPC_HOST', 'bad host', /^GRPC_HOST must be a host name or an IPv4\/IPv6 address/],
   ];
   for (const [key, value, message] of bad) {
     it(`rejects ${key}=${value} with one sentence naming the variable`, () => {
@@ -50,6 +55,11 @@ describe('config', () => {
         .that.matches(message);
     });
   }
+
+  it('accepts IPv6 hosts, with or without brackets', () => {
+    expect(loadConfig({ GRPC_HOST: '::1' }).host).to.equal('::1');
+    expect(loadConfig({ GRPC_HOST: '[::1]' }).host).to.equal('::1');
+  });
 
   it('parses pins, batching and redaction', () => {
     const c = loadConfig({

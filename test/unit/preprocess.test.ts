@@ -93,6 +93,7 @@ describe('preprocess', () => {
     ['NaN', numeric, { x: Number.NaN }, /got NaN/],
     ['Infinity', numeric, { x: Number.POSITIVE_INFINITY }, /got Infinity/],
     ['null', numeric, { x: null }, /got null/],
+    ['a number beyond float32', numeric, { x: 1e39 }, /float32/],
     ['a list', numeric, { x: [1] }, /got a list/],
     [
       'an unparsable date',
