@@ -150,6 +150,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   async function shutdown(): Promise<void> {
     draining = true;
     clearInterval(readinessTimer);
+    repository.stopPolling(); // no version loads while draining
     health.set('NOT_SERVING');
     logger.info({ drainMs: config.drainMs }, 'shutdown: health NOT_SERVING, draining');
     await sleep(config.drainMs);

@@ -25,8 +25,8 @@ async function main(): Promise<void> {
     signals++;
     if (signals > 1) {
       logger.warn({ signal }, 'second signal: exiting now');
-      logger.flush();
-      process.exit(1);
+      setTimeout(() => process.exit(1), 1000).unref(); // if the flush cannot finish
+      logger.flush(() => process.exit(1));
     }
     logger.info({ signal }, 'signal received; shutting down');
     app.stop().then(

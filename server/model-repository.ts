@@ -71,10 +71,15 @@ export class ModelRepository {
     tick();
   }
 
-  /** Stops polling and releases every session once its requests are done. */
-  async stop(): Promise<void> {
+  /** Stops picking up changes (no new loads); what is loaded keeps serving. */
+  stopPolling(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+  }
+
+  /** Stops polling and releases every session once its requests are done. */
+  async stop(): Promise<void> {
+    this.stopPolling();
     await this.scanning;
     const all = [...this.models.values()].flatMap((s) => [...s.versions.values()]);
     this.models = new Map();
