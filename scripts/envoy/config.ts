@@ -280,6 +280,9 @@ function accessLog(target: string) {
       arm: ARM,
       upstream_host: '%UPSTREAM_HOST%',
       grpc_status: '%GRPC_STATUS(SNAKE_STRING)%',
+      // 200 once upstream response headers were forwarded downstream: from then on
+      // an upstream reset can no longer be retried.
+      response_code: '%RESPONSE_CODE%',
       attempts: '%UPSTREAM_REQUEST_ATTEMPT_COUNT%',
       response_flags: '%RESPONSE_FLAGS%',
       duration_ms: '%DURATION%',

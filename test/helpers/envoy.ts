@@ -34,6 +34,7 @@ export interface AccessLogEntry {
   cluster: string | null;
   arm: string | null;
   grpc_status: string | null;
+  response_code: number | string | null;
   attempts: number | string | null;
   response_flags: string;
 }
