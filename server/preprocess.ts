@@ -14,11 +14,20 @@ const FLOAT32_MAX = 3.4028234663852886e38;
 /** 32-bit FNV-1a over the UTF-8 bytes of `s`, unsigned. */
 export function fnv1a32(s: string): number {
   let h = 0x811c9dc5;
-  for (const byte of Buffer.from(s, 'utf8')) {
-    h ^= byte;
-    h = Math.imul(h, 0x01000193) >>> 0;
+  // Hashed on the request path for every instance: ASCII (the usual case) is
+  // its own UTF-8, so only other text pays for an encoded copy.
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return fnv1a32Bytes(Buffer.from(s, 'utf8'));
+    h = Math.imul(h ^ c, 0x01000193) >>> 0;
   }
-  return h >>> 0;
+  return h;
+}
+
+function fnv1a32Bytes(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (const byte of bytes) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+  return h;
 }
 
 const ISO_DATE =

@@ -21,6 +21,11 @@ describe('preprocess', () => {
     expect(fnv1a32('')).to.equal(0x811c9dc5);
     expect(fnv1a32('a')).to.equal(0xe40c292c);
     expect(fnv1a32('foobar')).to.equal(0xbf9cf968);
+    // Non-ASCII text is hashed over its UTF-8 bytes, like ASCII's.
+    const viaBytes = (t: string) =>
+      [...Buffer.from(t, 'utf8')].reduce((h, b) => Math.imul(h ^ b, 0x01000193) >>> 0, 0x811c9dc5);
+    expect(fnv1a32('TECNO-BB4k')).to.equal(viaBytes('TECNO-BB4k'));
+    expect(fnv1a32('华为 Mate 60')).to.equal(viaBytes('华为 Mate 60'));
   });
 
   describe('parseIsoDate', () => {
