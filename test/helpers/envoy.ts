@@ -9,11 +9,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import type { EnvoyAdmin } from '../../scripts/envoy/admin.js';
-import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/envoy/config.js';
-import { bootstrapText, routesText } from '../../scripts/envoy/files.js';
-import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/envoy/process.js';
-import { demoVersions as stackVersions } from '../../scripts/stack.js';
+import type { EnvoyAdmin } from '../../scripts/lib/envoy/admin.js';
+import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/lib/envoy/config.js';
+import { bootstrapText, routesText } from '../../scripts/lib/envoy/files.js';
+import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/lib/envoy/process.js';
+import { demoVersions as stackVersions } from '../../scripts/ops/stack.js';
 import {
   InferenceServiceClient,
   type PredictRequest,
@@ -27,7 +27,7 @@ export function demoVersions(): { older: string; newer: string } {
   return { older: v.stable, newer: v.canary };
 }
 
-/** One Envoy access log entry (see accessLog() in scripts/envoy/config.ts). */
+/** One Envoy access log entry (see accessLog() in scripts/lib/envoy/config.ts). */
 export interface AccessLogEntry {
   user: string | null;
   override: string | null;
