@@ -31,6 +31,7 @@ import {
   InferenceServiceClient,
   type PredictResponse,
 } from '../../server/generated/inference/v1/inference.js';
+import { USER_ID_HEADER } from '../../server/headers.js';
 import { runIfMain, UsageError } from '../lib/cli.js';
 import { parseQaFile, type QaCase, type QaFile, statusName } from '../lib/qa-file.js';
 
@@ -96,7 +97,7 @@ function parseCli(argv: readonly string[]): Options | 'help' {
   }
   const metadata = new Metadata();
   try {
-    metadata.set('x-user-id', v['user-id'] ?? 'qa');
+    metadata.set(USER_ID_HEADER, v['user-id'] ?? 'qa');
     for (const h of v.header ?? []) {
       const eq = h.indexOf('=');
       if (eq <= 0) throw new UsageError(`--header must be KEY=VALUE, got "${h}"`);

@@ -8,6 +8,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { USER_ID_HEADER } from '../../../server/headers.js';
 import { type GhzRun, ghzArgs, readGhzReport, spawnGhz, summarize } from '../load/ghz.js';
 import { SEED_RECORD, USER_ID_BASE } from '../load/payload.js';
 import { PREDICT_CALL, PROTO_FILE, PROTO_IMPORT_PATH } from '../load/run.js';
@@ -94,7 +95,7 @@ export function predictArray(
   }));
   return {
     data: JSON.stringify(requests),
-    metadata: { 'x-user-id': `{{add ${USER_ID_BASE} (mod .RequestNumber ${users})}}` },
+    metadata: { [USER_ID_HEADER]: `{{add ${USER_ID_BASE} (mod .RequestNumber ${users})}}` },
   };
 }
 

@@ -7,19 +7,15 @@
  *
  * Field names follow the Envoy 1.40 v3 API reference
  * (https://www.envoyproxy.io/docs/envoy/v1.40.0/api-v3/api); every rendering is
- * checked with `envoy --mode validate` by test/integration/envoy-config.test.ts.
+ * checked with `envoy --mode validate` by test/envoy/envoy-config.test.ts.
  */
+
+import { AB_ARM_HEADER, AB_OVERRIDE_HEADER, USER_ID_HEADER } from '../../../server/headers.js';
 
 /** The route configuration's name; RDS stats are `http.<prefix>.rds.<name>.*`. */
 export const ROUTE_CONFIG_NAME = 'ab_routes';
 /** The HTTP connection manager's stat prefix. */
 export const STAT_PREFIX = 'ingress_grpc';
-/** Metadata naming the user; hashed by Envoy for a sticky split, and by the server for stage 2. */
-export const USER_HEADER = 'x-user-id';
-/** QA override: `stable` or `canary` forces an arm. */
-export const OVERRIDE_HEADER = 'x-ab-group';
-/** Response metadata naming the deployment that answered. */
-export const ARM_HEADER = 'x-ab-arm';
 /** Endpoint metadata namespace holding `arm`, read by the response header and the access log. */
 export const ARM_METADATA_NAMESPACE = 'ab';
 
@@ -178,12 +174,12 @@ export function routeConfiguration(weights: Weights) {
         routes: [
           {
             name: 'qa_override_stable',
-            match: grpcMatch({ name: OVERRIDE_HEADER, value: 'stable' }),
+            match: grpcMatch({ name: AB_OVERRIDE_HEADER, value: 'stable' }),
             route: { cluster: CLUSTER.stable, ...ROUTE_TIMEOUTS },
           },
           {
             name: 'qa_override_canary',
-            match: grpcMatch({ name: OVERRIDE_HEADER, value: 'canary' }),
+            match: grpcMatch({ name: AB_OVERRIDE_HEADER, value: 'canary' }),
             route: { cluster: CLUSTER.canary, ...ROUTE_TIMEOUTS },
           },
           {
@@ -197,7 +193,7 @@ export function routeConfiguration(weights: Weights) {
                 ],
                 use_hash_policy: true,
               },
-              hash_policy: [{ header: { header_name: USER_HEADER } }],
+              hash_policy: [{ header: { header_name: USER_ID_HEADER } }],
               ...ROUTE_TIMEOUTS,
             },
           },
@@ -219,7 +215,7 @@ export function routeConfiguration(weights: Weights) {
         include_attempt_count_in_response: true,
         // The arm comes from the endpoint that answered, so it stays true after a fallback.
         response_headers_to_add: [
-          { header: { key: ARM_HEADER, value: ARM }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+          { header: { key: AB_ARM_HEADER, value: ARM }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
         ],
       },
     ],
@@ -271,8 +267,8 @@ function accessLog(target: string) {
   const log_format = {
     json_format: {
       time: '%START_TIME%',
-      user: `%REQ(${USER_HEADER})%`,
-      override: `%REQ(${OVERRIDE_HEADER})%`,
+      user: `%REQ(${USER_ID_HEADER})%`,
+      override: `%REQ(${AB_OVERRIDE_HEADER})%`,
       method: '%REQ(:PATH)%',
       // The route's cluster (canary_with_fallback for the canary's share; after a
       // cross-cluster retry, the cluster that was retried) and the arm that answered.

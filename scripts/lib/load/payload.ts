@@ -14,6 +14,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { REQUEST_ID_HEADER, USER_ID_HEADER } from '../../../server/headers.js';
 
 /** The seed's sample record, exactly as written in the engineering notes ("服务在线指标"). */
 export const SEED_RECORD: Readonly<Record<string, string | number>> = Object.freeze({
@@ -93,8 +94,8 @@ export function predictTemplate(
   return {
     data: `${vars}${head},"instances":[${instance}]}`,
     metadata: {
-      'x-user-id': USER_ID_TEMPLATE,
-      'x-request-id': `${opts.runId}-{{.RequestNumber}}`,
+      [USER_ID_HEADER]: USER_ID_TEMPLATE,
+      [REQUEST_ID_HEADER]: `${opts.runId}-{{.RequestNumber}}`,
     },
   };
 }
@@ -112,7 +113,7 @@ export function expectedCall(
   const user = USER_ID_BASE + n;
   return {
     body: { model: opts.model, version: opts.version, instances: [{ ...rec.record, userId: user }] },
-    metadata: { 'x-user-id': String(user), 'x-request-id': `${opts.runId}-${n}` },
+    metadata: { [USER_ID_HEADER]: String(user), [REQUEST_ID_HEADER]: `${opts.runId}-${n}` },
   };
 }
 
