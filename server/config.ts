@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { VERSION_PATTERN } from './model-manifest.js';
 
 /** The serving arm of this process: the old algorithm or the new model. */
 export type Role = 'stable' | 'canary';
@@ -102,8 +103,6 @@ export const CONFIG_DEFAULTS = {
 /** The variable names the server reads. */
 export type ConfigKey = keyof typeof CONFIG_DEFAULTS;
 
-const VERSION_RE = /^\d{8}T\d{6}Z$/;
-
 function int(src: Source, key: ConfigKey, min: number, max: number): number {
   const raw = src[key] ?? CONFIG_DEFAULTS[key];
   const n = Number(raw);
@@ -165,7 +164,7 @@ function parsePolicy(raw: string): Record<string, string> {
   const pins: Record<string, string> = {};
   for (const part of raw.split(',')) {
     const m = /^\s*([A-Za-z0-9_.-]+)=(\S+)\s*$/.exec(part);
-    if (!m?.[1] || !m[2] || !VERSION_RE.test(m[2])) {
+    if (!m?.[1] || !m[2] || !VERSION_PATTERN.test(m[2])) {
       throw new ConfigError(
         `MODEL_VERSION_POLICY must be "latest" or comma-separated model=YYYYMMDDTHHMMSSZ pins, got "${raw}".`,
       );

@@ -11,6 +11,7 @@ import {
   type PredictRequest,
   type PredictResponse,
 } from './generated/inference/v1/inference.js';
+import { USER_ID_HEADER } from './headers.js';
 import type { Metrics } from './metrics.js';
 import { columnsOf } from './model-manifest.js';
 import type { ModelRepository } from './model-repository.js';
@@ -83,7 +84,7 @@ export class PredictService {
       model.release();
     }
 
-    const header = ctx.metadata.get('x-user-id')[0];
+    const header = ctx.metadata.get(USER_ID_HEADER)[0];
     const headerUser = typeof header === 'string' && header !== '' ? header : undefined;
     const threshold = model.manifest.threshold;
     const predictions: Prediction[] = new Array(n);

@@ -17,6 +17,7 @@ import {
   toServiceError,
   unavailable,
 } from './errors.js';
+import { REQUEST_ID_HEADER } from './headers.js';
 import type { Metrics } from './metrics.js';
 
 /**
@@ -102,7 +103,7 @@ export class UnaryAdapter {
     const { logger, metrics } = this.options;
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const t0 = performance.now();
-      const header = call.metadata.get('x-request-id')[0];
+      const header = call.metadata.get(REQUEST_ID_HEADER)[0];
       const ctx: CallContext = {
         // A header id that could not travel back in a trailer is replaced, not trusted.
         requestId: typeof header === 'string' && isRequestId(header) ? header : randomUUID(),
@@ -129,7 +130,7 @@ export class UnaryAdapter {
           code = mapped.error.code;
           internal = mapped.internal;
           const trailer = new Metadata();
-          trailer.set('x-request-id', ctx.requestId); // always a valid metadata value (isRequestId)
+          trailer.set(REQUEST_ID_HEADER, ctx.requestId); // always a valid metadata value (isRequestId)
           callback({ ...mapped.error, metadata: trailer });
         }
         try {

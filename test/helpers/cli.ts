@@ -61,7 +61,7 @@ export function runCli(
 }
 
 /**
- * A runner for the built script `name` (dist/scripts/<name>.js): node runs it
+ * A runner for the built script `name` (dist/scripts/<dir>/<name>.js, e.g. `ops/qa`): node runs it
  * from the project root with the given arguments, as `npm run` would.
  */
 export function nodeScript(name: string): (args: readonly string[], timeoutMs?: number) => Promise<CliRun> {

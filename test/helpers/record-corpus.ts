@@ -1,6 +1,6 @@
 /**
  * A seeded generator of raw records for the differential preprocessing test
- * (test/integration/preprocess-parity.test.ts): valid records of any
+ * (test/e2e/preprocess-parity.test.ts): valid records of any
  * manifest, each then bent in the way of one divergence class (odd dates,
  * zones, leap days, extreme years, digit runs, category numbers, float32
  * edges, wrong types, null, NaN, missing fields, unicode, extra fields, range

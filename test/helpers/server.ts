@@ -30,7 +30,7 @@ export const OLDER = DEMO_VERSIONS[0] as string;
 export const NEWER = DEMO_VERSIONS[DEMO_VERSIONS.length - 1] as string;
 
 /** The seed's sample record, exactly as written in the engineering notes. */
-export { SEED_RECORD as SAMPLE_RECORD } from '../../scripts/load-request.js';
+export { SEED_RECORD as SAMPLE_RECORD } from '../../scripts/lib/load/payload.js';
 
 /** Copies the demo model repository (or one model of it) to a fresh temp dir. */
 export function copyModels(prefix = 'models-'): string {
@@ -153,4 +153,4 @@ export async function waitFor(
   throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
 }
 
-export { type SpawnedServer, spawnServer } from '../../scripts/server-process.js';
+export { type SpawnedServer, spawnServer } from '../../scripts/lib/server-process.js';
