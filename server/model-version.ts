@@ -88,8 +88,11 @@ export class ModelVersion {
     tuning: SessionTuning,
   ): Promise<ModelVersion> {
     let manifest: Manifest;
+    let preprocessor: Preprocessor;
     try {
       manifest = parseManifest(JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')), expect);
+      // Refuses a default that its own transform or range rejects.
+      preprocessor = new Preprocessor(manifest);
     } catch (err) {
       throw new ModelLoadError(`model.json is invalid: ${(err as Error).message}`);
     }
@@ -109,7 +112,6 @@ export class ModelVersion {
     } catch (err) {
       throw new ModelLoadError(`ONNX Runtime cannot load model.onnx: ${(err as Error).message}`);
     }
-    const preprocessor = new Preprocessor(manifest);
     const io: GraphIO = { ...manifest.onnx, width: preprocessor.width };
     let runner: Runner;
     try {

@@ -175,6 +175,16 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
       expect(err.details).to.contain('instances[0].createTime').and.contain('ISO 8601');
     });
 
+    it("a date outside the manifest's range → INVALID_ARGUMENT naming the field", async () => {
+      const err = await expectGrpcError(
+        predict(t.client, {
+          instances: [{ ...SAMPLE_RECORD }, { ...SAMPLE_RECORD, createTime: '9999-01-01' }],
+        }),
+      );
+      expect(err.code).to.equal(status.INVALID_ARGUMENT);
+      expect(err.details).to.contain('instances[1].createTime').and.contain("outside the manifest's range");
+    });
+
     it('NaN → INVALID_ARGUMENT naming the field', async () => {
       const err = await expectGrpcError(
         predict(t.client, { instances: [{ ...SAMPLE_RECORD, channel: Number.NaN }] }),
