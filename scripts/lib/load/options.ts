@@ -34,7 +34,11 @@ export type PayloadChoice =
   | { readonly kind: 'mixed' }
   | { readonly kind: 'file'; readonly path: string };
 
+/** The API a load test drives: `inference.v1` Predict, or the Open Inference Protocol's ModelInfer. */
+export type Protocol = 'predict' | 'oip';
+
 export interface LoadtestOptions {
+  readonly protocol: Protocol;
   /** `envoy`, `stable`, `canary`, or `host:port` as given. */
   readonly target: string;
   /** host:port ghz dials. */
@@ -62,8 +66,10 @@ export interface LoadtestOptions {
 
 export const USAGE = `Usage: npm run loadtest -- [options]
 
-Drives inference.v1.InferenceService/Predict with ghz and checks the SLOs.
+Drives inference.v1.InferenceService/Predict (or, with --protocol oip, the Open
+Inference Protocol's inference.GRPCInferenceService/ModelInfer) with ghz and checks the SLOs.
 
+  --protocol P            predict (default) or oip: the same records and users either way
   --target T              envoy (127.0.0.1:8080, default), stable (127.0.0.1:50051),
                           canary (127.0.0.1:50052), or HOST:PORT
   --rps N                 fixed rate, calls per second (default ${DEFAULT_RPS})
@@ -173,6 +179,7 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
       allowPositionals: false,
       options: {
         target: { type: 'string', default: 'envoy' },
+        protocol: { type: 'string', default: 'predict' },
         rps: { type: 'string' },
         concurrency: { type: 'string' },
         duration: { type: 'string', default: '30s' },
@@ -197,6 +204,10 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
     throw new UsageError(`${(err as Error).message.replace(/\. To specify .*$/s, '.')}`);
   }
   const str = (k: string) => values[k] as string;
+  const protocol = str('protocol');
+  if (protocol !== 'predict' && protocol !== 'oip') {
+    throw new UsageError(`--protocol must be predict or oip, got "${protocol}".`);
+  }
   const target = str('target');
   const { host, slug, metrics: defaultMetrics } = resolveTarget(target);
 
@@ -249,6 +260,7 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
   };
 
   return deepFreeze({
+    protocol,
     target,
     host,
     slug,

@@ -102,6 +102,61 @@ export function predictTemplate(
 }
 
 /**
+ * One record as the inputs of a ModelInfer request (the Open Inference
+ * Protocol, server/open-inference-tensors.ts): one input of shape [1] per
+ * field, in typed `contents` (JSON has no way to write raw little-endian
+ * bytes per call), with integers as INT64, other numbers as FP64 and strings
+ * as BYTES (base64, as proto JSON writes bytes). The userId input is the
+ * per-call template variable, as in Predict's body.
+ */
+function inputsTemplate(record: Readonly<Record<string, unknown>>): string {
+  const inputs = Object.entries({ ...record, userId: '__LOADTEST_USER_ID__' }).map(([name, v]) => {
+    if (name === 'userId') {
+      return `{"name":"userId","datatype":"INT64","shape":[1],"contents":{"int64_contents":[{{$u}}]}}`;
+    }
+    const [datatype, contents] =
+      typeof v === 'number'
+        ? Number.isInteger(v)
+          ? ['INT64', { int64_contents: [v] }]
+          : ['FP64', { fp64_contents: [v] }]
+        : ['BYTES', { bytes_contents: [Buffer.from(String(v), 'utf8').toString('base64')] }];
+    const json = JSON.stringify({ name, datatype, shape: [1], contents });
+    if (json.includes('{{')) throw new Error('payload records must not contain "{{"');
+    return json;
+  });
+  return `[${inputs.join(',')}]`;
+}
+
+/**
+ * The ghz templates for the Open Inference Protocol's ModelInfer: the same
+ * records, users and request ids as `predictTemplate`, call for call, so the
+ * server scores and logs exactly the records a Predict load test would send.
+ */
+export function modelInferTemplate(
+  records: readonly PayloadRecord[],
+  opts: { model: string; version: string; runId: string },
+): PredictTemplate {
+  if (records.length === 0) throw new Error('at least one payload record is needed');
+  const head = JSON.stringify({ model_name: opts.model, model_version: opts.version }).slice(0, -1);
+  const inputs =
+    records.length === 1
+      ? inputsTemplate((records[0] as PayloadRecord).record)
+      : `${records
+          .map((r, i) => `{{${i === 0 ? 'if' : 'else if'} eq $i ${i}}}${inputsTemplate(r.record)}`)
+          .join('')}{{end}}`;
+  const vars =
+    `{{$u := ${USER_ID_EXPR}}}` +
+    (records.length > 1 ? `{{$i := mod .RequestNumber ${records.length}}}` : '');
+  return {
+    data: `${vars}${head},"inputs":${inputs}}`,
+    metadata: {
+      [USER_ID_HEADER]: USER_ID_TEMPLATE,
+      [REQUEST_ID_HEADER]: `${opts.runId}-{{.RequestNumber}}`,
+    },
+  };
+}
+
+/**
  * What `predictTemplate` produces for call `n`, computed here rather than by
  * ghz: the tests use it to check the template, and it documents the contract.
  */
