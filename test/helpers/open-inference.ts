@@ -5,7 +5,9 @@
  * driven from Python in test/e2e/oip-clients.test.ts; these helpers let the
  * server tests break the wire format on purpose.
  */
+import { join } from 'node:path';
 import { credentials, type Metadata, type ServiceError } from '@grpc/grpc-js';
+import { VENV_PYTHON } from '../../scripts/lib/paths.js';
 import {
   GRPCInferenceServiceClient,
   type InferTensorContents,
@@ -14,6 +16,8 @@ import {
   type ModelInferResponse,
   type ModelMetadataResponse_TensorMetadata,
 } from '../../server/generated/inference/oip/open_inference_grpc.js';
+import { runCli } from './cli.js';
+import { ROOT } from './server.js';
 
 export function oipClient(port: number): GRPCInferenceServiceClient {
   return new GRPCInferenceServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
@@ -173,4 +177,99 @@ export function outputsOf(res: ModelInferResponse): Record<string, (number | str
     out[o.name] = values;
   });
   return out;
+}
+
+/** A step of a Python client plan (test/e2e/oip_clients.py). */
+export interface ClientStep {
+  readonly op: string;
+  readonly [key: string]: unknown;
+}
+
+/** A step's result: its value, or the gRPC status the client raised. */
+export type ClientResult =
+  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: false; readonly code: string; readonly details: string };
+
+/** What the Python clients return for an `infer` step. */
+export interface ClientInfer {
+  readonly model_name: string;
+  readonly model_version: string;
+  readonly id: string;
+  readonly parameters: Record<string, string>;
+  readonly outputs: { score?: number[]; label?: number[]; group?: string[]; action?: number[] };
+}
+
+const CLIENTS_PY = join(ROOT, 'test', 'e2e', 'oip_clients.py');
+
+/** Runs a plan with tritonclient or the KServe SDK (the project venv) against `target`. */
+export async function runClient(
+  client: 'triton' | 'kserve',
+  target: string,
+  steps: readonly ClientStep[],
+): Promise<ClientResult[]> {
+  const run = await runCli(VENV_PYTHON, [CLIENTS_PY, client, target], {
+    input: JSON.stringify({ steps }),
+    timeoutMs: 90_000,
+    name: `oip_clients.py ${client}`,
+  });
+  if (run.code !== 0)
+    throw new Error(`oip_clients.py ${client} exited ${run.code}: ${run.stderr.slice(-2000)}`);
+  const { results } = JSON.parse(run.stdout) as { results: ClientResult[] };
+  if (results.length !== steps.length)
+    throw new Error(`expected ${steps.length} results, got ${results.length}`);
+  return results;
+}
+
+/** A result's value; fails naming the status when the step failed. */
+export function valueOf<T>(r: ClientResult | undefined): T {
+  if (!r?.ok) throw new Error(`the client call failed: ${r ? `${r.code} ${r.details}` : 'no result'}`);
+  return r.value as T;
+}
+
+/** The descriptors of our proto and of a client's generated code, normalised alike. */
+export async function clientDescriptors(client: 'triton' | 'kserve'): Promise<{
+  ours: DescribedFile[];
+  theirs: DescribedFile;
+}> {
+  const run = await runCli(
+    VENV_PYTHON,
+    [CLIENTS_PY, 'descriptors', client, join(ROOT, 'server', 'generated', 'descriptors.binpb')],
+    { timeoutMs: 60_000 },
+  );
+  if (run.code !== 0)
+    throw new Error(`oip_clients.py descriptors exited ${run.code}: ${run.stderr.slice(-2000)}`);
+  return JSON.parse(run.stdout);
+}
+
+export interface DescribedField {
+  readonly name: string;
+  readonly number: number;
+  readonly label: string;
+  readonly type: string;
+  readonly type_name: string;
+  readonly oneof: string | null;
+  readonly proto3_optional: boolean;
+  readonly default: string;
+}
+
+export interface DescribedMessage {
+  readonly map_entry: boolean;
+  readonly fields: DescribedField[];
+  readonly nested: Record<string, DescribedMessage>;
+  readonly enums: string[];
+}
+
+export interface DescribedMethod {
+  readonly name: string;
+  readonly input: string;
+  readonly output: string;
+  readonly client_streaming: boolean;
+  readonly server_streaming: boolean;
+}
+
+export interface DescribedFile {
+  readonly name: string;
+  readonly package: string;
+  readonly messages: Record<string, DescribedMessage>;
+  readonly services: Record<string, DescribedMethod[]>;
 }
