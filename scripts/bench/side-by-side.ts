@@ -5,6 +5,7 @@
  * generator of the same kind:
  *
  *   direct  this server, one process                                                   — ghz
+ *           (and, not judged, the same server through the Open Inference Protocol's ModelInfer)
  *   envoy   Envoy → stable + canary servers, 90/10, as the real stack                  — ghz
  *   flask   the seed's way: Flask's threaded dev server, sklearn in Python, JSON       — hey
  *   floor   bare grpc-js + the generated stubs, constant answer (scripts/bench/floor-server.ts) — ghz
@@ -101,6 +102,7 @@ function grpcTarget(
   host: string,
   watch: readonly Watched[],
   model = MODEL,
+  protocol: 'predict' | 'oip' = 'predict',
 ): Target {
   return {
     name,
@@ -110,6 +112,7 @@ function grpcTarget(
         target: label,
         host,
         model,
+        protocol,
         load,
         workDir: ctx.workDir,
         progress: ctx.progress,
@@ -220,6 +223,19 @@ function ratioOf(a: Measurement | undefined, b: Measurement | undefined): number
   return a && b && b.okRps > 0 ? a.okRps / b.okRps : undefined;
 }
 
+/** One process's CPU per call in run `a` over run `b`. */
+function cpuRatio(
+  a: Measurement | undefined,
+  b: Measurement | undefined,
+  process: string,
+): number | undefined {
+  const of = (m: Measurement | undefined) =>
+    m ? cpuPerCall(m, CORES).find((c) => c.process === process)?.usPerCall : undefined;
+  const x = of(a);
+  const y = of(b);
+  return x !== undefined && y !== undefined && y > 0 ? x / y : undefined;
+}
+
 const fmtRatio = (x: number | undefined, digits: number) =>
   x === undefined ? 'n/a' : `${x.toFixed(digits)}×`;
 
@@ -259,6 +275,8 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
   const { envoy, watch } = await envoyStack(ctx, stable, canary);
   const targets = {
     direct: grpcTarget(ctx, 'direct', direct.host, [watchServer(direct, 'server')]),
+    // Not judged: the same server and records through the Open Inference Protocol, for its cost per call.
+    oip: grpcTarget(ctx, 'direct ModelInfer', direct.host, [watchServer(direct, 'server')], MODEL, 'oip'),
     batched: grpcTarget(ctx, 'direct+batching', batched.host, [watchServer(batched, 'server')]),
     envoy: grpcTarget(ctx, 'envoy', envoy.host, watch),
     flask:
@@ -269,9 +287,14 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
           ]),
     floor: grpcTarget(ctx, 'floor', `127.0.0.1:${floor.port}`, [{ name: 'floor server', pid: floor.pid }]),
   };
-  const order = [targets.direct, targets.batched, targets.envoy, targets.flask, targets.floor].filter(
-    (t): t is Target => t !== undefined,
-  );
+  const order = [
+    targets.direct,
+    targets.oip,
+    targets.batched,
+    targets.envoy,
+    targets.flask,
+    targets.floor,
+  ].filter((t): t is Target => t !== undefined);
 
   progress('[bench] warm-up');
   await warmUp(ctx, order);
@@ -307,6 +330,12 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     sideBySideTable([
       { name: 'this server, direct', generator: 'ghz (gRPC)', ...runs.direct },
       {
+        name: '(not judged) direct, Open Inference Protocol ModelInfer',
+        generator: 'ghz (gRPC)',
+        max: max.get('direct ModelInfer'),
+        rate: rate.get('direct ModelInfer'),
+      },
+      {
         name: `(not judged) direct, MODEL_BATCHING=${opts.batching}`,
         generator: 'ghz (gRPC)',
         max: max.get('direct+batching'),
@@ -322,6 +351,7 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     ]),
     '',
     `Max throughput per round (ok/s): direct ${roundsCell(runs.direct?.max)}; ` +
+      `direct ModelInfer ${roundsCell(max.get('direct ModelInfer'))}; ` +
       `direct+batching ${roundsCell(max.get('direct+batching'))}; envoy ${roundsCell(runs.envoy?.max)}; ` +
       `flask ${roundsCell(runs.flask?.max)}; floor ${roundsCell(runs.floor?.max)}.`,
     '',
@@ -333,6 +363,8 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     '| --- | ---: |',
     `| ours/Flask throughput (direct max ÷ Flask max) | ${r.oursOverFlask === undefined ? 'n/a' : `${r.oursOverFlask.toFixed(1)}×`} |`,
     `| ours/floor throughput (direct max ÷ floor max) | ${r.oursOverFloor === undefined ? 'n/a' : `${r.oursOverFloor.toFixed(2)}×`} |`,
+    `| (not judged) ModelInfer ÷ Predict throughput (direct max) | ${fmtRatio(ratioOf(max.get('direct ModelInfer'), runs.direct?.max), 2)} |`,
+    `| (not judged) ModelInfer ÷ Predict server CPU per call (direct max) | ${fmtRatio(cpuRatio(max.get('direct ModelInfer'), runs.direct?.max, 'server'), 2)} |`,
     `| (not judged) direct with batching ÷ floor | ${fmtRatio(ratioOf(max.get('direct+batching'), runs.floor?.max), 2)} |`,
     `| (not judged) direct with batching ÷ Flask | ${fmtRatio(ratioOf(max.get('direct+batching'), runs.flask?.max), 1)} |`,
     `| Envoy's added p50 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP50Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP50Ms)} ms`} |`,
@@ -346,6 +378,7 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     '',
     cpuTable([
       { name: 'direct', m: runs.direct?.max },
+      { name: 'direct ModelInfer', m: max.get('direct ModelInfer') },
       { name: 'direct+batching', m: max.get('direct+batching') },
       { name: 'envoy', m: runs.envoy?.max },
       { name: `envoy @${opts.envoyRate}/s`, m: high },

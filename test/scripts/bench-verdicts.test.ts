@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { predictArray, USERS } from '../../scripts/lib/bench/measure.js';
+import { modelInferArray, predictArray, USERS } from '../../scripts/lib/bench/measure.js';
 import { parseBenchArgs } from '../../scripts/lib/bench/options.js';
 import { withExtraStableEndpoints } from '../../scripts/lib/bench/processes.js';
 import { readServerScrape } from '../../scripts/lib/bench/scrape.js';
@@ -307,6 +307,31 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
     });
     expect(metadata).to.deep.equal({ 'x-user-id': '{{add 102079311 (mod .RequestNumber 3)}}' });
     expect(JSON.parse(predictArray('m').data)).to.have.length(USERS);
+  });
+
+  it('sends the same requests as ModelInfer for the protocol row: one typed input per field', () => {
+    const { data, metadata } = modelInferArray('conversion', 3);
+    const requests = JSON.parse(data) as {
+      model_name: string;
+      model_version: string;
+      inputs: { name: string; datatype: string; shape: number[]; contents: Record<string, unknown[]> }[];
+    }[];
+    expect(requests).to.have.length(3);
+    const [r] = requests.slice(2);
+    expect(r?.model_name).to.equal('conversion');
+    expect(r?.inputs.map((i) => i.name)).to.deep.equal(Object.keys(SEED_RECORD));
+    expect(r?.inputs.find((i) => i.name === 'userId')).to.deep.equal({
+      name: 'userId',
+      datatype: 'INT64',
+      shape: [1],
+      contents: { int64_contents: [102079313] },
+    });
+    const birthday = r?.inputs.find((i) => i.name === 'birthday');
+    expect(birthday?.datatype).to.equal('BYTES');
+    expect(Buffer.from(String(birthday?.contents.bytes_contents?.[0]), 'base64').toString()).to.equal(
+      SEED_RECORD.birthday,
+    );
+    expect(metadata).to.deep.equal(predictArray('conversion', 3).metadata);
   });
 
   it('adds stable endpoints to a rendered bootstrap, copying the arm metadata, and leaves the input alone', () => {

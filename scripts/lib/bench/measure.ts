@@ -10,8 +10,14 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { USER_ID_HEADER } from '../../../server/headers.js';
 import { type GhzRun, ghzArgs, readGhzReport, spawnGhz, summarize } from '../load/ghz.js';
-import { SEED_RECORD, USER_ID_BASE } from '../load/payload.js';
-import { PREDICT_CALL, PROTO_FILE, PROTO_IMPORT_PATH } from '../load/run.js';
+import { modelInferInputs, SEED_RECORD, USER_ID_BASE } from '../load/payload.js';
+import {
+  MODEL_INFER_CALL,
+  OIP_PROTO_FILE,
+  PREDICT_CALL,
+  PROTO_FILE,
+  PROTO_IMPORT_PATH,
+} from '../load/run.js';
 import type { ToolRunOptions } from '../tool-process.js';
 import { errorKinds, heyArgs, runHey } from './hey.js';
 import { cpuTimesMs } from './processes.js';
@@ -99,6 +105,26 @@ export function predictArray(
   };
 }
 
+/**
+ * The same `USERS` requests as `predictArray`, as Open Inference Protocol
+ * ModelInfer requests (typed contents, scripts/lib/load/payload.ts), for the
+ * bench row that compares the two protocols' cost per call.
+ */
+export function modelInferArray(
+  model: string,
+  users = USERS,
+): { data: string; metadata: Record<string, string> } {
+  const requests = Array.from({ length: users }, (_, i) => ({
+    model_name: model,
+    model_version: '',
+    inputs: modelInferInputs({ ...SEED_RECORD, userId: USER_ID_BASE + i }),
+  }));
+  return {
+    data: JSON.stringify(requests),
+    metadata: { [USER_ID_HEADER]: `{{add ${USER_ID_BASE} (mod .RequestNumber ${users})}}` },
+  };
+}
+
 /** What one phase puts load on, how hard, and what it watches meanwhile. */
 interface PhaseOf {
   readonly target: string;
@@ -164,22 +190,27 @@ async function measuredPhase<T>(
 
 let runCounter = 0;
 
-/** A ghz phase against `host` for `model` (the version the server's policy serves). */
+/**
+ * A ghz phase against `host` for `model` (the version the server's policy
+ * serves), through Predict or (`protocol: 'oip'`) the Open Inference
+ * Protocol's ModelInfer.
+ */
 export async function ghzPhase(
-  o: PhaseOf & { host: string; model: string; workDir: string },
+  o: PhaseOf & { host: string; model: string; workDir: string; protocol?: 'predict' | 'oip' },
 ): Promise<Measurement> {
   // An interrupted run starts nothing new (an already-aborted signal never fires 'abort').
   if (o.signal?.aborted) throw new Error('interrupted');
   const n = ++runCounter;
   const runId = `bench-${o.target.replace(/\W+/g, '-')}-${n}`;
-  const request = predictArray(o.model);
+  const oip = o.protocol === 'oip';
+  const request = oip ? modelInferArray(o.model) : predictArray(o.model);
   const dataFile = join(o.workDir, `ghz-${n}.data.json`);
   writeFileSync(dataFile, request.data);
   const run: GhzRun = {
     host: o.host,
-    call: PREDICT_CALL,
+    call: oip ? MODEL_INFER_CALL : PREDICT_CALL,
     insecure: true,
-    proto: { file: PROTO_FILE, importPaths: [PROTO_IMPORT_PATH] },
+    proto: { file: oip ? OIP_PROTO_FILE : PROTO_FILE, importPaths: [PROTO_IMPORT_PATH] },
     dataFile,
     metadata: request.metadata,
     ...(o.load.rps !== undefined ? { rps: o.load.rps } : {}),

@@ -101,30 +101,46 @@ export function predictTemplate(
   };
 }
 
+/** One ModelInfer input in proto JSON, as ghz reads it. */
+export interface ModelInferInputJson {
+  readonly name: string;
+  readonly datatype: 'INT64' | 'FP64' | 'BYTES';
+  readonly shape: readonly [1];
+  readonly contents:
+    | { readonly int64_contents: readonly number[] }
+    | { readonly fp64_contents: readonly number[] }
+    | { readonly bytes_contents: readonly string[] };
+}
+
 /**
  * One record as the inputs of a ModelInfer request (the Open Inference
  * Protocol, server/open-inference-tensors.ts): one input of shape [1] per
- * field, in typed `contents` (JSON has no way to write raw little-endian
- * bytes per call), with integers as INT64, other numbers as FP64 and strings
- * as BYTES (base64, as proto JSON writes bytes). The userId input is the
- * per-call template variable, as in Predict's body.
+ * field, in typed `contents` (JSON cannot write raw little-endian bytes, nor
+ * a template compute them per call), integers as INT64, other numbers as
+ * FP64, strings as BYTES (base64, as proto JSON writes bytes).
  */
+export function modelInferInputs(record: Readonly<Record<string, unknown>>): ModelInferInputJson[] {
+  return Object.entries(record).map(([name, v]) =>
+    typeof v === 'number'
+      ? Number.isInteger(v)
+        ? { name, datatype: 'INT64', shape: [1], contents: { int64_contents: [v] } }
+        : { name, datatype: 'FP64', shape: [1], contents: { fp64_contents: [v] } }
+      : {
+          name,
+          datatype: 'BYTES',
+          shape: [1],
+          contents: { bytes_contents: [Buffer.from(String(v), 'utf8').toString('base64')] },
+        },
+  );
+}
+
+/** A record's ModelInfer inputs as a template whose userId input is the per-call user. */
 function inputsTemplate(record: Readonly<Record<string, unknown>>): string {
-  const inputs = Object.entries({ ...record, userId: '__LOADTEST_USER_ID__' }).map(([name, v]) => {
-    if (name === 'userId') {
-      return `{"name":"userId","datatype":"INT64","shape":[1],"contents":{"int64_contents":[{{$u}}]}}`;
-    }
-    const [datatype, contents] =
-      typeof v === 'number'
-        ? Number.isInteger(v)
-          ? ['INT64', { int64_contents: [v] }]
-          : ['FP64', { fp64_contents: [v] }]
-        : ['BYTES', { bytes_contents: [Buffer.from(String(v), 'utf8').toString('base64')] }];
-    const json = JSON.stringify({ name, datatype, shape: [1], contents });
-    if (json.includes('{{')) throw new Error('payload records must not contain "{{"');
-    return json;
-  });
-  return `[${inputs.join(',')}]`;
+  const { userId: _u, ...rest } = record;
+  const json = JSON.stringify(modelInferInputs(rest));
+  if (json.includes('{{')) throw new Error('payload records must not contain "{{"');
+  const user = '{"name":"userId","datatype":"INT64","shape":[1],"contents":{"int64_contents":[{{$u}}]}}';
+  return json === '[]' ? `[${user}]` : `[${user},${json.slice(1)}`;
 }
 
 /**
