@@ -31,6 +31,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import {
+  type Encoding,
   GENERATOR,
   ghzPhase,
   heyPhase,
@@ -102,7 +103,7 @@ function grpcTarget(
   host: string,
   watch: readonly Watched[],
   model = MODEL,
-  protocol: 'predict' | 'oip' = 'predict',
+  oip?: Encoding,
 ): Target {
   return {
     name,
@@ -112,7 +113,7 @@ function grpcTarget(
         target: label,
         host,
         model,
-        protocol,
+        ...(oip ? { oip } : {}),
         load,
         workDir: ctx.workDir,
         progress: ctx.progress,
@@ -276,7 +277,22 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
   const targets = {
     direct: grpcTarget(ctx, 'direct', direct.host, [watchServer(direct, 'server')]),
     // Not judged: the same server and records through the Open Inference Protocol, for its cost per call.
-    oip: grpcTarget(ctx, 'direct ModelInfer', direct.host, [watchServer(direct, 'server')], MODEL, 'oip'),
+    oipRaw: grpcTarget(
+      ctx,
+      'direct ModelInfer raw',
+      direct.host,
+      [watchServer(direct, 'server')],
+      MODEL,
+      'raw',
+    ),
+    oipTyped: grpcTarget(
+      ctx,
+      'direct ModelInfer typed',
+      direct.host,
+      [watchServer(direct, 'server')],
+      MODEL,
+      'typed',
+    ),
     batched: grpcTarget(ctx, 'direct+batching', batched.host, [watchServer(batched, 'server')]),
     envoy: grpcTarget(ctx, 'envoy', envoy.host, watch),
     flask:
@@ -289,7 +305,8 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
   };
   const order = [
     targets.direct,
-    targets.oip,
+    targets.oipRaw,
+    targets.oipTyped,
     targets.batched,
     targets.envoy,
     targets.flask,
@@ -330,10 +347,16 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     sideBySideTable([
       { name: 'this server, direct', generator: 'ghz (gRPC)', ...runs.direct },
       {
-        name: '(not judged) direct, Open Inference Protocol ModelInfer',
+        name: '(not judged) direct, Open Inference Protocol ModelInfer, raw_input_contents (tritonclient)',
         generator: 'ghz (gRPC)',
-        max: max.get('direct ModelInfer'),
-        rate: rate.get('direct ModelInfer'),
+        max: max.get('direct ModelInfer raw'),
+        rate: rate.get('direct ModelInfer raw'),
+      },
+      {
+        name: '(not judged) direct, Open Inference Protocol ModelInfer, typed contents (KServe SDK)',
+        generator: 'ghz (gRPC)',
+        max: max.get('direct ModelInfer typed'),
+        rate: rate.get('direct ModelInfer typed'),
       },
       {
         name: `(not judged) direct, MODEL_BATCHING=${opts.batching}`,
@@ -351,7 +374,8 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     ]),
     '',
     `Max throughput per round (ok/s): direct ${roundsCell(runs.direct?.max)}; ` +
-      `direct ModelInfer ${roundsCell(max.get('direct ModelInfer'))}; ` +
+      `ModelInfer raw ${roundsCell(max.get('direct ModelInfer raw'))}; ` +
+      `ModelInfer typed ${roundsCell(max.get('direct ModelInfer typed'))}; ` +
       `direct+batching ${roundsCell(max.get('direct+batching'))}; envoy ${roundsCell(runs.envoy?.max)}; ` +
       `flask ${roundsCell(runs.flask?.max)}; floor ${roundsCell(runs.floor?.max)}.`,
     '',
@@ -363,8 +387,10 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     '| --- | ---: |',
     `| ours/Flask throughput (direct max ÷ Flask max) | ${r.oursOverFlask === undefined ? 'n/a' : `${r.oursOverFlask.toFixed(1)}×`} |`,
     `| ours/floor throughput (direct max ÷ floor max) | ${r.oursOverFloor === undefined ? 'n/a' : `${r.oursOverFloor.toFixed(2)}×`} |`,
-    `| (not judged) ModelInfer ÷ Predict throughput (direct max) | ${fmtRatio(ratioOf(max.get('direct ModelInfer'), runs.direct?.max), 2)} |`,
-    `| (not judged) ModelInfer ÷ Predict server CPU per call (direct max) | ${fmtRatio(cpuRatio(max.get('direct ModelInfer'), runs.direct?.max, 'server'), 2)} |`,
+    ...(['raw', 'typed'] as const).flatMap((e) => [
+      `| (not judged) ModelInfer ${e} ÷ Predict throughput (direct max) | ${fmtRatio(ratioOf(max.get(`direct ModelInfer ${e}`), runs.direct?.max), 2)} |`,
+      `| (not judged) ModelInfer ${e} ÷ Predict server CPU per call (direct max) | ${fmtRatio(cpuRatio(max.get(`direct ModelInfer ${e}`), runs.direct?.max, 'server'), 2)} |`,
+    ]),
     `| (not judged) direct with batching ÷ floor | ${fmtRatio(ratioOf(max.get('direct+batching'), runs.floor?.max), 2)} |`,
     `| (not judged) direct with batching ÷ Flask | ${fmtRatio(ratioOf(max.get('direct+batching'), runs.flask?.max), 1)} |`,
     `| Envoy's added p50 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP50Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP50Ms)} ms`} |`,
@@ -378,7 +404,8 @@ async function sideBySide(ctx: Context): Promise<SideResult> {
     '',
     cpuTable([
       { name: 'direct', m: runs.direct?.max },
-      { name: 'direct ModelInfer', m: max.get('direct ModelInfer') },
+      { name: 'direct ModelInfer raw', m: max.get('direct ModelInfer raw') },
+      { name: 'direct ModelInfer typed', m: max.get('direct ModelInfer typed') },
       { name: 'direct+batching', m: max.get('direct+batching') },
       { name: 'envoy', m: runs.envoy?.max },
       { name: `envoy @${opts.envoyRate}/s`, m: high },

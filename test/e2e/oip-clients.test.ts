@@ -7,8 +7,8 @@ import {
   type ClientInfer,
   clientDescriptors,
   type DescribedMessage,
+  resultValue,
   runClient,
-  valueOf,
 } from '../helpers/open-inference.js';
 import {
   copyModels,
@@ -232,13 +232,13 @@ describe('Open Inference Protocol with tritonclient and the KServe SDK, direct, 
       ...FAMILIES.map((f) => ({ op: 'model_metadata', model: f.model })),
       { op: 'repository_index' },
     ]);
-    expect(valueOf(live)).to.equal(true);
-    expect(valueOf(ready)).to.equal(true);
-    expect(rest.slice(0, 3).map((r) => valueOf(r))).to.deep.equal([true, true, true]);
-    expect(valueOf(rest[3])).to.equal(false);
-    expect(valueOf<{ extensions: string[] }>(rest[4]).extensions).to.include('model_repository(index)');
+    expect(resultValue(live)).to.equal(true);
+    expect(resultValue(ready)).to.equal(true);
+    expect(rest.slice(0, 3).map((r) => resultValue(r))).to.deep.equal([true, true, true]);
+    expect(resultValue(rest[3])).to.equal(false);
+    expect(resultValue<{ extensions: string[] }>(rest[4]).extensions).to.include('model_repository(index)');
     for (const [k, f] of FAMILIES.entries()) {
-      const md = valueOf<{
+      const md = resultValue<{
         name: string;
         platform: string;
         inputs: { name: string; datatype: string; shape: string[] }[];
@@ -252,7 +252,7 @@ describe('Open Inference Protocol with tritonclient and the KServe SDK, direct, 
       // tritonclient's as_json prints int64 as strings (protobuf's JSON mapping).
       expect(md.inputs.every((i) => JSON.stringify(i.shape) === '["-1"]')).to.equal(true);
     }
-    const index = valueOf<{ models: { name: string; state: string }[] }>(rest[8]);
+    const index = resultValue<{ models: { name: string; state: string }[] }>(rest[8]);
     expect(index.models.map((m) => m.name)).to.include.members(FAMILIES.map((f) => f.model));
     expect(index.models.every((m) => m.state === 'READY')).to.equal(true);
   });
@@ -271,7 +271,7 @@ describe('Open Inference Protocol with tritonclient and the KServe SDK, direct, 
         })),
       );
       for (const [k, c] of cases.entries()) {
-        const r = valueOf<ClientInfer>(results[k]);
+        const r = resultValue<ClientInfer>(results[k]);
         const p = await predict(t.client, { model: f.model, instances: [c.record] });
         const want = p.predictions[0];
         expect(r.model_version, c.id).to.equal(f.version);
@@ -309,10 +309,10 @@ describe('Open Inference Protocol with tritonclient and the KServe SDK, direct, 
       },
     ]);
     const p = await predict(t.client, { instances: records });
-    expect(valueOf<ClientInfer>(batch).outputs.score).to.deep.equal(p.predictions.map((x) => x.score));
-    expect(Object.keys(valueOf<ClientInfer>(subset).outputs)).to.deep.equal(['action', 'score']);
+    expect(resultValue<ClientInfer>(batch).outputs.score).to.deep.equal(p.predictions.map((x) => x.score));
+    expect(Object.keys(resultValue<ClientInfer>(subset).outputs)).to.deep.equal(['action', 'score']);
     const seed = await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] });
-    expect(valueOf<ClientInfer>(asFloat).outputs.score).to.deep.equal([seed.predictions[0]?.score]);
+    expect(resultValue<ClientInfer>(asFloat).outputs.score).to.deep.equal([seed.predictions[0]?.score]);
   });
 
   it("tritonclient: Predict's error codes, naming the input and row; Triton-only calls UNIMPLEMENTED with a hint", async () => {
@@ -369,9 +369,13 @@ describe('Open Inference Protocol with tritonclient and the KServe SDK, direct, 
         headers: { 'x-user-id': `user-${c.id}` },
       })),
     ]);
-    expect([valueOf(live), valueOf(ready), valueOf(modelReady)]).to.deep.equal([true, true, true]);
+    expect([resultValue(live), resultValue(ready), resultValue(modelReady)]).to.deep.equal([
+      true,
+      true,
+      true,
+    ]);
     for (const [k, { f, c }] of cases.entries()) {
-      const r = valueOf<ClientInfer>(inferred[k]);
+      const r = resultValue<ClientInfer>(inferred[k]);
       const p = await predict(
         t.client,
         { model: f.model, instances: [c.record] },

@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { type AbStack, call, demoVersions, qaRecords, startAbStack } from '../helpers/envoy.js';
-import { type ClientInfer, runClient, valueOf } from '../helpers/open-inference.js';
+import { type ClientInfer, resultValue, runClient } from '../helpers/open-inference.js';
 
 describe('Open Inference Protocol through Envoy (tritonclient, KServe SDK)', function () {
   this.timeout(120_000);
@@ -34,11 +34,11 @@ describe('Open Inference Protocol through Envoy (tritonclient, KServe SDK)', fun
         headers: { 'x-user-id': u },
       })),
     ]);
-    expect(results.slice(0, 3).map((r) => valueOf(r))).to.deep.equal([true, true, true]);
+    expect(results.slice(0, 3).map((r) => resultValue(r))).to.deep.equal([true, true, true]);
     const arms = new Map<string, number>();
     const groups = new Set<string>();
     for (const [k, u] of users.entries()) {
-      const r = valueOf<ClientInfer>(results[3 + k]);
+      const r = resultValue<ClientInfer>(results[3 + k]);
       const p = await call(stack.client, { user: u, instances: [record] });
       expect(p.error, u).to.equal(undefined);
       const arm = r.parameters.arm as string;
@@ -81,7 +81,10 @@ describe('Open Inference Protocol through Envoy (tritonclient, KServe SDK)', fun
         headers: { 'x-user-id': 'u-1', 'x-ab-group': 'stable' },
       },
     ]);
-    expect(results.map((r) => valueOf<ClientInfer>(r).parameters.arm)).to.deep.equal(['canary', 'stable']);
+    expect(results.map((r) => resultValue<ClientInfer>(r).parameters.arm)).to.deep.equal([
+      'canary',
+      'stable',
+    ]);
   });
 
   it('KServe SDK: the same users get the same arm and group as Predict', async () => {
@@ -98,7 +101,7 @@ describe('Open Inference Protocol through Envoy (tritonclient, KServe SDK)', fun
       })),
     );
     for (const [k, u] of some.entries()) {
-      const r = valueOf<ClientInfer>(results[k]);
+      const r = resultValue<ClientInfer>(results[k]);
       const p = await call(stack.client, { user: u, instances: [record] });
       expect([r.parameters.arm, r.outputs.group?.[0], r.outputs.action?.[0]], u).to.deep.equal([
         p.response?.arm,

@@ -221,7 +221,7 @@ export async function runClient(
 }
 
 /** A result's value; fails naming the status when the step failed. */
-export function valueOf<T>(r: ClientResult | undefined): T {
+export function resultValue<T>(r: ClientResult | undefined): T {
   if (!r?.ok) throw new Error(`the client call failed: ${r ? `${r.code} ${r.details}` : 'no result'}`);
   return r.value as T;
 }

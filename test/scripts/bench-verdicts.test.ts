@@ -310,7 +310,7 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
   });
 
   it('sends the same requests as ModelInfer for the protocol row: one typed input per field', () => {
-    const { data, metadata } = modelInferArray('conversion', 3);
+    const { data, metadata } = modelInferArray('conversion', 'typed', 3);
     const requests = JSON.parse(data) as {
       model_name: string;
       model_version: string;
@@ -332,6 +332,22 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
       SEED_RECORD.birthday,
     );
     expect(metadata).to.deep.equal(predictArray('conversion', 3).metadata);
+
+    // Raw, as tritonclient sends: the same inputs without contents, one little-endian buffer each.
+    const raw = JSON.parse(modelInferArray('conversion', 'raw', 3).data) as {
+      inputs: { name: string; datatype: string; contents?: unknown }[];
+      raw_input_contents: string[];
+    }[];
+    const last = raw[2];
+    expect(last?.inputs.map((i) => [i.name, i.datatype])).to.deep.equal(
+      r?.inputs.map((i) => [i.name, i.datatype]),
+    );
+    expect(last?.inputs.every((i) => i.contents === undefined)).to.equal(true);
+    const bytes = (name: string) =>
+      Buffer.from(last?.raw_input_contents[last.inputs.findIndex((i) => i.name === name)] ?? '', 'base64');
+    expect(bytes('userId').readBigInt64LE(0)).to.equal(102079313n);
+    expect(bytes('birthday').readUInt32LE(0)).to.equal(SEED_RECORD.birthday?.toString().length);
+    expect(bytes('birthday').subarray(4).toString()).to.equal(SEED_RECORD.birthday);
   });
 
   it('adds stable endpoints to a rendered bootstrap, copying the arm metadata, and leaves the input alone', () => {

@@ -10,7 +10,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { USER_ID_HEADER } from '../../../server/headers.js';
 import { type GhzRun, ghzArgs, readGhzReport, spawnGhz, summarize } from '../load/ghz.js';
-import { modelInferInputs, SEED_RECORD, USER_ID_BASE } from '../load/payload.js';
+import { modelInferInputs, modelInferRaw, SEED_RECORD, USER_ID_BASE } from '../load/payload.js';
 import {
   MODEL_INFER_CALL,
   OIP_PROTO_FILE,
@@ -105,20 +105,27 @@ export function predictArray(
   };
 }
 
+/** How a ModelInfer request carries its tensors: tritonclient's raw bytes, or typed contents (KServe SDK lists). */
+export type Encoding = 'raw' | 'typed';
+
 /**
  * The same `USERS` requests as `predictArray`, as Open Inference Protocol
- * ModelInfer requests (typed contents, scripts/lib/load/payload.ts), for the
- * bench row that compares the two protocols' cost per call.
+ * ModelInfer requests (scripts/lib/load/payload.ts), for the bench rows that
+ * compare the protocols' cost per call.
  */
 export function modelInferArray(
   model: string,
+  encoding: Encoding,
   users = USERS,
 ): { data: string; metadata: Record<string, string> } {
-  const requests = Array.from({ length: users }, (_, i) => ({
-    model_name: model,
-    model_version: '',
-    inputs: modelInferInputs({ ...SEED_RECORD, userId: USER_ID_BASE + i }),
-  }));
+  const requests = Array.from({ length: users }, (_, i) => {
+    const record = { ...SEED_RECORD, userId: USER_ID_BASE + i };
+    return {
+      model_name: model,
+      model_version: '',
+      ...(encoding === 'raw' ? modelInferRaw(record) : { inputs: modelInferInputs(record) }),
+    };
+  });
   return {
     data: JSON.stringify(requests),
     metadata: { [USER_ID_HEADER]: `{{add ${USER_ID_BASE} (mod .RequestNumber ${users})}}` },
@@ -192,18 +199,18 @@ let runCounter = 0;
 
 /**
  * A ghz phase against `host` for `model` (the version the server's policy
- * serves), through Predict or (`protocol: 'oip'`) the Open Inference
- * Protocol's ModelInfer.
+ * serves), through Predict or (`oip`) the Open Inference Protocol's
+ * ModelInfer with its tensors encoded as `encoding`.
  */
 export async function ghzPhase(
-  o: PhaseOf & { host: string; model: string; workDir: string; protocol?: 'predict' | 'oip' },
+  o: PhaseOf & { host: string; model: string; workDir: string; oip?: Encoding },
 ): Promise<Measurement> {
   // An interrupted run starts nothing new (an already-aborted signal never fires 'abort').
   if (o.signal?.aborted) throw new Error('interrupted');
   const n = ++runCounter;
   const runId = `bench-${o.target.replace(/\W+/g, '-')}-${n}`;
-  const oip = o.protocol === 'oip';
-  const request = oip ? modelInferArray(o.model) : predictArray(o.model);
+  const oip = o.oip !== undefined;
+  const request = o.oip ? modelInferArray(o.model, o.oip) : predictArray(o.model);
   const dataFile = join(o.workDir, `ghz-${n}.data.json`);
   writeFileSync(dataFile, request.data);
   const run: GhzRun = {

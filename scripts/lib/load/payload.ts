@@ -134,6 +134,38 @@ export function modelInferInputs(record: Readonly<Record<string, unknown>>): Mod
   );
 }
 
+/**
+ * One record as ModelInfer inputs with `raw_input_contents`, the encoding
+ * tritonclient always sends (proto JSON: bytes in base64): each field's one
+ * element little-endian, a BYTES element as a 4-byte little-endian length
+ * then its UTF-8 bytes. Datatypes as `modelInferInputs`.
+ */
+export function modelInferRaw(record: Readonly<Record<string, unknown>>): {
+  inputs: { name: string; datatype: string; shape: [1] }[];
+  raw_input_contents: string[];
+} {
+  const inputs: { name: string; datatype: string; shape: [1] }[] = [];
+  const raw: string[] = [];
+  for (const t of modelInferInputs(record)) {
+    let b: Buffer;
+    if ('int64_contents' in t.contents) {
+      b = Buffer.alloc(8);
+      b.writeBigInt64LE(BigInt(t.contents.int64_contents[0] as number));
+    } else if ('fp64_contents' in t.contents) {
+      b = Buffer.alloc(8);
+      b.writeDoubleLE(t.contents.fp64_contents[0] as number);
+    } else {
+      const text = Buffer.from(t.contents.bytes_contents[0] as string, 'base64');
+      b = Buffer.alloc(4 + text.length);
+      b.writeUInt32LE(text.length);
+      text.copy(b, 4);
+    }
+    inputs.push({ name: t.name, datatype: t.datatype, shape: [1] });
+    raw.push(b.toString('base64'));
+  }
+  return { inputs, raw_input_contents: raw };
+}
+
 /** A record's ModelInfer inputs as a template whose userId input is the per-call user. */
 function inputsTemplate(record: Readonly<Record<string, unknown>>): string {
   const { userId: _u, ...rest } = record;
