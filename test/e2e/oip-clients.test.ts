@@ -1,8 +1,8 @@
-import { cpSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { VERSION_PATTERN } from '../../server/model-manifest.js';
 import { TRITON_UNIMPLEMENTED } from '../../server/open-inference-service.js';
+import { FAMILIES, familiesRepo } from '../helpers/families.js';
 import {
   type ClientInfer,
   clientDescriptors,
@@ -10,17 +10,7 @@ import {
   resultValue,
   runClient,
 } from '../helpers/open-inference.js';
-import {
-  copyModels,
-  DEMO_MODELS,
-  metadataOf,
-  predict,
-  ROOT,
-  removeDir,
-  SAMPLE_RECORD,
-  startApp,
-  type TestApp,
-} from '../helpers/server.js';
+import { metadataOf, predict, removeDir, SAMPLE_RECORD, startApp, type TestApp } from '../helpers/server.js';
 
 /**
  * The Open Inference Protocol with the clients people actually use, from the
@@ -178,30 +168,6 @@ describe('Open Inference Protocol: the contract against the clients’ own descr
   });
 });
 
-interface Golden {
-  referenceTime: string;
-  cases: { id: string; record: Record<string, unknown>; score: number; label: number }[];
-}
-
-const FIXTURES = join(ROOT, 'test', 'fixtures', 'models');
-const newest = (dir: string) =>
-  readdirSync(dir)
-    .filter((v) => VERSION_PATTERN.test(v))
-    .sort()
-    .pop() as string;
-const FAMILIES = [
-  { family: 'lr', model: 'conversion', dir: join(DEMO_MODELS, 'conversion') },
-  { family: 'gbdt', model: 'conversion-gbdt', dir: join(FIXTURES, 'conversion-gbdt') },
-  { family: 'mlp', model: 'conversion-mlp', dir: join(FIXTURES, 'conversion-mlp') },
-].map((f) => {
-  const version = newest(f.dir);
-  return {
-    ...f,
-    version,
-    golden: JSON.parse(readFileSync(join(f.dir, version, 'golden.json'), 'utf8')) as Golden,
-  };
-});
-
 describe('Open Inference Protocol with tritonclient and the KServe SDK, direct, all three model families', function () {
   this.timeout(120_000);
   let repo: string;
@@ -209,9 +175,7 @@ describe('Open Inference Protocol with tritonclient and the KServe SDK, direct, 
   let target: string;
 
   before(async () => {
-    repo = copyModels('oip-families-');
-    for (const f of FAMILIES.filter((x) => x.dir.startsWith(FIXTURES)))
-      cpSync(f.dir, join(repo, f.model), { recursive: true });
+    repo = familiesRepo('oip-families-');
     // One reference time for every family's golden vectors (families.test.ts checks they share it).
     const now = Date.parse(FAMILIES[0]?.golden.referenceTime as string);
     t = await startApp({ MODEL_ROOT: repo }, () => now);

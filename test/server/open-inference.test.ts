@@ -11,6 +11,7 @@ import type {
 } from '../../server/generated/inference/oip/open_inference_grpc.js';
 import type { RecordOutcomesResponse } from '../../server/generated/inference/v1/inference.js';
 import { ONNX_PLATFORM, TRITON_UNIMPLEMENTED } from '../../server/open-inference-service.js';
+import { goldenOf } from '../helpers/families.js';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../helpers/health-client.js';
 import {
   call,
@@ -36,13 +37,7 @@ import {
   waitFor,
 } from '../helpers/server.js';
 
-interface Golden {
-  referenceTime: string;
-  cases: { id: string; record: Record<string, unknown>; score: number; label: number }[];
-}
-
-const golden = (version: string) =>
-  JSON.parse(readFileSync(join(DEMO_MODELS, 'conversion', version, 'golden.json'), 'utf8')) as Golden;
+const golden = (version: string) => goldenOf(join(DEMO_MODELS, 'conversion'), version);
 
 const manifest = (version: string) =>
   JSON.parse(readFileSync(join(DEMO_MODELS, 'conversion', version, 'model.json'), 'utf8')) as {

@@ -77,26 +77,34 @@ export function predictTemplate(
   records: readonly PayloadRecord[],
   opts: { model: string; version: string; runId: string },
 ): PredictTemplate {
-  if (records.length === 0) throw new Error('at least one payload record is needed');
   const head = JSON.stringify({ model: opts.model, version: opts.version }).slice(0, -1);
-  let instance: string;
-  if (records.length === 1) {
-    instance = recordTemplate((records[0] as PayloadRecord).record);
-  } else {
-    // `{{if eq $i 0}}…{{else if eq $i 1}}…{{end}}`: text/template has no literals to index.
-    instance = records
-      .map((r, i) => `{{${i === 0 ? 'if' : 'else if'} eq $i ${i}}}${recordTemplate(r.record)}`)
-      .join('');
-    instance += '{{end}}';
-  }
+  return perCallTemplate(records, opts.runId, (record) => `${head},"instances":[${recordTemplate(record)}]}`);
+}
+
+/**
+ * The body and metadata templates of a load test: call n sends the body of
+ * `records[n mod records.length]` (`bodyOf` writes it, with `{{$u}}` for the
+ * call's user), `x-user-id` `USER_ID_BASE + n` and `x-request-id` `<runId>-<n>`.
+ */
+function perCallTemplate(
+  records: readonly PayloadRecord[],
+  runId: string,
+  bodyOf: (record: Readonly<Record<string, unknown>>) => string,
+): PredictTemplate {
+  if (records.length === 0) throw new Error('at least one payload record is needed');
+  const body =
+    records.length === 1
+      ? bodyOf((records[0] as PayloadRecord).record)
+      : // `{{if eq $i 0}}…{{else if eq $i 1}}…{{end}}`: text/template has no literals to index.
+        `${records.map((r, i) => `{{${i === 0 ? 'if' : 'else if'} eq $i ${i}}}${bodyOf(r.record)}`).join('')}{{end}}`;
   const vars =
     `{{$u := ${USER_ID_EXPR}}}` +
     (records.length > 1 ? `{{$i := mod .RequestNumber ${records.length}}}` : '');
   return {
-    data: `${vars}${head},"instances":[${instance}]}`,
+    data: `${vars}${body}`,
     metadata: {
       [USER_ID_HEADER]: USER_ID_TEMPLATE,
-      [REQUEST_ID_HEADER]: `${opts.runId}-{{.RequestNumber}}`,
+      [REQUEST_ID_HEADER]: `${runId}-{{.RequestNumber}}`,
     },
   };
 }
@@ -184,24 +192,8 @@ export function modelInferTemplate(
   records: readonly PayloadRecord[],
   opts: { model: string; version: string; runId: string },
 ): PredictTemplate {
-  if (records.length === 0) throw new Error('at least one payload record is needed');
   const head = JSON.stringify({ model_name: opts.model, model_version: opts.version }).slice(0, -1);
-  const inputs =
-    records.length === 1
-      ? inputsTemplate((records[0] as PayloadRecord).record)
-      : `${records
-          .map((r, i) => `{{${i === 0 ? 'if' : 'else if'} eq $i ${i}}}${inputsTemplate(r.record)}`)
-          .join('')}{{end}}`;
-  const vars =
-    `{{$u := ${USER_ID_EXPR}}}` +
-    (records.length > 1 ? `{{$i := mod .RequestNumber ${records.length}}}` : '');
-  return {
-    data: `${vars}${head},"inputs":${inputs}}`,
-    metadata: {
-      [USER_ID_HEADER]: USER_ID_TEMPLATE,
-      [REQUEST_ID_HEADER]: `${opts.runId}-{{.RequestNumber}}`,
-    },
-  };
+  return perCallTemplate(records, opts.runId, (record) => `${head},"inputs":${inputsTemplate(record)}}`);
 }
 
 /**
