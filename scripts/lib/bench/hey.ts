@@ -13,11 +13,12 @@
  * computed here from the 2xx count.
  */
 import { existsSync } from 'node:fs';
-import { PROJECT_ROOT } from '../paths.js';
+import { join } from 'node:path';
+import { TOOLS_BIN } from '../paths.js';
 import { runTool, type ToolRunOptions } from '../tool-process.js';
 
 /** Where scripts/dev/bootstrap.mjs installs hey. */
-export const HEY_BIN = `${PROJECT_ROOT}.tools/bin/hey`;
+export const HEY_BIN = join(TOOLS_BIN, 'hey');
 
 /** What one hey run should do. Durations are in milliseconds. */
 export interface HeyRun {
