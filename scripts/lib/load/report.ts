@@ -12,8 +12,10 @@
  * truth, no external assets.
  */
 
-import type { GhzReport, RunSummary, SloVerdict } from './ghz.js';
+import type { GhzReport } from './ghz-report.js';
 import type { AbSplit } from './metrics.js';
+import type { SloVerdict } from './slo.js';
+import type { RunSummary } from './summary.js';
 
 /** Everything one load test produced. */
 export interface LoadtestResult {
