@@ -58,15 +58,7 @@ models/conversion (LR) and of the GBDT and MLP test fixtures.
   --threads N   ONNX Runtime intra-op threads (default 1)
   -h, --help    this text`;
 
-interface Options {
-  readonly runs: number;
-  readonly warmup: number;
-  readonly threads: number;
-  readonly dirs: readonly string[];
-  readonly help: boolean;
-}
-
-function parse(argv: readonly string[]): Options {
+function parse(argv: readonly string[]) {
   const { values, positionals } = parseCommandLine(
     argv,
     { runs: { type: 'string' }, warmup: { type: 'string' }, threads: { type: 'string' } },

@@ -126,14 +126,7 @@ node --cpu-prof samples taken in the measured phase.
   --concurrency C   ghz workers (default 50)
   -h, --help        this text`;
 
-interface Options {
-  readonly durationMs: number;
-  readonly warmupMs: number;
-  readonly concurrency: number;
-  readonly help: boolean;
-}
-
-function parse(argv: readonly string[]): Options {
+function parse(argv: readonly string[]) {
   const { values } = parseCommandLine(argv, {
     duration: { type: 'string' },
     warmup: { type: 'string' },

@@ -31,14 +31,7 @@ server process, beside the client's round trip.
   --target-p99-ms X   the server-side p99 goal (default 1)
   -h, --help          this text`;
 
-interface Options {
-  readonly requests: number;
-  readonly warmup: number;
-  readonly targetP99: number;
-  readonly help: boolean;
-}
-
-function parse(argv: readonly string[]): Options {
+function parse(argv: readonly string[]) {
   const { values } = parseCommandLine(argv, {
     requests: { type: 'string' },
     warmup: { type: 'string' },

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PROJECT_ROOT } from './paths.js';
 
 /** True once `proc` has exited (by code or by signal). */
-export function hasExited(proc: ChildProcess): boolean {
+function hasExited(proc: ChildProcess): boolean {
   return proc.exitCode !== null || proc.signalCode !== null;
 }
 

@@ -23,7 +23,7 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 }
 
 /** Why `port` cannot be bound on `host` right now (EADDRINUSE, EACCES…), or undefined when it is free. */
-export function bindError(port: number, host = '127.0.0.1'): Promise<NodeJS.ErrnoException | undefined> {
+function bindError(port: number, host = '127.0.0.1'): Promise<NodeJS.ErrnoException | undefined> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.once('error', (err: NodeJS.ErrnoException) => resolve(err));

@@ -211,7 +211,7 @@ export function parseSamples(text: string, names?: ReadonlySet<string>): Sample[
 }
 
 /** True when `labels` has exactly the entries of `want`. */
-export function labelsEqual(
+function labelsEqual(
   labels: Readonly<Record<string, string>>,
   want: Readonly<Record<string, string>>,
 ): boolean {

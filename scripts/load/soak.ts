@@ -48,7 +48,7 @@ export interface SoakOptions {
   readonly help: boolean;
 }
 
-export const SOAK_USAGE = `Usage: npm run soak -- [options]
+const SOAK_USAGE = `Usage: npm run soak -- [options]
 
 Runs stable + canary + Envoy (90/10) on loopback, drives Predict through Envoy
 at a share of its max QPS, samples the RSS of both servers and Envoy, and

@@ -142,27 +142,23 @@ describe('Prometheus text parser (scripts/lib/prometheus.ts)', () => {
     expect(() => parsePrometheus('x 1\n# TYPE x gauge\n')).to.throw(/TYPE of x comes after its samples/);
   });
 
-  describe('on the real server', function () {
+  it('reads every family of a real /metrics page, histograms included', async function () {
     this.timeout(30_000);
-    let t: TestApp;
-    before(async () => {
-      t = await startApp();
-    });
-    after(async () => t.stop());
-
-    it('reads every family of a real /metrics page, histograms included', async () => {
+    const t: TestApp = await startApp();
+    try {
       const text = await (await fetch(`http://127.0.0.1:${t.ports.metrics}/metrics`)).text();
       const all = parsePrometheus(text);
-      const duration = all.get('inference_request_duration_seconds');
-      expect(duration?.type).to.equal('histogram');
+      expect(all.get('inference_request_duration_seconds')?.type).to.equal('histogram');
       expect(all.get('process_resident_memory_bytes')?.samples[0]?.value).to.be.greaterThan(0);
-      const loads = histogramSeries(all.get('inference_model_run_duration_seconds') as MetricFamily);
+      const runs = histogramSeries(all.get('inference_model_run_duration_seconds') as MetricFamily);
       // The golden replay at load ran each loaded version at least once.
-      expect(loads.length).to.be.greaterThan(0);
-      for (const s of loads) {
+      expect(runs.length).to.be.greaterThan(0);
+      for (const s of runs) {
         expect(s.count).to.be.greaterThan(0);
         expect(s.buckets.at(-1)).to.deep.equal({ le: Number.POSITIVE_INFINITY, count: s.count });
       }
-    });
+    } finally {
+      await t.stop();
+    }
   });
 });

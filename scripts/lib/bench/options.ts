@@ -7,7 +7,7 @@ import { durationOption, intOption, parseCommandLine } from '../args.js';
 import { UsageError } from '../cli.js';
 
 /** What can be run; `side` is the side-by-side table (and the RSS of the direct server). */
-export const SECTIONS = ['side', 'logging', 'batching', 'scaling', 'families'] as const;
+const SECTIONS = ['side', 'logging', 'batching', 'scaling', 'families'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchOptions {

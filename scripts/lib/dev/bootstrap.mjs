@@ -17,11 +17,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './project.mjs';
 
-export const GHZ_VERSION = 'v0.121.0';
-export const HEY_VERSION = 'v0.1.5';
-export const GRPCURL_VERSION = 'v1.9.3';
+const GHZ_VERSION = 'v0.121.0';
+const HEY_VERSION = 'v0.1.5';
+const GRPCURL_VERSION = 'v1.9.3';
 /** Docker Compose, built only to check docker-compose.yml (`config`); v5.7 needs Go ≥ 1.26.10. */
-export const COMPOSE_VERSION = 'v5.6.0';
+const COMPOSE_VERSION = 'v5.6.0';
 
 /** Go tools installed into .tools/bin; each keeps its own stamp. */
 const GO_TOOLS = [

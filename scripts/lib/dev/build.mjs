@@ -29,7 +29,7 @@ function walk(dir, out) {
 }
 
 /** A hash of every input's path, size and mtime. */
-export function sourceFingerprint() {
+function sourceFingerprint() {
   const files = [];
   for (const d of SOURCE_DIRS) walk(join(ROOT, d), files);
   files.push(...CONFIG_FILES.map((f) => join(ROOT, f)));

@@ -8,7 +8,7 @@ import type { HostHealth } from './admin.js';
 import type { EnvoyProcess } from './process.js';
 
 /** One cluster's hosts as a person reads them: `healthy, failed_active_health_check`, or `no hosts`. */
-export function describeHosts(hosts: readonly HostHealth[] | undefined): string {
+function describeHosts(hosts: readonly HostHealth[] | undefined): string {
   if (!hosts || hosts.length === 0) return 'no hosts';
   return hosts.map((h) => (h.healthy ? 'healthy' : h.flags.join('+') || 'unhealthy')).join(', ');
 }

@@ -10,7 +10,7 @@ import { TOOLS_BIN } from '../paths.js';
 import { runTool, type ToolRunOptions } from '../tool-process.js';
 
 /** Where scripts/lib/dev/bootstrap.mjs installs ghz. */
-export const GHZ_BIN = join(TOOLS_BIN, 'ghz');
+const GHZ_BIN = join(TOOLS_BIN, 'ghz');
 
 /** ghz could not run at all (not installed, target unreachable, bad proto). */
 export class GhzError extends Error {

@@ -13,12 +13,12 @@
 import { parseSamples, type Sample } from '../prometheus.js';
 
 /** The metrics URL of an endpoint given as `host:port` or a full http(s) URL. */
-export function metricsUrl(endpoint: string): string {
+function metricsUrl(endpoint: string): string {
   return /^https?:\/\//.test(endpoint) ? endpoint : `http://${endpoint}/metrics`;
 }
 
-export const AB_METRIC = 'inference_ab_assignments_total';
-export const REQUESTS_METRIC = 'inference_requests_total';
+const AB_METRIC = 'inference_ab_assignments_total';
+const REQUESTS_METRIC = 'inference_requests_total';
 const WANTED = new Set([AB_METRIC, REQUESTS_METRIC]);
 
 /** The samples of each endpoint that answered, at one moment. */

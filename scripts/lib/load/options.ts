@@ -9,19 +9,18 @@ import { VERSION_PATTERN } from '../versions.js';
 import { DEFAULT_SLO, type Slo } from './slo.js';
 
 /** The local stack's named targets (scripts/ops/stack.ts): gRPC address and metrics endpoints. */
-export const TARGETS = Object.freeze({
+const TARGETS = Object.freeze({
   envoy: { host: '127.0.0.1:8080', metrics: ['127.0.0.1:9464', '127.0.0.1:9465'] },
   stable: { host: '127.0.0.1:50051', metrics: ['127.0.0.1:9464'] },
   canary: { host: '127.0.0.1:50052', metrics: ['127.0.0.1:9465'] },
 } as const);
 
-export type TargetName = keyof typeof TARGETS;
+type TargetName = keyof typeof TARGETS;
 
 /** The seed notes' 10-million-daily-users tier ("QPS > 500"). */
-export const DEFAULT_RPS = 500;
-export const DEFAULT_WORKERS = 50;
-export const DEFAULT_DURATION_MS = 30_000;
-export const MAX_DURATION_MS = 60 * 60_000;
+const DEFAULT_RPS = 500;
+const DEFAULT_WORKERS = 50;
+const MAX_DURATION_MS = 60 * 60_000;
 
 export type LoadMode =
   /** Open-ish loop: ghz paces calls at `rps`, served by `workers`. */
@@ -97,7 +96,7 @@ Exit status: 0 SLOs met, 1 an SLO missed (named in the output), 2 bad options,
 const HOST_PORT_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$/;
 
 /** Splits and checks `host:port` (IPv6 in brackets). */
-export function parseHostPort(raw: string, option: string): { host: string; port: number } {
+function parseHostPort(raw: string, option: string): { host: string; port: number } {
   const m = HOST_PORT_RE.exec(raw.trim());
   const port = Number(m?.[2]);
   if (!m?.[1] || port < 1 || port > 65535) {

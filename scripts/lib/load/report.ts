@@ -45,7 +45,7 @@ function pct(n: number, total: number): string {
 }
 
 /** Achieved rate below 90% of the requested one: the load generator or server could not keep up. */
-export function rateShortfall(r: LoadtestResult): string | undefined {
+function rateShortfall(r: LoadtestResult): string | undefined {
   if (r.requestedRps === undefined || r.summary.rps >= 0.9 * r.requestedRps) return undefined;
   return `achieved ${r.summary.rps.toFixed(1)}/s of the requested ${r.requestedRps}/s: ghz's workers or the server could not keep up (try more --concurrency)`;
 }
