@@ -15,6 +15,7 @@ import { expect } from 'chai';
 import { portIsFree } from '../../scripts/lib/ports.js';
 import { READY_LINE } from '../../scripts/lib/stack/banner.js';
 import { InferenceServiceClient } from '../../server/generated/inference/v1/inference.js';
+import { USER_ID_HEADER } from '../../server/headers.js';
 import { call, countArms, runCalls } from '../helpers/envoy.js';
 import { ROOT, removeDir, waitFor } from '../helpers/server.js';
 
@@ -128,7 +129,7 @@ describe('npm start (scripts/ops/stack.ts)', function () {
     expect(output).to.include('Envoy sees stable: healthy; canary: healthy');
     expect(output).to.include(`gRPC via Envoy   127.0.0.1:${8080 + offset}`);
     expect(output).to.match(
-      new RegExp(`grpcurl -plaintext -H 'x-user-id: 42' -d '.*' 127\\.0\\.0\\.1:${8080 + offset} `),
+      new RegExp(`grpcurl -plaintext -H '${USER_ID_HEADER}: 42' -d '.*' 127\\.0\\.0\\.1:${8080 + offset} `),
     );
     expect(output).to.match(/stable server +127\.0\.0\.1:\d+ +conversion (\d{8}T\d{6}Z)/);
   });

@@ -18,6 +18,7 @@ import { UsageError } from '../../scripts/lib/cli.js';
 import { bootstrap, LOCAL_BOOTSTRAP } from '../../scripts/lib/envoy/config.js';
 import { SEED_RECORD } from '../../scripts/lib/load/payload.js';
 import { parseSoakArgs, soakVerdicts } from '../../scripts/load/soak.js';
+import { USER_ID_HEADER } from '../../server/headers.js';
 
 /** A made-up measurement: the figures below are inputs, not timings of anything. */
 function m(over: Partial<Measurement> = {}): Measurement {
@@ -304,7 +305,7 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
       version: '',
       instances: [{ ...SEED_RECORD, userId: 102079313 }],
     });
-    expect(metadata).to.deep.equal({ 'x-user-id': '{{add 102079311 (mod .RequestNumber 3)}}' });
+    expect(metadata).to.deep.equal({ [USER_ID_HEADER]: '{{add 102079311 (mod .RequestNumber 3)}}' });
     expect(JSON.parse(predictArray('m').data)).to.have.length(USERS);
   });
 

@@ -22,6 +22,7 @@ import { checkSlo, DEFAULT_SLO } from '../../scripts/lib/load/slo.js';
 import { summarize } from '../../scripts/lib/load/summary.js';
 import { parseSamples } from '../../scripts/lib/prometheus.js';
 import { versionStamp as timestamp } from '../../scripts/lib/versions.js';
+import { REQUEST_ID_HEADER, USER_ID_HEADER } from '../../server/headers.js';
 import { FIXTURES, DEMO_MODELS as MODELS } from '../helpers/server.js';
 
 describe('loadtest options', () => {
@@ -201,16 +202,16 @@ describe('loadtest request templates', () => {
   it('varies userId (a JSON number) and x-user-id (the same, as a string) per call', () => {
     const t = predictTemplate(seedOnly, opts);
     expect(t.metadata).to.deep.equal({
-      'x-user-id': '{{add 102079311 .RequestNumber}}',
-      'x-request-id': 'loadtest-x-{{.RequestNumber}}',
+      [USER_ID_HEADER]: '{{add 102079311 .RequestNumber}}',
+      [REQUEST_ID_HEADER]: 'loadtest-x-{{.RequestNumber}}',
     });
     for (const n of [0, 1, 41]) {
       const want = expectedCall(seedOnly, opts, n);
       const body = JSON.parse(expand(t.data, n)) as { instances: { userId: unknown }[] };
       expect(body).to.deep.equal(want.body);
       expect(body.instances[0]?.userId).to.be.a('number');
-      expect(expand(t.metadata['x-user-id'] as string, n)).to.equal(want.metadata['x-user-id']);
-      expect(expand(t.metadata['x-request-id'] as string, n)).to.equal(want.metadata['x-request-id']);
+      expect(expand(t.metadata[USER_ID_HEADER] as string, n)).to.equal(want.metadata[USER_ID_HEADER]);
+      expect(expand(t.metadata[REQUEST_ID_HEADER] as string, n)).to.equal(want.metadata[REQUEST_ID_HEADER]);
     }
     expect(expectedCall(seedOnly, opts, 0).metadata['x-user-id']).to.equal('102079311');
   });

@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { parseLoadtestArgs } from '../../scripts/lib/load/options.js';
 import { expectedCall, mixedRecords } from '../../scripts/lib/load/payload.js';
 import { runLoadtest } from '../../scripts/lib/load/run.js';
+import { USER_ID_HEADER } from '../../server/headers.js';
 import { DEMO_MODELS, ROOT, removeDir, startApp, type TestApp } from '../helpers/server.js';
 
 /**
@@ -82,7 +83,7 @@ describe('npm run loadtest (real ghz, real server)', function () {
       expect(m, String(line.requestId)).to.not.equal(null);
       const n = Number(m?.[2]);
       const want = expectedCall(records, { model: 'conversion', version: '', runId: m?.[1] as string }, n);
-      expect(line.users).to.deep.equal([want.metadata['x-user-id']]);
+      expect(line.users).to.deep.equal([want.metadata[USER_ID_HEADER]]);
       expect(line.inputs).to.deep.equal((want.body as { instances: unknown[] }).instances);
     }
   });

@@ -6,6 +6,7 @@ import { READY_LINE, readyBanner } from '../../scripts/lib/stack/banner.js';
 import { MAX_PORT_OFFSET, stackLayout, stackPorts } from '../../scripts/lib/stack/layout.js';
 import { terminalLine } from '../../scripts/lib/stack/server-log.js';
 import { parseStackArgs } from '../../scripts/ops/stack.js';
+import { USER_ID_HEADER } from '../../server/headers.js';
 
 describe('the local stack: layout, banner, terminal lines (scripts/lib/stack/)', () => {
   it('runs the committed bootstrap from the repository root by default', () => {
@@ -45,7 +46,7 @@ describe('the local stack: layout, banner, terminal lines (scripts/lib/stack/)',
     const text = readyBanner(l, { stable: '20260101T000000Z', canary: '20260102T000000Z' }, 1.25);
     expect(text).to.include('[stack] ready in 1.3 s');
     expect(text).to.include('stable server    127.0.0.1:50151  conversion 20260101T000000Z');
-    expect(text).to.include("-H 'x-user-id: 42'");
+    expect(text).to.include(`-H '${USER_ID_HEADER}: 42'`);
     expect(text).to.include(
       'npm run weights -- --canary 25 --admin 127.0.0.1:10001 --routes /tmp/s/routes/routes.yaml',
     );
