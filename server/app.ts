@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { UserIds } from './call-log.js';
 import type { Config } from './config.js';
 import { ExperimentAssigner } from './experiment.js';
 import { Health } from './health.js';
@@ -9,6 +10,7 @@ import { LogArchiver } from './log-archiver.js';
 import { LOG_FILE_STEM } from './logger.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { ModelRepository } from './model-repository.js';
+import { OutcomeRecorder } from './outcome-recorder.js';
 import { PredictService } from './predict-service.js';
 import { addReflection } from './reflection.js';
 import { UnaryAdapter } from './unary-handler.js';
@@ -57,6 +59,8 @@ export function createApp(config: Config, deps: AppDeps): App {
   const repository = new ModelRepository(
     {
       root: config.modelRoot,
+      label: config.versionLabel,
+      arm: config.role,
       pins: config.versionPolicy.pins,
       maxLoadedVersions: config.maxLoadedVersions,
       pollMs: config.modelPollMs,
@@ -71,6 +75,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   const adapter = new UnaryAdapter({
     logger: logger.child({ component: 'rpc' }),
     metrics,
+    arm: config.role,
     maxInFlight: config.maxInFlight,
     isAccepting: () => accepting,
   });
@@ -78,13 +83,26 @@ export function createApp(config: Config, deps: AppDeps): App {
     'grpc.max_receive_message_length': config.maxMessageBytes,
     'grpc.max_send_message_length': config.maxMessageBytes,
   });
+  const userIds = new UserIds(config.log.userIds, config.log.pseudonymKey);
+  const clock = deps.clock ?? Date.now;
   new PredictService({
     repository,
     assigner: new ExperimentAssigner(config.role, config.experiment),
     metrics,
     adapter,
-    clock: deps.clock ?? Date.now,
+    clock,
     maxBatchInstances: config.maxBatchInstances,
+    userIds,
+    logInputs: config.log.inputs,
+    versionLabel: config.versionLabel,
+    outcomes: new OutcomeRecorder({
+      repository,
+      metrics,
+      userIds,
+      arm: config.role,
+      maxOutcomes: config.maxOutcomesPerRequest,
+      clock,
+    }),
   }).addTo(grpcServer);
   health.addTo(grpcServer);
   addReflection(grpcServer);
@@ -129,6 +147,11 @@ export function createApp(config: Config, deps: AppDeps): App {
       throw err;
     }
     archiver?.start();
+    if (config.log.userIds === 'pseudonym' && config.log.pseudonymKeyIsDefault) {
+      logger.warn(
+        'LOG_PSEUDONYM_KEY is unset: user ids are pseudonymised with the public development key; set a secret shared by every replica in production',
+      );
+    }
     // Bound first and NOT_SERVING until models are warm: probes see the truth.
     await repository.start();
     updateHealth();

@@ -44,6 +44,7 @@ async function startFloorServer(host = '127.0.0.1', port = 0): Promise<{ server:
     predict: (_call, callback) => callback(null, FLOOR_RESPONSE),
     listModels: unimplemented,
     getModelMetadata: unimplemented,
+    recordOutcomes: unimplemented,
   };
   server.addService(InferenceServiceService, impl);
   const bound = await new Promise<number>((resolve, reject) =>

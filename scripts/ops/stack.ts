@@ -10,9 +10,10 @@
  * (they drain while Envoy still answers), then Envoy, and exits 0.
  *
  * The routes start from the committed default (envoy/routes/routes.yaml,
- * 90/10) on every start; `npm run weights` changes the live copy in
- * envoy/run/routes/, which is not committed. The pieces are libraries:
- * scripts/lib/stack/ (layout, supervisor, banner, server log lines),
+ * 90/10) on every start; `npm run rollout` (and `weights`) changes the live
+ * copy in envoy/run/routes/, which is not committed. Each server follows its
+ * role's label in the model's labels.json. The pieces are libraries:
+ * scripts/lib/stack/ (layout, labels, supervisor, banner, server log lines),
  * scripts/lib/server-process.ts and scripts/lib/envoy/.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -27,15 +28,8 @@ import { PROJECT_ROOT } from '../lib/paths.js';
 import { busyPorts } from '../lib/ports.js';
 import { startServer } from '../lib/server-process.js';
 import { readyBanner } from '../lib/stack/banner.js';
-import {
-  demoVersions,
-  MAX_PORT_OFFSET,
-  ROLES,
-  type Role,
-  shown,
-  stackLayout,
-  stackPorts,
-} from '../lib/stack/layout.js';
+import { armVersions } from '../lib/stack/labels.js';
+import { MAX_PORT_OFFSET, ROLES, type Role, shown, stackLayout, stackPorts } from '../lib/stack/layout.js';
 import { terminalLine } from '../lib/stack/server-log.js';
 import { type Child, Supervisor } from '../lib/stack/supervisor.js';
 
@@ -79,8 +73,10 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     const layout = stackLayout(opts);
     const modelRoot = resolve(PROJECT_ROOT, process.env.MODEL_ROOT ?? 'models');
-    const versions = demoVersions(modelRoot);
-    say(`model conversion: stable serves ${versions.stable}, canary serves ${versions.canary}`);
+    const versions = await armVersions(modelRoot, say);
+    say(
+      `model conversion: labels stable=${versions.stable}, canary=${versions.canary} (each server follows its role's label)`,
+    );
     const busy = await busyPorts(stackPorts(layout));
     if (busy.length > 0) {
       throw new Error(
@@ -108,7 +104,6 @@ async function main(argv: readonly string[]): Promise<number> {
           env: {
             ROLE: role,
             MODEL_ROOT: modelRoot,
-            MODEL_VERSION_POLICY: `conversion=${versions[role]}`,
             LOG_DIR: slot.logDir,
             LOG_STDOUT: 'true',
             // Envoy checks health every second; two seconds of NOT_SERVING is enough for it to notice.

@@ -25,16 +25,27 @@ const NPM_COMMANDS = [
   'qa',
   'envoy-config',
   'train',
+  'rollout',
+  'weights',
 ];
 
 /**
- * Commands not checked yet because they are being replaced (issue 8: a
- * rollout command replaces `weights`; `ab-report` is being rewritten).
- * Move a name to NPM_COMMANDS once its replacement prints its usage.
+ * Commands not checked yet (issue 8): `ab-report` is being rewritten. Move a
+ * name to NPM_COMMANDS once it prints its usage for --help.
  */
 const NOT_YET: Readonly<Record<string, string>> = {
-  weights: 'being replaced by a rollout command',
-  'ab-report': 'being rewritten',
+  'ab-report': 'being rewritten; --help says "Unknown option" (exit 2)',
+};
+
+/**
+ * Commands whose --help is right but whose bad-option message is not one
+ * sentence yet: they print node's parseArgs message with its second sentence
+ * ("To specify a positional argument…"). Parsing through scripts/lib/args.ts
+ * (`parseCommandLine`) fixes it; then remove the name.
+ */
+const BAD_OPTION_NOT_YET: Readonly<Record<string, string>> = {
+  rollout: "scripts/ops/rollout.ts uses node's parseArgs directly",
+  weights: 'an alias of npm run rollout -- weights',
 };
 
 /** npm scripts that take no options of their own, or are covered as dev tools below. */
@@ -79,6 +90,7 @@ function expectBadOption(run: CliRun, name: string, what: string): void {
     new RegExp(`^${name}: .*--no-such-option`),
   );
   // One sentence and where the usage is: no usage dump, no stack trace.
+  expect(lines[0], `${what}: one sentence`).to.not.match(/\.\s+[A-Z]/);
   expect(lines, `${what}: stderr`).to.have.length.at.most(2);
 }
 
@@ -112,7 +124,7 @@ describe('every command: --help and bad options', function () {
     it(`npm run ${name} -- --help`, async () => {
       expectUsage(await npmRun(name, ['--help']), `npm run ${name} -- --help`);
     });
-    if (!(name in BAD_OPTION_PASS_THROUGH)) {
+    if (!(name in BAD_OPTION_PASS_THROUGH) && !(name in BAD_OPTION_NOT_YET)) {
       it(`npm run ${name} -- --no-such-option`, async () => {
         expectBadOption(await npmRunSilent(name, ['--no-such-option']), name, `npm run ${name}`);
       });

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ import { formatSummary, type LoadtestResult, perSecond, renderHtml } from '../..
 import { checkSlo, DEFAULT_SLO } from '../../scripts/lib/load/slo.js';
 import { summarize } from '../../scripts/lib/load/summary.js';
 import { parseSamples } from '../../scripts/lib/prometheus.js';
-import { versionStamp as timestamp } from '../../scripts/lib/versions.js';
+import { versionStamp as timestamp, versionsIn } from '../../scripts/lib/versions.js';
 import { REQUEST_ID_HEADER, USER_ID_HEADER } from '../../server/headers.js';
 import { FIXTURES, DEMO_MODELS as MODELS } from '../helpers/server.js';
 
@@ -189,7 +189,7 @@ describe('loadtest request templates', () => {
   ];
 
   it("is the seed's sample record (the pipeline's seed-sample golden case)", () => {
-    const versions = readdirSync(join(MODELS, 'conversion'));
+    const versions = versionsIn(join(MODELS, 'conversion'));
     expect(versions.length).to.be.greaterThan(0);
     for (const v of versions) {
       const golden = JSON.parse(readFileSync(join(MODELS, 'conversion', v, 'golden.json'), 'utf8')) as {

@@ -48,7 +48,8 @@ describe('the local stack: layout, banner, terminal lines (scripts/lib/stack/)',
     expect(text).to.include('stable server    127.0.0.1:50151  conversion 20260101T000000Z');
     expect(text).to.include(`-H '${USER_ID_HEADER}: 42'`);
     expect(text).to.include(
-      'npm run weights -- --canary 25 --admin 127.0.0.1:10001 --routes /tmp/s/routes/routes.yaml',
+      'npm run weights -- 25 --admin 127.0.0.1:10001 --routes /tmp/s/routes/routes.yaml ' +
+        '--stable-metrics 127.0.0.1:9564 --canary-metrics 127.0.0.1:9565',
     );
     expect(text).to.include('npm run ab-report -- --logs /tmp/s/logs');
     expect(text.trimEnd().split('\n').at(-1)).to.equal(READY_LINE);

@@ -13,7 +13,7 @@
 import { parseSamples, type Sample } from '../prometheus.js';
 
 /** The metrics URL of an endpoint given as `host:port` or a full http(s) URL. */
-function metricsUrl(endpoint: string): string {
+export function metricsUrl(endpoint: string): string {
   return /^https?:\/\//.test(endpoint) ? endpoint : `http://${endpoint}/metrics`;
 }
 

@@ -24,7 +24,9 @@ export function readyBanner(
   const request = JSON.stringify({ model: 'conversion', instances: [SEED_RECORD] });
   const admin = `127.0.0.1:${bootstrap.admin.port}`;
   const weightsOptions =
-    layout.rendered === undefined ? '' : ` --admin ${admin} --routes ${shown(layout.routesPath)}`;
+    layout.rendered === undefined
+      ? ''
+      : ` --admin ${admin} --routes ${shown(layout.routesPath)} --stable-metrics 127.0.0.1:${servers.stable.metricsPort} --canary-metrics 127.0.0.1:${servers.canary.metricsPort}`;
   const reportOptions =
     layout.rendered === undefined ? '' : ` -- --logs ${shown(join(servers.stable.logDir, '..'))}`;
   const server = (role: Role) => {
@@ -44,8 +46,8 @@ export function readyBanner(
     '',
     'Try it:',
     `  ${grpcurl} -plaintext -H '${USER_ID_HEADER}: 42' -d '${request}' 127.0.0.1:${bootstrap.listener.port} inference.v1.InferenceService/Predict`,
-    `  npm run weights -- --canary 25${weightsOptions}`,
-    `  npm run weights -- --rollback${weightsOptions}`,
+    `  npm run rollout -- status${weightsOptions}`,
+    `  npm run weights -- 25${weightsOptions}`,
     `  npm run ab-report${reportOptions}`,
     '',
     READY_LINE,

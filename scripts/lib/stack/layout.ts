@@ -7,17 +7,10 @@ import { isAbsolute, join, relative, resolve } from 'node:path';
 import { type BootstrapOptions, LOCAL_BOOTSTRAP } from '../envoy/config.js';
 import { bootstrapText } from '../envoy/files.js';
 import { PROJECT_ROOT } from '../paths.js';
-import { olderAndNewer } from '../versions.js';
 
 /** The arms of the A/B stack, in the order they start. */
 export const ROLES = ['stable', 'canary'] as const;
 export type Role = (typeof ROLES)[number];
-
-/** The demo model and the versions the two arms serve: canary the newest, stable the one before. */
-export function demoVersions(modelRoot: string, model = 'conversion'): Record<Role, string> {
-  const { older, newer } = olderAndNewer(modelRoot, model);
-  return { stable: older, canary: newer };
-}
 
 /** One server of the stack. */
 export interface ServerSlot {
