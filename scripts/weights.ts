@@ -15,6 +15,12 @@ import { parseArgs as parseNodeArgs } from 'node:util';
 import { AdminError, EnvoyAdmin } from './envoy/admin.js';
 import { LOCAL_BOOTSTRAP, TOTAL_WEIGHT, type Weights, weightsForCanary } from './envoy/config.js';
 import { SwitchError, switchWeights } from './envoy/switch.js';
+import {
+  ConfigMapError,
+  type ConfigMapTarget,
+  readRoutesConfigMap,
+  switchWeightsInConfigMap,
+} from './lib/deploy/routes-configmap.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -31,7 +37,15 @@ Options:
                         the Docker stack's read-only admin view is 127.0.0.1:9902)
   --routes <path>       the RDS file Envoy watches (default ${LOCAL_BOOTSTRAP.routesPath};
                         the Docker stack mounts envoy/routes/, so envoy/routes/routes.yaml)
-  --timeout-ms <ms>     how long to wait for Envoy to accept the file (default 10000)
+  --timeout-ms <ms>     how long to wait for Envoy to accept the file (default 10000; 120000 with
+                        --kube-configmap, for the kubelet to refresh the mounted ConfigMap)
+
+Kubernetes (the Helm chart's routes ConfigMap, changed through the API server with kubectl):
+  --kube-configmap <name>   the routes ConfigMap (<release>-inference-ab-routes); replaces --routes
+  --namespace <ns>          its namespace (default "default")
+  --kubeconfig <file>, --context <name>   which cluster (default: kubectl's own)
+  With --admin (e.g. after \`kubectl port-forward deploy/<release>-inference-ab-envoy 9902\`), waits
+  until that Envoy serves the new routes; without it, returns once the API server has them.
 `;
 
 /** Bad command-line input; exit code 2 with the usage text. */
@@ -46,6 +60,8 @@ export interface WeightsArgs {
   readonly admin: string;
   readonly routesPath: string;
   readonly timeoutMs: number;
+  /** Present with --kube-configmap: the routes live in this ConfigMap. */
+  readonly kube?: ConfigMapTarget & { readonly waitForAdmin: boolean };
 }
 
 /** Parses and validates the arguments (after `--`); throws UsageError with one clear sentence. */
@@ -78,7 +94,17 @@ export function parseArgs(argv: readonly string[], cwd: string = process.cwd()):
   else if (values.rollback) action = { kind: 'set', weights: weightsForCanary(0) };
   else action = { kind: 'set', weights: weightsForCanary(canaryPercent(values.canary as string)) };
 
-  const timeoutRaw = values['timeout-ms'] ?? '10000';
+  const kubeName = values['kube-configmap'];
+  if (kubeName === undefined && (values.namespace ?? values.kubeconfig ?? values.context) !== undefined) {
+    throw new UsageError('--namespace, --kubeconfig and --context go with --kube-configmap');
+  }
+  if (kubeName !== undefined && values.routes !== undefined) {
+    throw new UsageError('choose --routes (a local file) or --kube-configmap, not both');
+  }
+  if (kubeName !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(kubeName)) {
+    throw new UsageError(`--kube-configmap must be a Kubernetes object name, got "${kubeName}"`);
+  }
+  const timeoutRaw = values['timeout-ms'] ?? (kubeName !== undefined ? '120000' : '10000');
   const timeoutMs = Number(timeoutRaw);
   if (!/^\d+$/.test(timeoutRaw) || timeoutMs < 100 || timeoutMs > 600_000) {
     throw new UsageError(`--timeout-ms must be an integer from 100 to 600000, got "${timeoutRaw}"`);
@@ -89,7 +115,15 @@ export function parseArgs(argv: readonly string[], cwd: string = process.cwd()):
   }
   if (values.routes === '') throw new UsageError('--routes must name a file');
   const routesPath = values.routes ? resolve(cwd, values.routes) : resolve(ROOT, LOCAL_BOOTSTRAP.routesPath);
-  return { action, admin, routesPath, timeoutMs };
+  if (kubeName === undefined) return { action, admin, routesPath, timeoutMs };
+  const kube = {
+    name: kubeName,
+    namespace: values.namespace ?? 'default',
+    ...(values.kubeconfig ? { kubeconfig: resolve(cwd, values.kubeconfig) } : {}),
+    ...(values.context ? { context: values.context } : {}),
+    waitForAdmin: values.admin !== undefined,
+  };
+  return { action, admin, routesPath, timeoutMs, kube };
 }
 
 function parse(argv: readonly string[]) {
@@ -105,6 +139,10 @@ function parse(argv: readonly string[]) {
       admin: { type: 'string' },
       routes: { type: 'string' },
       'timeout-ms': { type: 'string' },
+      'kube-configmap': { type: 'string' },
+      namespace: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      context: { type: 'string' },
     },
   });
 }
@@ -134,6 +172,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const admin = new EnvoyAdmin(args.admin);
   const out = (s: string) => process.stdout.write(`${s}\n`);
+  if (args.kube) return kubeMain(args, args.kube, admin, out);
   try {
     if (args.action.kind === 'status') {
       const live = await admin.liveRoutes();
@@ -160,6 +199,48 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof SwitchError || err instanceof AdminError) {
+      process.stderr.write(`weights: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+/** The same actions on the routes ConfigMap (scripts/lib/deploy/routes-configmap.ts). */
+async function kubeMain(
+  args: WeightsArgs,
+  kube: NonNullable<WeightsArgs['kube']>,
+  admin: EnvoyAdmin,
+  out: (s: string) => void,
+): Promise<number> {
+  const where = `configmap/${kube.name} in namespace ${kube.namespace}`;
+  try {
+    if (args.action.kind === 'status') {
+      const r = await readRoutesConfigMap(kube);
+      out(`${where}: ${describeWeights(r.weights)} (routes version "${r.version ?? '-'}")`);
+      return 0;
+    }
+    const r = await switchWeightsInConfigMap({
+      target: kube,
+      weights: args.action.weights,
+      admins: kube.waitForAdmin ? [admin] : [],
+      timeoutMs: args.timeoutMs,
+    });
+    out(`${where}`);
+    out(`before: ${describeWeights(r.before.weights)}  (version "${r.before.version ?? '-'}")`);
+    if (!r.changed) out(`after:  ${describeWeights(r.before.weights)}  (already in force; nothing written)`);
+    else if (r.confirmMs === undefined) {
+      out(
+        `after:  ${describeWeights(args.action.weights)}  (version "${r.version}" stored; Envoy not asked: no --admin)`,
+      );
+    } else {
+      out(
+        `after:  ${describeWeights(args.action.weights)}  (version "${r.version}", served by Envoy ${admin.base} after ${r.confirmMs} ms)`,
+      );
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof ConfigMapError || err instanceof AdminError) {
       process.stderr.write(`weights: ${err.message}\n`);
       return 1;
     }
