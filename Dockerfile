@@ -15,9 +15,11 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
+# onnxruntime-node's install script would download CUDA binaries; the CPU ones ship in the package.
+ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json .npmrc ./
 COPY deploy/images/verify-install.mjs deploy/images/
-# Not `npm ci`: see scripts/bootstrap.mjs (the lock omits other platforms' optional
+# Not `npm ci`: see scripts/dev/bootstrap.mjs (the lock omits other platforms' optional
 # binaries); --no-save installs the locked tree without touching it. npm can exit 0
 # with a broken tree ("Exit handler never called!"), so the tree is verified.
 RUN npm install --no-save --no-audit --no-fund --loglevel=error \
@@ -25,11 +27,13 @@ RUN npm install --no-save --no-audit --no-fund --loglevel=error \
 COPY tsconfig.json ./
 COPY deploy/tsconfig.image.json deploy/
 COPY server/ server/
-COPY scripts/healthcheck.ts scripts/
+COPY scripts/ops/healthcheck.ts scripts/ops/
+COPY scripts/lib/cli.ts scripts/lib/
 RUN npx tsc -p deploy/tsconfig.image.json
 
 FROM ${NODE_IMAGE} AS runtime
-ENV NODE_ENV=production
+ENV NODE_ENV=production \
+    ONNXRUNTIME_NODE_INSTALL=skip
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 COPY deploy/images/verify-install.mjs deploy/images/
@@ -60,7 +64,7 @@ USER node
 EXPOSE 50051 9464
 # The same grpc.health.v1 check Envoy runs: healthy only while SERVING.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
-  CMD ["node", "dist/scripts/healthcheck.js"]
+  CMD ["node", "dist/scripts/ops/healthcheck.js"]
 # node is PID 1 and handles SIGTERM itself (server/main.ts): health NOT_SERVING,
 # drain DRAIN_MS, then close. docker-compose.yml gives it stop_grace_period.
 CMD ["node", "dist/server/main.js"]

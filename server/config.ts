@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { VERSION_PATTERN } from './model-manifest.js';
 
 /** The serving arm of this process: the old algorithm or the new model. */
 export type Role = 'stable' | 'canary';
@@ -49,8 +50,16 @@ export interface Config {
     readonly archiveRetainDays: number;
     readonly archiveIntervalMs: number;
     readonly stdout: boolean;
-    /** Instance fields replaced by "[redacted]" in prediction logs. */
+    /** Instance fields replaced by "[redacted]" in logged inputs. */
     readonly redactFields: readonly string[];
+    /** Log each Predict's raw records (`inputs`), with `redactFields` masked. */
+    readonly inputs: boolean;
+    /** User ids in logs: keyed pseudonyms (default) or raw. */
+    readonly userIds: 'pseudonym' | 'raw';
+    /** The HMAC key of the pseudonyms; every replica of both arms must share it for the readout to join. */
+    readonly pseudonymKey: string;
+    /** True when `pseudonymKey` is the built-in development key (a warning at start-up). */
+    readonly pseudonymKeyIsDefault: boolean;
   };
   readonly batching: Readonly<Record<string, BatchingConfig>>;
   /** ONNX Runtime threads per inference. */
@@ -93,16 +102,23 @@ export const CONFIG_DEFAULTS = {
   LOG_ARCHIVE_RETAIN_DAYS: '0',
   LOG_ARCHIVE_INTERVAL_MS: String(60 * 60 * 1000),
   LOG_STDOUT: 'true',
-  LOG_REDACT_FIELDS: '',
+  LOG_REDACT_FIELDS: 'userId,birthday,deviceName',
+  LOG_INPUTS: 'true',
+  LOG_USER_IDS: 'pseudonym',
+  LOG_PSEUDONYM_KEY: '',
   MODEL_BATCHING: '',
   ORT_INTRA_OP_THREADS: '1',
   INFERENCE_WORKERS: '0',
 } as const;
 
+/**
+ * The pseudonym key when `LOG_PSEUDONYM_KEY` is unset: fine on a laptop,
+ * public in production (anyone can recompute the tokens), hence the warning.
+ */
+export const DEV_PSEUDONYM_KEY = 'onnx-grpc-serving-development-key';
+
 /** The variable names the server reads. */
 export type ConfigKey = keyof typeof CONFIG_DEFAULTS;
-
-const VERSION_RE = /^\d{8}T\d{6}Z$/;
 
 function int(src: Source, key: ConfigKey, min: number, max: number): number {
   const raw = src[key] ?? CONFIG_DEFAULTS[key];
@@ -165,7 +181,7 @@ function parsePolicy(raw: string): Record<string, string> {
   const pins: Record<string, string> = {};
   for (const part of raw.split(',')) {
     const m = /^\s*([A-Za-z0-9_.-]+)=(\S+)\s*$/.exec(part);
-    if (!m?.[1] || !m[2] || !VERSION_RE.test(m[2])) {
+    if (!m?.[1] || !m[2] || !VERSION_PATTERN.test(m[2])) {
       throw new ConfigError(
         `MODEL_VERSION_POLICY must be "latest" or comma-separated model=YYYYMMDDTHHMMSSZ pins, got "${raw}".`,
       );
@@ -276,6 +292,10 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
           .map((s) => s.trim())
           .filter((s) => s !== ''),
       ),
+      inputs: bool(src, 'LOG_INPUTS'),
+      userIds: oneOf(src, 'LOG_USER_IDS', ['pseudonym', 'raw'] as const),
+      pseudonymKey: str(src, 'LOG_PSEUDONYM_KEY') || DEV_PSEUDONYM_KEY,
+      pseudonymKeyIsDefault: str(src, 'LOG_PSEUDONYM_KEY') === '',
     },
     batching: Object.freeze(parseBatching(str(src, 'MODEL_BATCHING'))),
     intraOpThreads: int(src, 'ORT_INTRA_OP_THREADS', 1, 64),

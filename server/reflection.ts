@@ -7,7 +7,7 @@ import { ReflectionService } from '@grpc/reflection';
 
 /**
  * The FileDescriptorSet `buf build` writes next to the generated stubs
- * (scripts/generate.mjs): inference.v1, grpc.health.v1 and the well-known types
+ * (scripts/dev/generate.mjs): inference.v1, grpc.health.v1 and the well-known types
  * they import, byte-for-byte as protoc would describe them. dist/server/ and
  * server/ both sit two levels below the project root.
  */

@@ -45,10 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-SCRIPTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(SCRIPTS))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-import train  # noqa: E402  (scripts/train.py: its argument parser is the source of the flags)
+from pipeline import training as train  # noqa: E402  (train.py's argument parser is the source of the flags)
 from pipeline import data as D  # noqa: E402
 from pipeline import features as F  # noqa: E402
 from pipeline import models as MD  # noqa: E402

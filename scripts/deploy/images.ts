@@ -3,17 +3,24 @@
  * images where no registry is reachable (scripts/lib/deploy/base-images.ts),
  * then the project's image, once, in Docker's format (HEALTHCHECK kept).
  *
- *   npm run -s build && node dist/scripts/deploy/images.js
+ *   node scripts/dev/build.mjs && node dist/scripts/deploy/images.js
  *
  * Then `docker compose up --no-build` (with DOCKER_HOST on podman's socket).
+ * Exit 0 when both are built, 1 otherwise.
  */
+import { runIfMain } from '../lib/cli.js';
 import { buildServerImage, ensureBaseImages } from '../lib/deploy/base-images.js';
 
-const log = (s: string) => process.stderr.write(`[images] ${s}\n`);
-try {
-  await ensureBaseImages(log);
-  await buildServerImage(log);
-} catch (err) {
-  log(`failed: ${(err as Error).message}`);
-  process.exitCode = 1;
+async function main(): Promise<number> {
+  const log = (s: string) => process.stderr.write(`[images] ${s}\n`);
+  try {
+    await ensureBaseImages(log);
+    await buildServerImage(log);
+    return 0;
+  } catch (err) {
+    log(`failed: ${(err as Error).message}`);
+    return 1;
+  }
 }
+
+runIfMain(import.meta.url, 'images', main);

@@ -9,15 +9,15 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { EnvoyAdmin } from '../../scripts/envoy/admin.js';
-import { weightsForCanary } from '../../scripts/envoy/config.js';
-import { switchWeights } from '../../scripts/envoy/switch.js';
 import { buildServerImage, ensureBaseImages, SERVER_IMAGE } from '../../scripts/lib/deploy/base-images.js';
 import { ComposeStack } from '../../scripts/lib/deploy/compose.js';
 import { dashboardQueries, loadDashboard } from '../../scripts/lib/deploy/dashboard.js';
 import { execOk, Teardown, waitFor } from '../../scripts/lib/deploy/exec.js';
 import { PROJECT_ROOT } from '../../scripts/lib/deploy/paths.js';
 import { HealthcheckRunner, PodmanService } from '../../scripts/lib/deploy/podman.js';
+import { EnvoyAdmin } from '../../scripts/lib/envoy/admin.js';
+import { weightsForCanary } from '../../scripts/lib/envoy/config.js';
+import { switchWeights } from '../../scripts/lib/envoy/switch.js';
 import { freePort } from '../helpers/envoy.js';
 import { armsOf, client, loadUntil, predict, SAMPLE_RECORD } from './grpc.js';
 
@@ -182,7 +182,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     const [image] = JSON.parse(await execOk('podman', ['image', 'inspect', SERVER_IMAGE])) as {
       Config: { Healthcheck?: { Test: string[] } };
     }[];
-    expect(image?.Config.Healthcheck?.Test).to.deep.equal(['CMD', 'node', 'dist/scripts/healthcheck.js']);
+    expect(image?.Config.Healthcheck?.Test).to.deep.equal(['CMD', 'node', 'dist/scripts/ops/healthcheck.js']);
     const servers = (await stack.ps()).filter((c) => c.Service === 'stable' || c.Service === 'canary');
     expect(servers).to.have.length(2);
     for (const c of servers) {

@@ -11,12 +11,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { envoyBinary } from '../../scripts/envoy/process.js';
 import { exec, execOk, Teardown } from '../../scripts/lib/deploy/exec.js';
 import { helm, helmResult, helmTemplate, KUBE_VERSION } from '../../scripts/lib/deploy/helm.js';
 import { KubeApiServer } from '../../scripts/lib/deploy/kube.js';
 import { CHART_DIR, PROJECT_ROOT } from '../../scripts/lib/deploy/paths.js';
 import { parseRoutesText } from '../../scripts/lib/deploy/routes-configmap.js';
+import { envoyBinary } from '../../scripts/lib/envoy/process.js';
 import { freePort } from '../helpers/envoy.js';
 
 const NS = 'inference-ab';
@@ -288,7 +288,7 @@ describe('Kubernetes: the Helm chart against a real API server', () => {
     await helm(['install', RELEASE, CHART_DIR, '--namespace', NS, '--kubeconfig', api.kubeconfig]);
     const weights = (args: readonly string[]) =>
       exec('node', [
-        join(PROJECT_ROOT, 'dist', 'scripts', 'weights.js'),
+        join(PROJECT_ROOT, 'dist', 'scripts', 'ops', 'weights.js'),
         ...args,
         '--kube-configmap',
         `${FULL}-routes`,

@@ -9,16 +9,17 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import type { EnvoyAdmin } from '../../scripts/envoy/admin.js';
-import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/envoy/config.js';
-import { bootstrapText, routesText } from '../../scripts/envoy/files.js';
-import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/envoy/process.js';
-import { demoVersions as stackVersions } from '../../scripts/stack.js';
+import type { EnvoyAdmin } from '../../scripts/lib/envoy/admin.js';
+import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/lib/envoy/config.js';
+import { bootstrapText, routesText } from '../../scripts/lib/envoy/files.js';
+import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/lib/envoy/process.js';
+import { demoVersions as stackVersions } from '../../scripts/ops/stack.js';
 import {
   InferenceServiceClient,
   type PredictRequest,
   type PredictResponse,
 } from '../../server/generated/inference/v1/inference.js';
+import { AB_ARM_HEADER, AB_OVERRIDE_HEADER, USER_ID_HEADER } from '../../server/headers.js';
 import { DEMO_MODELS, ROOT, removeDir, type SpawnedServer, spawnServer, waitFor } from './server.js';
 
 /** The demo versions the two arms serve, chosen exactly as `npm start` chooses them. */
@@ -27,7 +28,7 @@ export function demoVersions(): { older: string; newer: string } {
   return { older: v.stable, newer: v.canary };
 }
 
-/** One Envoy access log entry (see accessLog() in scripts/envoy/config.ts). */
+/** One Envoy access log entry (see accessLog() in scripts/lib/envoy/config.ts). */
 export interface AccessLogEntry {
   user: string | null;
   override: string | null;
@@ -253,8 +254,8 @@ function defaultRecord(): Record<string, unknown> {
 /** Predict through Envoy, keeping the response metadata; never rejects. */
 export function call(client: InferenceServiceClient, o: CallOptions = {}): Promise<CallResult> {
   const md = new Metadata();
-  if (o.user !== undefined) md.set('x-user-id', o.user);
-  if (o.override !== undefined) md.set('x-ab-group', o.override);
+  if (o.user !== undefined) md.set(USER_ID_HEADER, o.user);
+  if (o.override !== undefined) md.set(AB_OVERRIDE_HEADER, o.override);
   const req: PredictRequest = {
     model: 'conversion',
     version: '',
@@ -269,7 +270,7 @@ export function call(client: InferenceServiceClient, o: CallOptions = {}): Promi
       resolve(err ? { ...base, error: err } : { ...base, response: res });
     });
     c.on('metadata', (m: Metadata) => {
-      const v = m.get('x-ab-arm')[0];
+      const v = m.get(AB_ARM_HEADER)[0];
       armHeader = typeof v === 'string' ? v : undefined;
     });
   });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { credentials, type Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { type App, createApp, type Ports } from '../../server/app.js';
 import { CONFIG_DEFAULTS, type Config, loadConfig } from '../../server/config.js';
@@ -30,7 +30,7 @@ export const OLDER = DEMO_VERSIONS[0] as string;
 export const NEWER = DEMO_VERSIONS[DEMO_VERSIONS.length - 1] as string;
 
 /** The seed's sample record, exactly as written in the engineering notes. */
-export { SEED_RECORD as SAMPLE_RECORD } from '../../scripts/load-request.js';
+export { SEED_RECORD as SAMPLE_RECORD } from '../../scripts/lib/load/payload.js';
 
 /** Copies the demo model repository (or one model of it) to a fresh temp dir. */
 export function copyModels(prefix = 'models-'): string {
@@ -153,4 +153,18 @@ export async function waitFor(
   throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
 }
 
-export { type SpawnedServer, spawnServer } from '../../scripts/server-process.js';
+export { type SpawnedServer, spawnServer } from '../../scripts/lib/server-process.js';
+
+/** A record as the prediction log shows it with the default LOG_REDACT_FIELDS masked. */
+export function asLogged(record: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...record };
+  for (const f of CONFIG_DEFAULTS.LOG_REDACT_FIELDS.split(',')) if (f in out) out[f] = '[redacted]';
+  return out;
+}
+
+/** gRPC metadata from a plain object. */
+export function metadataOf(entries: Readonly<Record<string, string>>): Metadata {
+  const md = new Metadata();
+  for (const [k, v] of Object.entries(entries)) md.set(k, v);
+  return md;
+}

@@ -1,4 +1,4 @@
-// kube-apiserver and kubectl v1.37.2 for `npm run test:deploy` (built by scripts/bootstrap.mjs --deploy).
+// kube-apiserver and kubectl v1.37.2 for `npm run test:deploy` (built by scripts/dev/bootstrap.mjs --deploy).
 // k8s.io/kubernetes replaces its 33 staging modules with local paths; a module that
 // requires it must replace them with their published v0.37.2 versions.
 module inference-ab/deploy-tools/kube

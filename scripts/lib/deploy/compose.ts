@@ -1,6 +1,6 @@
 /**
  * The project's docker-compose.yml driven through Docker Compose (the v5 CLI
- * scripts/bootstrap.mjs builds) against any Docker-compatible engine named by
+ * scripts/dev/bootstrap.mjs builds) against any Docker-compatible engine named by
  * DOCKER_HOST; here, podman's socket (podman.ts). One project name per run, so
  * a test stack never touches anyone else's, and host ports chosen by the caller.
  */

@@ -1,4 +1,4 @@
-/** Helm (built by scripts/bootstrap.mjs --deploy) on the project's chart. */
+/** Helm (built by scripts/dev/bootstrap.mjs --deploy) on the project's chart. */
 import { type ExecOptions, exec, execOk } from './exec.js';
 import { CHART_DIR, tool } from './paths.js';
 

@@ -2,7 +2,7 @@
  * A real Kubernetes API server on loopback, for validating the Helm chart
  * (`kubectl apply --dry-run=server --validate=strict`) and for the weights
  * command's ConfigMap path: etcd (Debian's etcd-server) and kube-apiserver
- * v1.37.2 (built by scripts/bootstrap.mjs --deploy), with no controllers,
+ * v1.37.2 (built by scripts/dev/bootstrap.mjs --deploy), with no controllers,
  * scheduler or kubelet, so objects are stored and validated but never run.
  *
  * Flags: `--endpoint-reconciler-type=none` (the default reconciler wants a

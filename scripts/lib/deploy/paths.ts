@@ -1,18 +1,14 @@
-/**
- * Where the deployment tooling finds the project and keeps its state. Compiled
- * to dist/scripts/lib/deploy/, four levels below the repository root.
- */
+/** Where the deployment tooling finds its tools and keeps its state (beside scripts/lib/paths.ts). */
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PROJECT_ROOT, TOOLS_BIN } from '../paths.js';
 
-export const PROJECT_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-/** Tools built by scripts/bootstrap.mjs (kubectl, helm, kube-apiserver, docker-compose, grpcurl). */
-export const TOOLS_BIN = join(PROJECT_ROOT, '.tools', 'bin');
+export { PROJECT_ROOT, TOOLS_BIN };
 /** Downloads and build contexts of the deployment tooling (not committed). */
 export const DEPLOY_CACHE = join(PROJECT_ROOT, '.tools', 'deploy');
 /** The Helm chart. */
 export const CHART_DIR = join(PROJECT_ROOT, 'deploy', 'helm', 'inference-ab');
 
+/** A tool built by scripts/dev/bootstrap.mjs (kubectl, helm, kube-apiserver, docker-compose, grpcurl). */
 export function tool(name: string): string {
   return join(TOOLS_BIN, name);
 }

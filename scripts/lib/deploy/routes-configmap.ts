@@ -11,9 +11,9 @@
  */
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EnvoyAdmin } from '../../envoy/admin.js';
-import { routesVersion, type Weights } from '../../envoy/config.js';
-import { routesText } from '../../envoy/files.js';
+import type { EnvoyAdmin } from '../envoy/admin.js';
+import { routesVersion, type Weights } from '../envoy/config.js';
+import { routesText } from '../envoy/files.js';
 import { ExecError, execOk } from './exec.js';
 import { tool } from './paths.js';
 

@@ -1,0 +1,213 @@
+/**
+ * Where a server's CPU goes under load, by component: the real server and the
+ * floor server (scripts/bench/floor-server.ts) each run under V8's sampling profiler
+ * (`node --cpu-prof`) while ghz drives them with the bench's closed loop; only
+ * the samples taken during the measured phase count. Each sample is charged to
+ * the first component found walking from its frame up the stack (so a native
+ * write called by pino counts as logging). Prints a markdown table of CPU µs
+ * per call by component, the gap between the two being what the server adds
+ * to grpc-js.
+ *
+ *     node dist/scripts/bench/profile.js [--duration 8s] [--warmup 2s] [--concurrency 50]
+ *
+ * `npm run bench:breakdown` times each stage alone in a tight loop; this shows
+ * the same stages in the running process, with grpc-js, HTTP/2 and GC beside
+ * them. The profiler's own overhead inflates every figure somewhat: read the
+ * shares more than the absolute values.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ghzPhase, type Progress } from '../lib/bench/measure.js';
+import { Processes, startFloor, startServer } from '../lib/bench/processes.js';
+import { runIfMain } from '../lib/cli.js';
+import { parseDuration } from '../lib/load/options.js';
+import { MODELS_DIR } from '../lib/paths.js';
+import { newestVersion } from '../lib/versions.js';
+
+/** A frame as the .cpuprofile format has it (Chrome DevTools protocol, Profiler.ProfileNode). */
+export interface Frame {
+  readonly functionName: string;
+  readonly url: string;
+}
+
+/** Components, checked in this order on each frame from the sampled one up. */
+const RULES: readonly [string, (f: Frame) => boolean][] = [
+  [
+    'logging (pino, sonic-boom)',
+    (f) => /\/(pino|pino-roll|sonic-boom|fast-redact|pino-std-serializers)\/|server\/logger\.js/.test(f.url),
+  ],
+  ['metrics (prom-client)', (f) => /\/prom-client\/|server\/metrics\.js/.test(f.url)],
+  [
+    'ONNX Runtime (run + runner)',
+    (f) => /onnxruntime-(node|common)\/|server\/(inference-runner|model-version|batcher)\.js/.test(f.url),
+  ],
+  ['preprocessing', (f) => /server\/preprocess\.js/.test(f.url)],
+  ['A/B assignment', (f) => /server\/experiment\.js/.test(f.url)],
+  ['protobuf (ts-proto, Struct)', (f) => /\/generated\/|@bufbuild\//.test(f.url)],
+  [
+    'server handler (adapter, service)',
+    (f) => /\/server\/[\w-]+\.js/.test(f.url) && !f.url.includes('/generated/'),
+  ],
+  ['floor handler', (f) => /scripts\/floor-server\.js/.test(f.url)],
+  ['grpc-js', (f) => f.url.includes('@grpc/grpc-js')],
+  [
+    'node http2, net, streams',
+    (f) => /^node:internal\/(http2|net|stream_base_commons|streams)|^node:net/.test(f.url),
+  ],
+];
+
+/** The component a sample belongs to, from its frames, leaf first. */
+export function categorize(stack: readonly Frame[]): string {
+  const leaf = stack[0];
+  if (leaf?.functionName === '(garbage collector)') return 'garbage collector';
+  if (leaf?.functionName === '(program)') return 'native, unattributed (V8 "program")';
+  if (leaf?.functionName === '(idle)') return 'idle';
+  for (const f of stack) {
+    for (const [name, test] of RULES) if (test(f)) return name;
+  }
+  return 'other JavaScript (event loop, timers, promises)';
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: Frame; children?: number[] }[];
+  startTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/**
+ * CPU µs per component in a profile, counting only samples whose time (µs,
+ * the monotonic clock V8 and `process.hrtime` share on Linux) falls in
+ * [fromUs, toUs]. Idle is left out.
+ */
+export function componentTimes(profile: CpuProfile, fromUs: number, toUs: number): Map<string, number> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const categoryOf = new Map<number, string>();
+  const category = (id: number) => {
+    let c = categoryOf.get(id);
+    if (c === undefined) {
+      const stack: Frame[] = [];
+      for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+        const node = byId.get(cur);
+        if (node) stack.push(node.callFrame);
+      }
+      c = categorize(stack);
+      categoryOf.set(id, c);
+    }
+    return c;
+  };
+  const out = new Map<string, number>();
+  let t = profile.startTime;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const dt = profile.timeDeltas[i] ?? 0;
+    t += dt;
+    // A sample stands for the interval since the previous one.
+    if (t < fromUs || t > toUs) continue;
+    const c = category(profile.samples[i] as number);
+    if (c !== 'idle') out.set(c, (out.get(c) ?? 0) + dt);
+  }
+  return out;
+}
+
+const nowUs = () => Number(process.hrtime.bigint() / 1000n);
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      duration: { type: 'string', default: '8s' },
+      warmup: { type: 'string', default: '2s' },
+      concurrency: { type: 'string', default: '50' },
+    },
+    strict: true,
+  });
+  const durationMs = parseDuration(values.duration, '--duration');
+  const warmupMs = parseDuration(values.warmup, '--warmup');
+  const concurrency = Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new Error('--concurrency must be a positive integer');
+  const workDir = mkdtempSync(join(tmpdir(), 'bench-profile-'));
+  const procs = new Processes();
+  const progress: Progress = (line) => process.stderr.write(`${line}\n`);
+  const version = newestVersion(join(MODELS_DIR, 'conversion'));
+  const prof = (name: string) => ['--cpu-prof', `--cpu-prof-dir=${join(workDir, `prof-${name}`)}`];
+  const results: { name: string; calls: number; times: Map<string, number>; load: string }[] = [];
+  const onSignal = () => void procs.stopAll().then(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  try {
+    for (const name of ['server', 'floor'] as const) {
+      const host =
+        name === 'server'
+          ? (
+              await startServer(procs, {
+                name,
+                workDir,
+                env: { MODEL_VERSION_POLICY: `conversion=${version}` },
+                nodeArgs: prof(name),
+              })
+            ).host
+          : `127.0.0.1:${(await startFloor(procs, workDir, prof(name))).port}`;
+      const phase = (target: string, ms: number) =>
+        ghzPhase({
+          target,
+          host,
+          model: 'conversion',
+          load: { concurrency, durationMs: ms },
+          workDir,
+          progress,
+        });
+      await phase(`${name} warm-up`, warmupMs);
+      const from = nowUs();
+      const m = await phase(name, durationMs);
+      const to = nowUs();
+      // The profile is written when the process exits.
+      await procs.stopAll();
+      const dir = join(workDir, `prof-${name}`);
+      const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+      if (!file) throw new Error(`no .cpuprofile from the ${name} process`);
+      const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+      results.push({
+        name,
+        calls: m.okCount,
+        times: componentTimes(profile, from, to),
+        load: `${m.load1[0].toFixed(2)}→${m.load1[1].toFixed(2)}`,
+      });
+    }
+  } finally {
+    await procs.stopAll();
+    rmSync(workDir, { recursive: true, force: true });
+  }
+  const [server, floor] = results as [(typeof results)[0], (typeof results)[0]];
+  const names = [...new Set([...server.times.keys(), ...floor.times.keys()])].sort(
+    (a, b) => (server.times.get(b) ?? 0) - (server.times.get(a) ?? 0),
+  );
+  const perCall = (r: typeof server, k: string) => (r.times.get(k) ?? 0) / Math.max(1, r.calls);
+  const total = (r: typeof server) => [...r.times.values()].reduce((a, b) => a + b, 0);
+  console.log(
+    `CPU per call by component, closed loop c=${concurrency}, ${durationMs / 1000} s each, ${cpus().length} CPUs ` +
+      `(load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(
+          ' ',
+        )}); server ${server.calls} calls (load ${server.load}), floor ${floor.calls} calls (load ${floor.load}); ` +
+      'node --cpu-prof, samples in the measured phase only\n',
+  );
+  console.log('| component | server µs/call | server share | floor µs/call |');
+  console.log('| --- | ---: | ---: | ---: |');
+  for (const k of names) {
+    console.log(
+      `| ${k} | ${perCall(server, k).toFixed(1)} | ${((100 * (server.times.get(k) ?? 0)) / total(server)).toFixed(1)}% | ${perCall(floor, k).toFixed(1)} |`,
+    );
+  }
+  console.log(
+    `| **total (busy)** | **${(total(server) / server.calls).toFixed(1)}** | 100% | **${(total(floor) / floor.calls).toFixed(1)}** |`,
+  );
+}
+
+runIfMain(import.meta.url, 'bench:profile', async () => {
+  await main();
+  return 0;
+});

@@ -1,0 +1,268 @@
+/**
+ * One load phase against one target, with progress: ghz for gRPC targets
+ * (the project's typed wrapper, scripts/lib/load/ghz.ts), hey for the Flask baseline
+ * (the same record as JSON). Each phase also records the CPU time the
+ * target's processes and the load generator used, so a report can say where
+ * the machine's cores went.
+ */
+import { rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { USER_ID_HEADER } from '../../../server/headers.js';
+import { type GhzRun, ghzArgs, readGhzReport, spawnGhz, summarize } from '../load/ghz.js';
+import { SEED_RECORD, USER_ID_BASE } from '../load/payload.js';
+import { PREDICT_CALL, PROTO_FILE, PROTO_IMPORT_PATH } from '../load/run.js';
+import type { ToolRunOptions } from '../tool-process.js';
+import { errorKinds, heyArgs, runHey } from './hey.js';
+import { cpuTimesMs } from './processes.js';
+import type { Measurement } from './verdicts.js';
+
+/** How hard to push: closed loop (`rps` omitted) or paced. */
+export interface Load {
+  readonly concurrency: number;
+  readonly rps?: number;
+  readonly durationMs: number;
+}
+
+export type Progress = (line: string) => void;
+
+/** A process whose CPU time a phase records. */
+export interface Watched {
+  readonly name: string;
+  readonly pid: number;
+}
+
+/** The key under which a phase records its load generator's CPU time. */
+export const GENERATOR = 'load generator';
+
+const load1 = () => loadavg()[0] ?? 0;
+
+export function describeLoad(load: Load): string {
+  return load.rps === undefined
+    ? `closed loop c=${load.concurrency}`
+    : `${load.rps}/s (c=${load.concurrency})`;
+}
+
+function ticker(progress: Progress, label: string, durationMs: number) {
+  return (elapsedMs: number) =>
+    progress(
+      `  ${label}: ${Math.floor(Math.min(elapsedMs, durationMs) / 1000)}s / ${durationMs / 1000}s (load ${load1().toFixed(2)})`,
+    );
+}
+
+/**
+ * CPU time used between `start()` and the returned function's call, per
+ * watched process, plus the load generator: the children this process has
+ * reaped meanwhile (cutime + cstime of /proc/self/stat), which is the ghz or
+ * hey run that just exited.
+ */
+function cpuMeter(watch: readonly Watched[]): () => Record<string, number> {
+  const self = () => cpuTimesMs(process.pid)?.children ?? 0;
+  const before = new Map(watch.map((w) => [w.name, cpuTimesMs(w.pid)?.self ?? 0]));
+  const generatorBefore = self();
+  return () => {
+    const out: Record<string, number> = {};
+    for (const w of watch) {
+      const now = cpuTimesMs(w.pid)?.self;
+      if (now !== undefined) out[w.name] = now - (before.get(w.name) ?? 0);
+    }
+    out[GENERATOR] = self() - generatorBefore;
+    return out;
+  };
+}
+
+/** Distinct users a ghz run cycles through (call n is user `USER_ID_BASE + n mod USERS`). */
+export const USERS = 1000;
+
+/**
+ * The ghz request data for `model`: a JSON array of `USERS` Predict requests,
+ * the seed's sample record with userId `USER_ID_BASE + i`, and the metadata
+ * template giving call n the matching `x-user-id`. ghz sends element
+ * `n mod USERS` on call n and, as the array holds no template actions,
+ * converts each element to protobuf once and caches it. A body template (as
+ * `npm run loadtest` uses) is executed and parsed from JSON on every call,
+ * which costs ghz about a quarter more CPU on a machine where it shares two
+ * cores with the servers it measures.
+ */
+export function predictArray(
+  model: string,
+  users = USERS,
+): { data: string; metadata: Record<string, string> } {
+  const requests = Array.from({ length: users }, (_, i) => ({
+    model,
+    version: '',
+    instances: [{ ...SEED_RECORD, userId: USER_ID_BASE + i }],
+  }));
+  return {
+    data: JSON.stringify(requests),
+    metadata: { [USER_ID_HEADER]: `{{add ${USER_ID_BASE} (mod .RequestNumber ${users})}}` },
+  };
+}
+
+/** What one phase puts load on, how hard, and what it watches meanwhile. */
+interface PhaseOf {
+  readonly target: string;
+  readonly load: Load;
+  readonly progress: Progress;
+  readonly watch?: readonly Watched[];
+  readonly signal?: AbortSignal;
+}
+
+/** The figures a load generator's own report gives. */
+type Figures = Pick<
+  Measurement,
+  | 'elapsedMs'
+  | 'count'
+  | 'okCount'
+  | 'errorCount'
+  | 'okRps'
+  | 'p50Ms'
+  | 'p90Ms'
+  | 'p99Ms'
+  | 'maxMs'
+  | 'errors'
+>;
+
+/**
+ * One phase with `tool` against `dest`: `generate` runs the load generator
+ * (with progress ticks and the phase's abort signal) while the load average
+ * and CPU meters run; `read` then turns what it left into figures, outside
+ * the measured window.
+ */
+async function measuredPhase<T>(
+  o: PhaseOf,
+  tool: Measurement['tool'],
+  dest: string,
+  generate: (options: ToolRunOptions) => Promise<T>,
+  read: (result: T) => Figures | Promise<Figures>,
+): Promise<Measurement> {
+  const label = `${o.target} ${describeLoad(o.load)}`;
+  o.progress(`  ${label}: ${tool} → ${dest}`);
+  const before = load1();
+  const cpu = cpuMeter(o.watch ?? []);
+  const result = await generate({
+    onTick: ticker(o.progress, label, o.load.durationMs),
+    tickMs: 5000,
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  const cpuMs = cpu();
+  const after = load1();
+  const m: Measurement = {
+    target: o.target,
+    tool,
+    mode: o.load.rps === undefined ? 'max' : 'rate',
+    concurrency: o.load.concurrency,
+    ...(o.load.rps !== undefined ? { requestedRps: o.load.rps } : {}),
+    durationMs: o.load.durationMs,
+    ...(await read(result)),
+    load1: [before, after],
+    cpuMs,
+  };
+  o.progress(`  ${label}: ${summaryLine(m)}`);
+  return m;
+}
+
+let runCounter = 0;
+
+/** A ghz phase against `host` for `model` (the version the server's policy serves). */
+export async function ghzPhase(
+  o: PhaseOf & { host: string; model: string; workDir: string },
+): Promise<Measurement> {
+  // An interrupted run starts nothing new (an already-aborted signal never fires 'abort').
+  if (o.signal?.aborted) throw new Error('interrupted');
+  const n = ++runCounter;
+  const runId = `bench-${o.target.replace(/\W+/g, '-')}-${n}`;
+  const request = predictArray(o.model);
+  const dataFile = join(o.workDir, `ghz-${n}.data.json`);
+  writeFileSync(dataFile, request.data);
+  const run: GhzRun = {
+    host: o.host,
+    call: PREDICT_CALL,
+    insecure: true,
+    proto: { file: PROTO_FILE, importPaths: [PROTO_IMPORT_PATH] },
+    dataFile,
+    metadata: request.metadata,
+    ...(o.load.rps !== undefined ? { rps: o.load.rps } : {}),
+    concurrency: o.load.concurrency,
+    connections: 1,
+    durationMs: o.load.durationMs,
+    timeoutMs: 10_000,
+    connectTimeoutMs: 5000,
+    outputFile: join(o.workDir, `ghz-${n}.json`),
+    name: runId,
+  };
+  return measuredPhase(
+    o,
+    'ghz',
+    o.host,
+    (options) => spawnGhz(ghzArgs(run), options),
+    async () => {
+      const s = summarize(await readGhzReport(run.outputFile));
+      // ghz's report lists every call; a long run's file is tens of MB.
+      rmSync(run.outputFile, { force: true });
+      rmSync(dataFile, { force: true });
+      return {
+        elapsedMs: s.totalMs,
+        count: s.count,
+        okCount: s.okCount,
+        errorCount: s.errorCount,
+        okRps: s.totalMs > 0 ? s.okCount / (s.totalMs / 1000) : 0,
+        p50Ms: s.latencyMs.p50,
+        p90Ms: s.latencyMs.p90,
+        p99Ms: s.latencyMs.p99,
+        maxMs: s.latencyMs.max,
+        errors: s.statuses.filter((st) => st.status !== 'OK').map((st) => `${st.status} ×${st.count}`),
+      };
+    },
+  );
+}
+
+/** A hey phase: POST the seed record as JSON to `url`. */
+export async function heyPhase(o: PhaseOf & { url: string }): Promise<Measurement> {
+  if (o.signal?.aborted) throw new Error('interrupted');
+  return measuredPhase(
+    o,
+    'hey',
+    o.url,
+    (options) =>
+      runHey(
+        heyArgs({
+          url: o.url,
+          method: 'POST',
+          body: JSON.stringify(SEED_RECORD),
+          contentType: 'application/json',
+          concurrency: o.load.concurrency,
+          ...(o.load.rps !== undefined ? { rps: o.load.rps } : {}),
+          durationMs: o.load.durationMs,
+          timeoutMs: 10_000,
+        }),
+        options,
+      ),
+    (s) => {
+      const statusErrors = Object.entries(s.statusCodes)
+        .filter(([code]) => Number(code) < 200 || Number(code) >= 300)
+        .map(([code, n]) => `HTTP ${code} ×${n}`);
+      return {
+        elapsedMs: s.totalMs,
+        count: s.count,
+        okCount: s.okCount,
+        errorCount: s.errorCount,
+        okRps: s.okRps,
+        p50Ms: s.latencyMs[50],
+        p90Ms: s.latencyMs[90],
+        p99Ms: s.latencyMs[99],
+        maxMs: s.slowestMs,
+        errors: [...statusErrors, ...errorKinds(s).map((e) => `${e.kind} ×${e.count}`)],
+      };
+    },
+  );
+}
+
+export function summaryLine(m: Measurement): string {
+  const f = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(2));
+  return (
+    `${Math.round(m.okRps)} ok/s, p50 ${f(m.p50Ms)} ms, p99 ${f(m.p99Ms)} ms, ` +
+    `errors ${m.errorCount}/${m.count}${m.errors.length ? ` (${m.errors.slice(0, 3).join('; ')})` : ''}, ` +
+    `load ${m.load1[0].toFixed(2)}→${m.load1[1].toFixed(2)}`
+  );
+}

@@ -1,0 +1,226 @@
+/**
+ * Stage 2 end to end, behind the real Envoy: the canary splits its positive
+ * predictions into experiment and control by a salted hash of the user; the
+ * groups show in responses, metrics and logs; `npm run ab-report` reads those
+ * logs back.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { findLogFiles } from '../../scripts/ops/ab-report.js';
+import { asPredictionRecord, userOfOutput } from '../../server/call-log.js';
+import {
+  type AbStack,
+  type CallResult,
+  countArms,
+  demoVersions,
+  failures,
+  metricValue,
+  qaRecords,
+  runCalls,
+  startAbStack,
+  withinSigma,
+} from '../helpers/envoy.js';
+import { ROOT, removeDir, waitFor } from '../helpers/server.js';
+
+const EXPERIMENT = { name: 'ab-it', salt: 'salt-42', share: 0.3 };
+
+/** The documented assignment (server/experiment.ts), computed independently. */
+function expectedGroup(user: string): 'experiment' | 'control' {
+  const bucket = createHash('sha256')
+    .update(`${EXPERIMENT.salt}:${EXPERIMENT.name}:${user}`)
+    .digest()
+    .readUInt32BE(0);
+  return bucket < Math.round(EXPERIMENT.share * 2 ** 32) ? 'experiment' : 'control';
+}
+
+/** Predictions by `arm/group/label` across call results. */
+function tallyGroups(results: readonly CallResult[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of results) {
+    for (const p of r.response?.predictions ?? []) {
+      const k = `${r.response?.arm}/${p.group}/${p.label}`;
+      out.set(k, (out.get(k) ?? 0) + 1);
+    }
+  }
+  return out;
+}
+
+function predictLinesIn(dir: string): Record<string, unknown>[] {
+  const lines: Record<string, unknown>[] = [];
+  for (const f of findLogFiles(dir)) {
+    for (const l of readFileSync(f, 'utf8').split('\n')) {
+      if (l.includes('"msg":"Predict"')) lines.push(JSON.parse(l) as Record<string, unknown>);
+    }
+  }
+  return lines;
+}
+
+describe('A/B experiment split (stage 2) behind Envoy', function () {
+  this.timeout(60_000);
+  let stack: AbStack;
+  let logs: string;
+  const records = qaRecords(demoVersions().newer);
+  const all: CallResult[] = [];
+  let splitEnd = '';
+  let split: CallResult[] = [];
+
+  before(async () => {
+    logs = mkdtempSync(join(tmpdir(), 'ab-logs-'));
+    const experiment = {
+      // Raw ids in these logs, so the test can recompute each user's group (pseudonyms: redaction.test.ts).
+      LOG_USER_IDS: 'raw',
+      EXPERIMENT_NAME: EXPERIMENT.name,
+      EXPERIMENT_SALT: EXPERIMENT.salt,
+      EXPERIMENT_SHARE: String(EXPERIMENT.share),
+    };
+    stack = await startAbStack({
+      stableEnv: { ...experiment, LOG_DIR: join(logs, 'stable') },
+      canaryEnv: { ...experiment, LOG_DIR: join(logs, 'canary') },
+    });
+  });
+
+  after(async () => {
+    await stack?.stop();
+    if (logs) removeDir(logs);
+  });
+
+  it('labels stable predictions baseline and splits canary positives by user, through the 90/10 split', async () => {
+    split = await runCalls(stack.client, 3000, (i) => ({ user: `user-${i}` }));
+    splitEnd = new Date().toISOString();
+    all.push(...split);
+    expect(failures(split)).to.deep.equal([]);
+    for (const r of split) {
+      const p = r.response?.predictions[0];
+      if (r.response?.arm === 'stable') {
+        expect(p).to.include({ group: 'baseline', action: p?.label });
+      } else {
+        expect(p?.label).to.equal(1);
+        const group = expectedGroup(r.user as string);
+        expect(p).to.include({ group, action: group === 'experiment' ? 1 : 0 });
+      }
+    }
+    const check = withinSigma(countArms(split).canary ?? 0, 3000, 0.1);
+    expect(check.ok, check.text).to.equal(true);
+  });
+
+  it('assigns the configured share of canary positives to experiment (within 4σ), the same way every time', async () => {
+    // The QA override gives the canary enough positives to measure a 30% share.
+    const first = await runCalls(stack.client, 2000, (i) => ({ user: `s2-${i}`, override: 'canary' }));
+    const again = await runCalls(stack.client, 400, (i) => ({ user: `s2-${i}`, override: 'canary' }));
+    all.push(...first, ...again);
+    expect(failures([...first, ...again])).to.deep.equal([]);
+    const groups = first.map((r) => r.response?.predictions[0]?.group);
+    const check = withinSigma(groups.filter((g) => g === 'experiment').length, 2000, EXPERIMENT.share);
+    expect(check.ok, check.text).to.equal(true);
+    expect(groups).to.deep.equal(first.map((r) => expectedGroup(r.user as string)));
+    expect(again.map((r) => r.response?.predictions[0]?.group)).to.deep.equal(groups.slice(0, 400));
+  });
+
+  it("uses each instance's userId when the call carries no x-user-id, and labels negatives canary_negative", async () => {
+    const users = Array.from({ length: 40 }, (_, i) => 900_000 + i);
+    const [batch] = await runCalls(stack.client, 1, () => ({
+      override: 'canary',
+      instances: [
+        ...users.map((u) => ({ ...records.positive, userId: u })),
+        { ...records.negative, userId: 1 },
+        { ...records.negative, userId: 2 },
+      ],
+    }));
+    all.push(batch as CallResult);
+    const predictions = batch?.response?.predictions ?? [];
+    expect(predictions.slice(0, 40).map((p) => p.group)).to.deep.equal(
+      users.map((u) => expectedGroup(String(u))),
+    );
+    expect(predictions.slice(40)).to.deep.equal([
+      { ...predictions[40], group: 'canary_negative', action: 0, label: 0 },
+      { ...predictions[41], group: 'canary_negative', action: 0, label: 0 },
+    ]);
+  });
+
+  it('counts every assignment in the metrics, by arm, group and label', async () => {
+    const expected = tallyGroups(all);
+    const scrape = async (port: number) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const canary = await scrape(stack.canary.metricsPort);
+    const stable = await scrape(stack.stable.metricsPort);
+    const versionOf = new Map(all.map((r) => [r.response?.arm, r.response?.version]));
+    for (const [key, count] of expected) {
+      const [arm, group, label] = key.split('/') as [string, string, string];
+      const text = arm === 'canary' ? canary : stable;
+      const labels = { arm, model: 'conversion', version: versionOf.get(arm) as string, group, label };
+      expect(metricValue(text, 'inference_ab_assignments_total', labels), key).to.equal(count);
+    }
+    expect([...expected.keys()].some((k) => k.startsWith('stable/baseline/'))).to.equal(true);
+    expect([...expected.keys()]).to.include.members([
+      'canary/experiment/1',
+      'canary/control/1',
+      'canary/canary_negative/0',
+    ]);
+  });
+
+  it('logs every assignment with its user, group and action', async () => {
+    const expected = [...tallyGroups(all).values()].reduce((a, b) => a + b, 0);
+    let lines: Record<string, unknown>[] = [];
+    await waitFor(
+      'the log files to hold every prediction',
+      () => {
+        lines = predictLinesIn(logs);
+        return lines.reduce((s, l) => s + ((l.outputs as unknown[]) ?? []).length, 0) >= expected;
+      },
+      10_000,
+      100,
+    );
+    const logged = new Map<string, number>();
+    for (const l of lines) {
+      const record = asPredictionRecord(l);
+      if (!record) throw new Error(`not a prediction record: ${JSON.stringify(l)}`);
+      record.outputs.forEach((o, i) => {
+        const k = `${record.arm}/${o.group}/${o.label}`;
+        logged.set(k, (logged.get(k) ?? 0) + 1);
+        if (o.group === 'experiment' || o.group === 'control') {
+          expect(o.group).to.equal(expectedGroup(userOfOutput(record, i) as string));
+        }
+      });
+    }
+    expect(logged).to.deep.equal(tallyGroups(all));
+    expect(readdirSync(join(logs, 'canary')).some((f) => f.endsWith('.log'))).to.equal(true);
+  });
+
+  it('`npm run ab-report` reads those logs: healthy splits, and a mismatch once forced traffic is included', () => {
+    const script = join(ROOT, 'dist', 'scripts', 'ops', 'ab-report.js');
+    const window = spawnSync(
+      process.execPath,
+      [script, '--logs', logs, '--until', splitEnd, '--experiment-share', String(EXPERIMENT.share), '--json'],
+      { encoding: 'utf8' },
+    );
+    expect(window.status, window.stderr).to.equal(0);
+    const report = JSON.parse(window.stdout) as {
+      arms: { srm: boolean; rows: { name: string; count: number }[] };
+      experiment: { srm: boolean; rows: { name: string; count: number }[] };
+    };
+    const arms = countArms(split);
+    expect(report.arms.rows.map((r) => [r.name, r.count])).to.deep.equal([
+      ['stable', arms.stable],
+      ['canary', arms.canary],
+    ]);
+    expect(report.arms.srm).to.equal(false);
+    const canaryGroups = split
+      .filter((r) => r.response?.arm === 'canary')
+      .map((r) => r.response?.predictions[0]?.group);
+    expect(report.experiment.rows.map((r) => [r.name, r.count])).to.deep.equal([
+      ['experiment', canaryGroups.filter((g) => g === 'experiment').length],
+      ['control', canaryGroups.filter((g) => g === 'control').length],
+    ]);
+    expect(report.experiment.srm).to.equal(false);
+
+    // The QA-forced canary calls break the 90/10 ratio: the report must say so.
+    const whole = spawnSync(process.execPath, [script, '--logs', logs, '--experiment-share', '0.3'], {
+      encoding: 'utf8',
+    });
+    expect(whole.status).to.equal(0);
+    expect(whole.stdout).to.match(/Stage 1[^\n]*\n(?:.*\n){3}\s+SAMPLE RATIO MISMATCH/);
+  });
+});

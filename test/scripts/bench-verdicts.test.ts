@@ -1,0 +1,352 @@
+import { expect } from 'chai';
+import { predictArray, USERS } from '../../scripts/lib/bench/measure.js';
+import { parseBenchArgs } from '../../scripts/lib/bench/options.js';
+import { withExtraStableEndpoints } from '../../scripts/lib/bench/processes.js';
+import { readServerScrape } from '../../scripts/lib/bench/scrape.js';
+import {
+  combineRounds,
+  cpuPerCall,
+  DEFAULT_TARGETS,
+  type Measurement,
+  measurementTable,
+  ratios,
+  rssGrowth,
+  type SideBySide,
+  sideBySideTable,
+  verdicts,
+} from '../../scripts/lib/bench/verdicts.js';
+import { UsageError } from '../../scripts/lib/cli.js';
+import { bootstrap, LOCAL_BOOTSTRAP } from '../../scripts/lib/envoy/config.js';
+import { SEED_RECORD } from '../../scripts/lib/load/payload.js';
+import { parseSoakArgs, soakVerdicts } from '../../scripts/load/soak.js';
+
+/** A made-up measurement: the figures below are inputs, not timings of anything. */
+function m(over: Partial<Measurement> = {}): Measurement {
+  return {
+    target: 't',
+    tool: 'ghz',
+    mode: 'max',
+    concurrency: 50,
+    durationMs: 10_000,
+    elapsedMs: 10_000,
+    count: 10_000,
+    okCount: 10_000,
+    errorCount: 0,
+    okRps: 1000,
+    p50Ms: 1,
+    p90Ms: 2,
+    p99Ms: 3,
+    maxMs: 9,
+    errors: [],
+    load1: [1, 2],
+    ...over,
+  };
+}
+
+const rate = (over: Partial<Measurement> = {}) => m({ mode: 'rate', requestedRps: 500, okRps: 500, ...over });
+
+function runs(
+  o: { direct?: number; floor?: number; flask?: number; high?: Partial<Measurement> } = {},
+): SideBySide {
+  return {
+    direct: { max: m({ okRps: o.direct ?? 9000 }), rate: rate({ p50Ms: 0.8, p99Ms: 2 }) },
+    envoy: {
+      max: m({ okRps: 5000 }),
+      rate: rate({ p50Ms: 1.3, p99Ms: 3.5 }),
+      high: m({ mode: 'rate', requestedRps: 5000, okRps: 4990, p99Ms: 8, count: 50_000, ...o.high }),
+    },
+    flask: { max: m({ okRps: o.flask ?? 700, tool: 'hey' }), rate: rate({ p50Ms: 50, p99Ms: 110 }) },
+    floor: { max: m({ okRps: o.floor ?? 10_000 }), rate: rate({ p50Ms: 0.5, p99Ms: 1.5 }) },
+  };
+}
+
+describe('bench: ratios and verdicts', () => {
+  it('computes ours/Flask, ours/floor and Envoy’s added latency at the fixed rate', () => {
+    const r = ratios(runs());
+    expect(r.oursOverFlask).to.be.closeTo(9000 / 700, 1e-12);
+    expect(r.oursOverFloor).to.be.closeTo(0.9, 1e-12);
+    expect(r.envoyAddedP99Ms).to.be.closeTo(1.5, 1e-12);
+    expect(r.envoyAddedP50Ms).to.be.closeTo(0.5, 1e-12);
+  });
+
+  it('meets every target when the figures do', () => {
+    const vs = verdicts(runs({ flask: 800 }));
+    expect(vs.map((v) => v.status)).to.deep.equal(['met', 'met', 'met']);
+    expect(vs[0]?.detail).to.equal('9,000/s vs floor 10,000/s = 0.90×');
+  });
+
+  it('names each miss and by how much', () => {
+    const vs = verdicts(runs({ direct: 6000, flask: 700, high: { okRps: 3000, p99Ms: 40, errorCount: 2 } }));
+    expect(vs.map((v) => v.status)).to.deep.equal(['missed', 'missed', 'missed']);
+    expect(vs[0]?.detail).to.equal('6,000/s vs floor 10,000/s = 0.60× (short by 2,500/s)');
+    expect(vs[1]?.detail).to.equal('6,000/s vs Flask 700/s = 8.6×; p99 at 500/s 2.00 ms vs Flask 110.00 ms');
+    expect(vs[2]?.detail).to.equal(
+      'achieved 3,000/s, p99 40.00 ms, 2 errors of 50000 (missed: p99, errors, rate below 95% of 5,000/s)',
+    );
+  });
+
+  it('misses "10× Flask" when our p99 is not lower, even at a high ratio', () => {
+    const s = runs({ flask: 100 });
+    const withSlowP99: SideBySide = { ...s, direct: { ...s.direct, rate: rate({ p99Ms: 200 }) } };
+    expect(verdicts(withSlowP99)[1]?.status).to.equal('missed');
+  });
+
+  it('says "not measured" for a target whose run is missing, instead of passing it', () => {
+    const vs = verdicts({ direct: runs().direct });
+    expect(vs.map((v) => v.status)).to.deep.equal(['not measured', 'not measured', 'not measured']);
+  });
+
+  it('judges the Envoy rate given in the targets', () => {
+    const vs = verdicts(runs({ high: { requestedRps: 2000, okRps: 1990 } }), {
+      ...DEFAULT_TARGETS,
+      envoyRps: 2000,
+    });
+    expect(vs[2]?.target).to.equal('through Envoy at 2,000/s: p99 ≤ 10 ms, zero errors');
+    expect(vs[2]?.status).to.equal('met');
+  });
+});
+
+describe('bench: interleaved rounds and CPU per call', () => {
+  it('adds counts and CPU, rates over the summed time, medians of percentiles, max of max', () => {
+    const c = combineRounds([
+      m({ okCount: 1000, count: 1000, elapsedMs: 1000, okRps: 1000, p99Ms: 5, maxMs: 7, cpuMs: { s: 100 } }),
+      m({
+        okCount: 3000,
+        count: 3001,
+        errorCount: 1,
+        elapsedMs: 1000,
+        okRps: 3000,
+        p99Ms: 1,
+        maxMs: 20,
+        cpuMs: { s: 300 },
+        errors: ['UNAVAILABLE ×1'],
+      }),
+      m({
+        okCount: 2000,
+        count: 2000,
+        elapsedMs: 2000,
+        okRps: 1000,
+        p99Ms: 3,
+        maxMs: 8,
+        cpuMs: { s: 200, g: 50 },
+        load1: [3, 4],
+      }),
+    ]);
+    expect(c.okCount).to.equal(6000);
+    expect(c.count).to.equal(6001);
+    expect(c.errorCount).to.equal(1);
+    expect(c.okRps).to.equal(1500);
+    expect(c.p99Ms).to.equal(3);
+    expect(c.maxMs).to.equal(20);
+    expect(c.cpuMs).to.deep.equal({ s: 600, g: 50 });
+    expect(c.rounds).to.deep.equal([1000, 3000, 1000]);
+    expect(c.load1).to.deep.equal([1, 4]);
+    expect(c.errors).to.deep.equal(['UNAVAILABLE ×1']);
+  });
+
+  it('gives CPU µs per successful call and the share of the cores', () => {
+    const rows = cpuPerCall(
+      m({ okCount: 10_000, elapsedMs: 10_000, cpuMs: { server: 2000, 'load generator': 5000 } }),
+      2,
+    );
+    expect(rows).to.deep.equal([
+      { process: 'server', usPerCall: 200, coreShare: 0.1 },
+      { process: 'load generator', usPerCall: 500, coreShare: 0.25 },
+    ]);
+    expect(cpuPerCall(m({ okCount: 0, cpuMs: { s: 1 } }), 2)).to.deep.equal([]);
+  });
+});
+
+describe('bench: tables', () => {
+  it('renders one side-by-side row per target, with n/a for what is missing', () => {
+    const s = runs();
+    const table = sideBySideTable([
+      { name: 'direct', generator: 'ghz', ...s.direct },
+      { name: 'flask', generator: 'hey' },
+    ]);
+    const lines = table.split('\n');
+    expect(lines[0]).to.match(
+      /^\| target \| load generator \| max throughput, ok\/s \(c=50\) \| p50 ms @500\/s \| p99 ms @500\/s/,
+    );
+    expect(lines[2]).to.equal('| direct | ghz | 9,000 | 0.80 | 2.00 | 500 | 0; 0 | 1.00→2.00; 1.00→2.00 |');
+    expect(lines[3]).to.equal('| flask | hey | n/a | n/a | n/a | n/a | n/a; n/a | n/a; n/a |');
+  });
+
+  it('lists errors in a measurement table', () => {
+    const t = measurementTable([{ name: 'x', m: m({ errorCount: 3, errors: ['UNAVAILABLE ×3'] }) }]);
+    expect(t.split('\n')[2]).to.equal(
+      '| x | closed loop c=50 | 1,000 | 1.00 | 2.00 | 3.00 | 9.00 | 3 (UNAVAILABLE ×3) | 1.00→2.00 |',
+    );
+  });
+});
+
+describe('bench: RSS growth and soak verdicts', () => {
+  const MiB = 2 ** 20;
+  const series = (values: number[], stepMs = 5000) =>
+    values.map((v, i) => ({ atMs: i * stepMs, rss: v * MiB }));
+
+  it('ignores warm-up and compares the medians of the first and last thirds after it', () => {
+    // Warm-up samples at 0 and 5 s (50, 80 MiB) are not judged; a collection drops 120 → 96.
+    const g = rssGrowth(series([50, 80, 100, 104, 98, 120, 96, 101, 108, 105, 103]), 10_000);
+    expect(g?.samples).to.equal(9);
+    expect(g?.baseline).to.equal(100 * MiB);
+    expect(g?.last).to.equal(105 * MiB);
+    expect(g?.growth).to.be.closeTo(0.05, 1e-12);
+    expect(g?.peak).to.equal(120 * MiB);
+    expect(g?.peakGrowth).to.be.closeTo(0.2, 1e-12);
+  });
+
+  it('has nothing to judge when no sample is past warm-up', () => {
+    expect(rssGrowth(series([100, 101]), 60_000)).to.equal(undefined);
+  });
+
+  it('passes flat memory and zero failures; names each miss', () => {
+    const flat = rssGrowth(series([100, 100, 101, 100, 101, 100]), 0);
+    const leaking = rssGrowth(series([100, 105, 110, 115, 120, 125]), 0);
+    const ok = soakVerdicts(
+      [{ name: 'stable server', g: flat }],
+      { count: 100, errorCount: 0, errors: [] },
+      0.1,
+    );
+    expect(ok.map((v) => [v.name, v.ok])).to.deep.equal([
+      ['stable server RSS', true],
+      ['failed requests', true],
+    ]);
+    const bad = soakVerdicts(
+      [
+        { name: 'stable server', g: leaking },
+        { name: 'Envoy', g: undefined },
+      ],
+      { count: 100, errorCount: 2, errors: ['UNAVAILABLE ×2'] },
+      0.1,
+    );
+    expect(bad.map((v) => [v.name, v.ok])).to.deep.equal([
+      ['stable server RSS', false],
+      ['Envoy RSS', false],
+      ['failed requests', false],
+    ]);
+    expect(bad[2]?.detail).to.equal('2 of 100 (UNAVAILABLE ×2); limit 0');
+    expect(soakVerdicts([], { count: 0, errorCount: 0, errors: [] }, 0.1)[0]?.ok).to.equal(false);
+  });
+});
+
+describe('bench: options', () => {
+  it('defaults to the side-by-side section with issue 4’s loads', () => {
+    const o = parseBenchArgs([], '/w');
+    expect([...o.sections]).to.deep.equal(['side']);
+    expect(o).to.deep.include({
+      durationMs: 12_000,
+      rounds: 3,
+      warmupMs: 2000,
+      concurrency: 50,
+      rate: 500,
+      envoyRate: 5000,
+      familiesRate: 1000,
+      batching: 'conversion=32/1ms',
+      reportsDir: '/w/reports',
+      strict: false,
+    });
+  });
+
+  it('adds sections with --extras, --families and --all, or picks them with --only', () => {
+    expect([...parseBenchArgs(['--extras']).sections]).to.deep.equal([
+      'side',
+      'logging',
+      'batching',
+      'scaling',
+    ]);
+    expect([...parseBenchArgs(['--families']).sections]).to.deep.equal(['side', 'families']);
+    expect(parseBenchArgs(['--all']).sections.size).to.equal(5);
+    expect([...parseBenchArgs(['--only', 'families,logging']).sections]).to.deep.equal([
+      'families',
+      'logging',
+    ]);
+  });
+
+  it('rejects bad options with a sentence naming them', () => {
+    expect(() => parseBenchArgs(['--only', 'side,nope'])).to.throw(UsageError, /--only/);
+    expect(() => parseBenchArgs(['--only', 'side', '--all'])).to.throw(UsageError, /cannot be combined/);
+    expect(() => parseBenchArgs(['--duration', 'ten'])).to.throw(UsageError, /--duration/);
+    expect(() => parseBenchArgs(['--concurrency', '0'])).to.throw(UsageError, /--concurrency/);
+    expect(() => parseBenchArgs(['--batching', 'conversion=32'])).to.throw(UsageError, /--batching/);
+    expect(() => parseBenchArgs(['--bogus'])).to.throw(UsageError);
+  });
+
+  it('parses soak options, with 2 minutes at 50% by default', () => {
+    const o = parseSoakArgs([], '/w');
+    expect(o).to.deep.include({
+      durationMs: 120_000,
+      share: 0.5,
+      maxQps: undefined,
+      warmupMs: 30_000,
+      maxGrowth: 0.1,
+    });
+    expect(parseSoakArgs(['--max-qps', '3000', '--duration', '30s', '--warmup', '5s'])).to.deep.include({
+      maxQps: 3000,
+      durationMs: 30_000,
+      warmupMs: 5000,
+    });
+    expect(() => parseSoakArgs(['--warmup', '3m'])).to.throw(UsageError, /--warmup must be shorter/);
+    expect(() => parseSoakArgs(['--share', '2'])).to.throw(UsageError, /--share/);
+  });
+});
+
+describe('bench: requests, Envoy endpoints, scrapes', () => {
+  it('sends the seed record with USERS distinct users, the header matching the body', () => {
+    const { data, metadata } = predictArray('conversion', 3);
+    const requests = JSON.parse(data) as {
+      model: string;
+      version: string;
+      instances: Record<string, unknown>[];
+    }[];
+    expect(requests.map((r) => r.instances[0]?.userId)).to.deep.equal([102079311, 102079312, 102079313]);
+    expect(requests[2]).to.deep.equal({
+      model: 'conversion',
+      version: '',
+      instances: [{ ...SEED_RECORD, userId: 102079313 }],
+    });
+    expect(metadata).to.deep.equal({ 'x-user-id': '{{add 102079311 (mod .RequestNumber 3)}}' });
+    expect(JSON.parse(predictArray('m').data)).to.have.length(USERS);
+  });
+
+  it('adds stable endpoints to a rendered bootstrap, copying the arm metadata, and leaves the input alone', () => {
+    const rendered = bootstrap(LOCAL_BOOTSTRAP);
+    const before = JSON.stringify(rendered);
+    const out = withExtraStableEndpoints(rendered, [{ host: '127.0.0.1', port: 50061 }]);
+    expect(JSON.stringify(rendered)).to.equal(before);
+    const clusters = out.static_resources.clusters as {
+      name: string;
+      load_assignment?: { endpoints: { lb_endpoints: { endpoint: unknown; metadata: unknown }[] }[] };
+    }[];
+    const stable =
+      clusters.find((c) => c.name === 'stable')?.load_assignment?.endpoints[0]?.lb_endpoints ?? [];
+    expect(stable.map((e) => e.endpoint)).to.deep.equal([
+      { address: { socket_address: { address: '127.0.0.1', port_value: 50051 } } },
+      { address: { socket_address: { address: '127.0.0.1', port_value: 50061 } } },
+    ]);
+    expect(stable[1]?.metadata).to.deep.equal({ filter_metadata: { ab: { arm: 'stable' } } });
+    const canary =
+      clusters.find((c) => c.name === 'canary')?.load_assignment?.endpoints[0]?.lb_endpoints ?? [];
+    expect(canary).to.have.length(1);
+    expect(withExtraStableEndpoints(rendered, [])).to.equal(rendered);
+  });
+
+  it('reads RSS, loaded versions and rows per ONNX Runtime run from /metrics text', () => {
+    const text = [
+      '# HELP process_resident_memory_bytes Resident memory size in bytes.',
+      'process_resident_memory_bytes 171442176',
+      'inference_model_version_info{model="conversion",version="20261124T041754Z",state="serving"} 1',
+      'inference_model_version_info{model="conversion",version="20261124T041750Z",state="loaded"} 1',
+      'inference_model_version_info{model="conversion",version="20261124T041000Z",state="loaded"} 0',
+      'inference_batch_instances_sum{model="conversion"} 300',
+      'inference_batch_instances_count{model="conversion"} 100',
+    ].join('\n');
+    expect(readServerScrape(text)).to.deep.equal({
+      rssBytes: 171442176,
+      versions: ['conversion@20261124T041750Z (loaded)', 'conversion@20261124T041754Z (serving)'],
+      meanBatchRows: 3,
+      runs: 100,
+    });
+    expect(readServerScrape('').meanBatchRows).to.equal(undefined);
+  });
+});
