@@ -55,13 +55,6 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 runtime = "runc"
 `;
 
-/** Go tools installed into .tools/bin; each keeps its own stamp. */
-const GO_TOOLS = [
-  { name: 'ghz', module: 'github.com/bojand/ghz/cmd/ghz', version: GHZ_VERSION },
-  { name: 'hey', module: 'github.com/rakyll/hey', version: HEY_VERSION },
-  { name: 'grpcurl', module: 'github.com/fullstorydev/grpcurl/cmd/grpcurl', version: GRPCURL_VERSION },
-];
-
 function hashOf(...parts) {
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
