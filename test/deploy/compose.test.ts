@@ -5,8 +5,7 @@
  * on loopback ports picked here, under a project name of its own, and torn
  * down by `after` or, on Ctrl-C / SIGTERM, by the Teardown's signal handler.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { buildServerImage, ensureBaseImages, SERVER_IMAGE } from '../../scripts/lib/deploy/base-images.js';
@@ -14,14 +13,18 @@ import { ComposeStack } from '../../scripts/lib/deploy/compose.js';
 import { dashboardQueries, loadDashboard } from '../../scripts/lib/deploy/dashboard.js';
 import { execOk, Teardown, waitFor } from '../../scripts/lib/deploy/exec.js';
 import { PROJECT_ROOT } from '../../scripts/lib/deploy/paths.js';
-import { HealthcheckRunner, PodmanService } from '../../scripts/lib/deploy/podman.js';
+import { HealthcheckRunner, PodmanService, removeStaleProjects } from '../../scripts/lib/deploy/podman.js';
 import { EnvoyAdmin } from '../../scripts/lib/envoy/admin.js';
 import { weightsForCanary } from '../../scripts/lib/envoy/config.js';
 import { switchWeights } from '../../scripts/lib/envoy/switch.js';
 import { freePort } from '../helpers/envoy.js';
 import { armsOf, client, loadUntil, predict, SAMPLE_RECORD } from './grpc.js';
+import { scratchDir } from './setup.js';
 
 const log = (s: string) => process.stderr.write(`      [deploy] ${s}\n`);
+
+/** Compose project names of this suite: the prefix and the test process's pid. */
+const PROJECT_PREFIX = 'iab-test-';
 
 /** The servers' DRAIN_MS and stop_grace_period in docker-compose.yml. */
 const DRAIN_MS = 5000;
@@ -56,12 +59,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
 
   before(async function () {
     this.timeout(30 * 60_000);
-    dir = mkdtempSync(join(tmpdir(), 'deploy-compose-'));
-    teardown.add(
-      'temp dir',
-      async () => rmSync(dir, { recursive: true, force: true }),
-      () => rmSync(dir, { recursive: true, force: true }),
-    );
+    dir = scratchDir('deploy-compose-', teardown);
 
     const t0 = Date.now();
     for (const r of await ensureBaseImages(log)) if (r.built) log(`stand-in ${r.image} built in ${r.ms} ms`);
@@ -70,6 +68,8 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
       `base images + image: ${((Date.now() - t0) / 1000).toFixed(1)} s (image build ${(build.ms / 1000).toFixed(1)} s, ${(build.sizeBytes / 1e6).toFixed(0)} MB)`,
     );
 
+    const stale = await removeStaleProjects(PROJECT_PREFIX);
+    if (stale.length > 0) log(`removed what earlier runs left behind: ${stale.join(', ')}`);
     const service = await PodmanService.start(dir);
     teardown.add(
       'podman system service',
@@ -87,7 +87,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
       PROMETHEUS_PORT: await freePort(),
     };
     stack = new ComposeStack({
-      project: `iab-test-${process.pid}`,
+      project: `${PROJECT_PREFIX}${process.pid}`,
       dockerHost: service.dockerHost,
       ports,
       routesDir,
@@ -178,11 +178,11 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
   });
 
   it("reports the image's HEALTHCHECK as the container's health", async () => {
-    // podman's own view of the image: its Docker-compatible API leaves Healthcheck out.
+    // podman's own view of the image (its Docker-compatible API leaves Healthcheck out).
     const [image] = JSON.parse(await execOk('podman', ['image', 'inspect', SERVER_IMAGE])) as {
-      Config: { Healthcheck?: { Test: string[] } };
+      Healthcheck?: { Test?: string[] };
     }[];
-    expect(image?.Config.Healthcheck?.Test).to.deep.equal(['CMD', 'node', 'dist/scripts/ops/healthcheck.js']);
+    expect(image?.Healthcheck?.Test).to.deep.equal(['CMD', 'node', 'dist/scripts/ops/healthcheck.js']);
     const servers = (await stack.ps()).filter((c) => c.Service === 'stable' || c.Service === 'canary');
     expect(servers).to.have.length(2);
     for (const c of servers) {
@@ -261,7 +261,9 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
 
   it('spreads calls over three stable replicas after --scale stable=3', async function () {
     this.timeout(240_000);
-    const upMs = await stack.up(['--scale', 'stable=3']);
+    // --no-recreate: compose (through podman's API) otherwise recreates the running
+    // containers, and once failed there with "does not exist in database".
+    const upMs = await stack.up(['--no-recreate', '--scale', 'stable=3']);
     const hosts = await waitFor(
       'Envoy to see three healthy stable hosts',
       async () => {
@@ -289,15 +291,23 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     const servers = (await stack.ps()).filter((c) => c.Service === 'stable' || c.Service === 'canary');
     expect(servers).to.have.length(4);
     // Follow the servers' logs through the stop: each must log its drain and its end.
-    const follow = stack.follow(['logs', '--follow', '--no-color', '--no-log-prefix', 'stable', 'canary']);
+    // Each line is "<service>-<n>  | <JSON>"; wait until every server's stream is attached.
+    const names = servers.map((c) => c.Name.replace(`${stack.project}-`, ''));
+    const linesOf = (out: string) =>
+      out
+        .split('\n')
+        .slice(0, -1) // the last piece may be a line still being written
+        .map((l) => /^(\S+)\s+\|\s(\{.*\})$/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => ({ name: m[1] as string, msg: (JSON.parse(m[2] as string) as { msg?: string }).msg }));
+    const follow = stack.follow(['logs', '--follow', '--no-color', 'stable', 'canary'], (out) => {
+      const seen = new Set(linesOf(out).map((l) => l.name));
+      return names.every((n) => seen.has(n));
+    });
     await follow.started;
     const downMs = await stack.down(STOP_GRACE_MS / 1000);
-    const out = await follow.done;
-    const lines = out
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { msg?: string });
-    const count = (msg: string) => lines.filter((l) => l.msg === msg).length;
+    const lines = linesOf(await follow.done);
+    const count = (msg: string) => new Set(lines.filter((l) => l.msg === msg).map((l) => l.name)).size;
     log(`docker compose down: ${(downMs / 1000).toFixed(1)} s`);
     expect(count('shutdown: health NOT_SERVING, draining')).to.equal(4);
     expect(count('shutdown: complete')).to.equal(4);

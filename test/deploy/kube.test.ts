@@ -7,17 +7,16 @@
  * whose routes ConfigMap `npm run weights -- --kube-configmap` changes and a
  * `helm upgrade` keeps.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { exec, execOk, Teardown } from '../../scripts/lib/deploy/exec.js';
 import { helm, helmResult, helmTemplate, KUBE_VERSION } from '../../scripts/lib/deploy/helm.js';
-import { KubeApiServer } from '../../scripts/lib/deploy/kube.js';
+import type { KubeApiServer } from '../../scripts/lib/deploy/kube.js';
 import { CHART_DIR, PROJECT_ROOT } from '../../scripts/lib/deploy/paths.js';
 import { parseRoutesText } from '../../scripts/lib/deploy/routes-configmap.js';
 import { envoyBinary } from '../../scripts/lib/envoy/process.js';
-import { freePort } from '../helpers/envoy.js';
+import { scratchDir, startApiServer } from './setup.js';
 
 const NS = 'inference-ab';
 const RELEASE = 'ab';
@@ -56,24 +55,9 @@ describe('Kubernetes: the Helm chart against a real API server', () => {
 
   before(async function () {
     this.timeout(120_000);
-    dir = mkdtempSync(join(tmpdir(), 'deploy-kube-'));
-    teardown.add(
-      'temp dir',
-      async () => rmSync(dir, { recursive: true, force: true }),
-      () => rmSync(dir, { recursive: true, force: true }),
-    );
+    dir = scratchDir('deploy-kube-', teardown);
     const t0 = Date.now();
-    api = await KubeApiServer.start({
-      dir: join(dir, 'api'),
-      etcdPort: await freePort(),
-      etcdPeerPort: await freePort(),
-      apiPort: await freePort(),
-    });
-    teardown.add(
-      'kube-apiserver',
-      () => api.stop(),
-      () => api.killNow(),
-    );
+    api = await startApiServer(join(dir, 'api'), teardown);
     process.stderr.write(`      [deploy] kube-apiserver ready in ${Date.now() - t0} ms\n`);
     const version = JSON.parse(await api.get('/version')) as { gitVersion: string };
     expect(version.gitVersion).to.equal(KUBE_VERSION);

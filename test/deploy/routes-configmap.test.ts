@@ -7,20 +7,10 @@
  * (the files carried from the API server into Envoy's directory by the
  * kubelet's projection, reproduced in atomic-writer.ts).
  */
-import {
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { exec, Teardown, waitFor } from '../../scripts/lib/deploy/exec.js';
-import { KubeApiServer } from '../../scripts/lib/deploy/kube.js';
 import { PROJECT_ROOT } from '../../scripts/lib/deploy/paths.js';
 import { ROUTES_KEY } from '../../scripts/lib/deploy/routes-configmap.js';
 import { type BootstrapOptions, routesVersion, weightsForCanary } from '../../scripts/lib/envoy/config.js';
@@ -28,6 +18,7 @@ import { bootstrapText, INITIAL_ROUTES_VERSION, routesText } from '../../scripts
 import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/lib/envoy/process.js';
 import { freePort } from '../helpers/envoy.js';
 import { projectConfigMap } from './atomic-writer.js';
+import { scratchDir, startApiServer } from './setup.js';
 
 const COMMITTED_ROUTES = readFileSync(join(PROJECT_ROOT, 'envoy', 'routes', 'routes.yaml'), 'utf8');
 
@@ -39,12 +30,7 @@ describe('Kubernetes: routes in a ConfigMap, picked up by the real Envoy', () =>
 
   before(async function () {
     this.timeout(60_000);
-    dir = mkdtempSync(join(tmpdir(), 'deploy-routes-cm-'));
-    teardown.add(
-      'temp dir',
-      async () => rmSync(dir, { recursive: true, force: true }),
-      () => rmSync(dir, { recursive: true, force: true }),
-    );
+    dir = scratchDir('deploy-routes-cm-', teardown);
     // The mounted ConfigMap, as the kubelet lays it out, holding the chart's 90/10.
     routesDir = join(dir, 'routes');
     projectConfigMap(routesDir, { [ROUTES_KEY]: COMMITTED_ROUTES });
@@ -106,17 +92,7 @@ describe('Kubernetes: routes in a ConfigMap, picked up by the real Envoy', () =>
 
   it('`npm run weights -- --kube-configmap` writes through the API server and waits for Envoy', async function () {
     this.timeout(120_000);
-    const api = await KubeApiServer.start({
-      dir: join(dir, 'api'),
-      etcdPort: await freePort(),
-      etcdPeerPort: await freePort(),
-      apiPort: await freePort(),
-    });
-    teardown.add(
-      'kube-apiserver',
-      () => api.stop(),
-      () => api.killNow(),
-    );
+    const api = await startApiServer(join(dir, 'api'), teardown);
     const name = 'ab-inference-ab-routes';
     await api.kubectl(['create', 'namespace', 'ab']);
     // Start from what Envoy serves now (the previous test's 70/30).

@@ -102,10 +102,14 @@ export class ComposeStack {
 
   /**
    * A long-running `docker compose <args>` (such as `logs --follow`): `started`
-   * resolves at its first output, `done` with all of its stdout once it exits
-   * (killed after `timeoutMs`).
+   * resolves once `ready(stdout so far)` holds (or it exits), `done` with all of
+   * its stdout once it exits (killed after `timeoutMs`).
    */
-  follow(args: readonly string[], timeoutMs = 120_000): { started: Promise<void>; done: Promise<string> } {
+  follow(
+    args: readonly string[],
+    ready: (out: string) => boolean,
+    timeoutMs = 120_000,
+  ): { started: Promise<void>; done: Promise<string> } {
     const child = spawn(tool('docker-compose'), this.args(args), {
       env: this.env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -118,7 +122,7 @@ export class ComposeStack {
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (d: string) => {
       out += d;
-      markStarted();
+      if (ready(out)) markStarted();
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     const done = new Promise<string>((resolve, reject) => {

@@ -46,16 +46,20 @@ const OUTPUT_LIMIT = 64 * 1024 * 1024;
 export function exec(cmd: string, args: readonly string[], o: ExecOptions = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
-    const child = spawn(cmd, args, { cwd: o.cwd, env: o.env ?? process.env, stdio: 'pipe' });
+    const child = spawn(cmd, args, {
+      cwd: o.cwd,
+      env: o.env ?? process.env,
+      stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => {
+    child.stdout?.setEncoding('utf8');
+    child.stderr?.setEncoding('utf8');
+    child.stdout?.on('data', (d: string) => {
       if (stdout.length < OUTPUT_LIMIT) stdout += d;
     });
-    child.stderr.on('data', (d: string) => {
+    child.stderr?.on('data', (d: string) => {
       stderr = (stderr + d).slice(-1024 * 1024);
     });
     const timer = setTimeout(() => {
@@ -70,7 +74,11 @@ export function exec(cmd: string, args: readonly string[], o: ExecOptions = {}):
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, ms: Date.now() - t0, timedOut });
     });
-    child.stdin.end(o.input ?? '');
+    if (o.input !== undefined) {
+      // A command that exits before reading its input must not crash us with EPIPE.
+      child.stdin?.on('error', () => {});
+      child.stdin?.end(o.input);
+    }
   });
 }
 
@@ -141,12 +149,27 @@ interface TeardownStep {
 /**
  * Cleanup steps, run in reverse order of registration by `runAll()` (a
  * suite's `after` hook), or synchronously when SIGINT or SIGTERM arrives
- * before that, after which the process exits 130 / 143.
+ * before that, after which the process exits 130 / 143, or when the process
+ * exits with steps still pending (a crash that skipped the `after` hook).
  */
 export class Teardown {
   private readonly steps: TeardownStep[] = [];
   private readonly onSignal = (sig: NodeJS.Signals) => {
-    process.stderr.write(`\n[deploy] ${sig}: tearing down ${this.steps.map((s) => s.name).join(', ')}\n`);
+    this.interruptAll(sig);
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+
+  private readonly onExit = () => this.interruptAll('exit');
+
+  constructor() {
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+    process.on('exit', this.onExit);
+  }
+
+  private interruptAll(why: string): void {
+    if (this.steps.length === 0) return;
+    process.stderr.write(`\n[deploy] ${why}: tearing down ${this.steps.map((s) => s.name).join(', ')}\n`);
     for (const s of this.steps.splice(0).reverse()) {
       try {
         s.onInterrupt();
@@ -154,12 +177,6 @@ export class Teardown {
         process.stderr.write(`[deploy] teardown of ${s.name} failed: ${(err as Error).message}\n`);
       }
     }
-    process.exit(sig === 'SIGINT' ? 130 : 143);
-  };
-
-  constructor() {
-    process.on('SIGINT', this.onSignal);
-    process.on('SIGTERM', this.onSignal);
   }
 
   add(name: string, run: () => Promise<void>, onInterrupt: () => void): void {
@@ -179,6 +196,7 @@ export class Teardown {
     }
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
+    process.off('exit', this.onExit);
     if (first) throw first;
   }
 }

@@ -143,3 +143,30 @@ export class HealthcheckRunner {
     }
   }
 }
+
+/**
+ * Removes the containers and networks of Compose projects named `<prefix><pid>`
+ * whose process is gone: what a test run killed with SIGKILL (or a crashed
+ * machine) left behind. Projects of live processes are left alone.
+ */
+export async function removeStaleProjects(prefix: string): Promise<string[]> {
+  const labels = await podman(['ps', '-a', '--format', '{{index .Labels "com.docker.compose.project"}}']);
+  const stale = [...new Set(labels.split('\n').filter((p) => p.startsWith(prefix)))].filter((p) => {
+    const pid = Number(p.slice(prefix.length));
+    if (!Number.isInteger(pid) || pid <= 0) return false;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  for (const project of stale) {
+    const ids = (await podman(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`]))
+      .split('\n')
+      .filter(Boolean);
+    if (ids.length > 0) await exec('podman', ['rm', '-f', '-t', '2', ...ids], { timeoutMs: 120_000 });
+    await exec('podman', ['network', 'rm', `${project}_default`], { timeoutMs: 30_000 });
+  }
+  return stale;
+}
