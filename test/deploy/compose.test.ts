@@ -105,6 +105,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
       () => stack.downSync(),
     );
 
+    const tUp = Date.now();
     const upMs = await stack.up();
     admin = new EnvoyAdmin(`127.0.0.1:${ports.ENVOY_ADMIN_PORT}`);
     await waitFor(
@@ -114,7 +115,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
       { timeoutMs: 30_000, intervalMs: 100 },
     );
     log(
-      `docker compose up --wait: ${(upMs / 1000).toFixed(1)} s; Envoy sees both arms healthy at ${((Date.now() - t0 - build.ms) / 1000).toFixed(1)} s after the build`,
+      `docker compose up --wait: ${(upMs / 1000).toFixed(1)} s; Envoy saw both arms healthy ${((Date.now() - tUp) / 1000).toFixed(1)} s after up started`,
     );
     grpc = client(ports.ENVOY_PORT);
     teardown.add(

@@ -76,7 +76,13 @@ export function deployPrerequisites({ quiet = false } = {}) {
   };
   const run = (cmd, args, opts = {}) => {
     say(`$ ${cmd} ${args.join(' ')}`);
-    execFileSync(cmd, args, { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'], ...opts });
+    // Bounded: a hung download must fail the run, not eat CI's 90 minutes.
+    execFileSync(cmd, args, {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'inherit'],
+      timeout: 30 * 60_000,
+      ...opts,
+    });
   };
   const step = (name, stampPath, want, install) => {
     if (readStamp(stampPath) === want) return;
