@@ -252,6 +252,35 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     const bad = rules.flatMap((g) => g.rules).filter((r) => r.health !== 'ok');
     expect(bad, JSON.stringify(bad)).to.deep.equal([]);
     expect(rules.map((g) => g.name)).to.include.members(['inference.recording', 'inference.alerts']);
+    // The server's live metrics carry the labels the rules and the dashboard use:
+    // the recording rule yields one series per arm (so `arm` is on inference_requests_total).
+    // Rates need traffic between two scrapes: keep calls going until the rule shows both arms.
+    const recorded = waitFor(
+      'arm:inference_predict_requests:rate5m > 0 for both arms',
+      async () => {
+        const res = await fetch(
+          `${prom}/api/v1/query?query=${encodeURIComponent('arm:inference_predict_requests:rate5m')}`,
+        );
+        const body = (await res.json()) as {
+          data: { result: { metric: { arm?: string }; value: [number, string] }[] };
+        };
+        const arms = body.data.result.filter((r) => Number(r.value[1]) > 0).map((r) => r.metric.arm);
+        return arms.includes('stable') && arms.includes('canary') ? arms.sort() : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 1000 },
+    );
+    const traffic = await loadUntil(
+      grpc,
+      recorded.catch(() => undefined),
+      {
+        firstUser: nextUser,
+        concurrency: 2,
+        maxMs: 65_000,
+      },
+    );
+    nextUser += traffic.ok + traffic.failed;
+    const armsRecorded = await recorded;
+    expect(armsRecorded).to.deep.equal(['canary', 'stable']);
     // Every dashboard query runs on this Prometheus.
     for (const q of dashboardQueries(loadDashboard())) {
       const res = await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(q.expr)}`);
