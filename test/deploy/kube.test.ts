@@ -267,12 +267,13 @@ describe('Kubernetes: the Helm chart against a real API server', () => {
     }
   });
 
-  it('installs for real; `npm run weights -- --kube-configmap` changes the routes; `helm upgrade` keeps them', async function () {
+  it('installs for real; `npm run weights -- --canary 25 --kube-configmap` changes the routes; `helm upgrade` keeps them', async function () {
     this.timeout(120_000);
     await helm(['install', RELEASE, CHART_DIR, '--namespace', NS, '--kubeconfig', api.kubeconfig]);
     const weights = (args: readonly string[]) =>
       exec('node', [
-        join(PROJECT_ROOT, 'dist', 'scripts', 'ops', 'weights.js'),
+        join(PROJECT_ROOT, 'dist', 'scripts', 'ops', 'rollout.js'),
+        'weights',
         ...args,
         '--kube-configmap',
         `${FULL}-routes`,
@@ -281,9 +282,12 @@ describe('Kubernetes: the Helm chart against a real API server', () => {
         '--kubeconfig',
         api.kubeconfig,
       ]);
-    const status = await weights(['--status']);
-    expect(status.code, status.stderr).to.equal(0);
-    expect(status.stdout).to.include('stable 90% / canary 10%');
+    const stored0 = parseRoutesText(
+      JSON.parse(await api.kubectl(['-n', NS, 'get', 'configmap', `${FULL}-routes`, '-o', 'json'])).data[
+        'routes.yaml'
+      ],
+    );
+    expect(stored0.weights).to.deep.equal({ stable: 90, canary: 10 });
     const set = await weights(['--canary', '25']);
     expect(set.code, set.stderr).to.equal(0);
     expect(set.stdout).to.match(/after:\s+stable 75% \/ canary 25%/);

@@ -137,7 +137,8 @@ describe('Kubernetes: routes in a ConfigMap, picked up by the real Envoy', () =>
 
     const admin = envoy.admin.base.replace(/^http:\/\//, '');
     const r = await exec('node', [
-      join(PROJECT_ROOT, 'dist', 'scripts', 'ops', 'weights.js'),
+      join(PROJECT_ROOT, 'dist', 'scripts', 'ops', 'rollout.js'),
+      'weights',
       '--canary',
       '25',
       '--kube-configmap',

@@ -29,6 +29,9 @@ export interface ConfigMapTarget {
   readonly kubectl?: string;
 }
 
+/** A routes ConfigMap as a command names it; with `waitForAdmin`, wait for the Envoy at --admin. */
+export type KubeRoutesTarget = ConfigMapTarget & { readonly waitForAdmin: boolean };
+
 /** The routes a ConfigMap holds, as far as this project's routes file says. */
 export interface ConfigMapRoutes {
   readonly text: string;
@@ -191,4 +194,46 @@ export async function switchWeightsInConfigMap(o: ConfigMapSwitchOptions): Promi
     `configmap/${o.target.name} holds version "${version}", but ${late} did not serve it within ${timeoutMs} ms ` +
       '(the kubelet refreshes mounted ConfigMaps within its sync period; check that Envoy mounts the ConfigMap as a directory, not with subPath).',
   );
+}
+
+/**
+ * `npm run weights -- N --kube-configmap NAME …`: the whole command for a
+ * ConfigMap target, printing what it did. Exit 0 applied (or already in force),
+ * 1 refused or not served in time.
+ */
+export async function runConfigMapWeights(
+  target: KubeRoutesTarget,
+  weights: Weights,
+  admin: EnvoyAdmin,
+  timeoutMs: number,
+  out: (line: string) => void,
+): Promise<number> {
+  const where = `configmap/${target.name} in namespace ${target.namespace}`;
+  const describe = (w: Weights | undefined) =>
+    w ? `stable ${w.stable}% / canary ${w.canary}%` : 'no weighted split found';
+  try {
+    const r = await switchWeightsInConfigMap({
+      target,
+      weights,
+      admins: target.waitForAdmin ? [admin] : [],
+      timeoutMs,
+    });
+    out(where);
+    out(`before: ${describe(r.before.weights)}  (version "${r.before.version ?? '-'}")`);
+    if (!r.changed) out(`after:  ${describe(r.before.weights)}  (already in force; nothing written)`);
+    else if (r.confirmMs === undefined) {
+      out(`after:  ${describe(weights)}  (version "${r.version}" stored; Envoy not asked: no --admin)`);
+    } else {
+      out(
+        `after:  ${describe(weights)}  (version "${r.version}", served by Envoy ${admin.base} after ${r.confirmMs} ms)`,
+      );
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof ConfigMapError) {
+      process.stderr.write(`weights: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
 }
