@@ -316,33 +316,32 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     for (const d of deltas) expect(d).to.be.at.least(calls / 6);
   });
 
-  it('drains every server on `docker compose down` within the grace period', async function () {
+  it('drains every server on `docker compose stop` / `down` within the grace period', async function () {
     this.timeout(180_000);
     const servers = (await stack.ps()).filter((c) => c.Service === 'stable' || c.Service === 'canary');
     expect(servers).to.have.length(4);
-    // Follow the servers' logs through the stop: each must log its drain and its end.
-    // Each line is "<service>-<n>  | <JSON>"; wait until every server's stream is attached.
-    const names = servers.map((c) => c.Name.replace(`${stack.project}-`, ''));
-    const linesOf = (out: string) =>
-      out
+    // `down` is stop, then remove: stop first, so the containers' logs and exit codes can
+    // still be read (following the logs through `down` lost their ends under load).
+    const t0 = Date.now();
+    await stack.runOk(['stop', '--timeout', String(STOP_GRACE_MS / 1000)], STOP_GRACE_MS + 60_000);
+    const stopMs = Date.now() - t0;
+    for (const c of servers) {
+      const s = await stack.inspect<{ State: { Status: string; ExitCode: number } }>(c.ID);
+      // 0: the server drained and exited by itself; 137 would be the SIGKILL after the grace period.
+      expect(s.State, c.Name).to.include({ Status: 'exited', ExitCode: 0 });
+      const lines = (await stack.docker(['logs', c.ID]))
         .split('\n')
-        .slice(0, -1) // the last piece may be a line still being written
-        .map((l) => /^(\S+)\s+\|\s(\{.*\})$/.exec(l))
-        .filter((m): m is RegExpExecArray => m !== null)
-        .map((m) => ({ name: m[1] as string, msg: (JSON.parse(m[2] as string) as { msg?: string }).msg }));
-    const follow = stack.follow(['logs', '--follow', '--no-color', 'stable', 'canary'], (out) => {
-      const seen = new Set(linesOf(out).map((l) => l.name));
-      return names.every((n) => seen.has(n));
-    });
-    await follow.started;
+        .filter((l) => l.startsWith('{'))
+        .map((l) => (JSON.parse(l) as { msg?: string }).msg);
+      expect(lines, c.Name).to.include('shutdown: health NOT_SERVING, draining');
+      expect(lines, c.Name).to.include('shutdown: complete');
+      expect(lines, c.Name).to.not.include('shutdown: grace period over; forcing');
+    }
     const downMs = await stack.down(STOP_GRACE_MS / 1000);
-    const lines = linesOf(await follow.done);
-    const count = (msg: string) => new Set(lines.filter((l) => l.msg === msg).map((l) => l.name)).size;
-    log(`docker compose down: ${(downMs / 1000).toFixed(1)} s`);
-    expect(count('shutdown: health NOT_SERVING, draining')).to.equal(4);
-    expect(count('shutdown: complete')).to.equal(4);
-    expect(count('shutdown: grace period over; forcing')).to.equal(0);
-    expect(downMs).to.be.within(DRAIN_MS, STOP_GRACE_MS);
+    log(
+      `docker compose stop: ${(stopMs / 1000).toFixed(1)} s (drain ${DRAIN_MS / 1000} s), then down: ${(downMs / 1000).toFixed(1)} s`,
+    );
+    expect(stopMs).to.be.within(DRAIN_MS, STOP_GRACE_MS);
     expect(await stack.ps()).to.deep.equal([]);
   });
 });

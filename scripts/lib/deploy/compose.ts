@@ -4,7 +4,6 @@
  * DOCKER_HOST; here, podman's socket (podman.ts). One project name per run, so
  * a test stack never touches anyone else's, and host ports chosen by the caller.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { type ExecResult, exec, execOk, runSyncQuietly } from './exec.js';
 import { PROJECT_ROOT, tool } from './paths.js';
@@ -98,42 +97,6 @@ export class ComposeStack {
     if (text === '') return [];
     if (text.startsWith('[')) return JSON.parse(text) as ComposeContainer[];
     return text.split('\n').map((l) => JSON.parse(l) as ComposeContainer);
-  }
-
-  /**
-   * A long-running `docker compose <args>` (such as `logs --follow`): `started`
-   * resolves once `ready(stdout so far)` holds (or it exits), `done` with all of
-   * its stdout once it exits (killed after `timeoutMs`).
-   */
-  follow(
-    args: readonly string[],
-    ready: (out: string) => boolean,
-    timeoutMs = 120_000,
-  ): { started: Promise<void>; done: Promise<string> } {
-    const child = spawn(tool('docker-compose'), this.args(args), {
-      env: this.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let markStarted: () => void = () => {};
-    const started = new Promise<void>((r) => {
-      markStarted = r;
-    });
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => {
-      out += d;
-      if (ready(out)) markStarted();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    const done = new Promise<string>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', () => {
-        clearTimeout(timer);
-        markStarted();
-        resolve(out);
-      });
-    });
-    return { started, done };
   }
 
   /** `down` with volumes and orphans; returns how long it took. */
