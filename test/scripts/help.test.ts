@@ -52,7 +52,17 @@ const MUST_MENTION: Readonly<Record<string, readonly RegExp[]>> = {
 };
 
 /** npm scripts that take no options of their own, or are covered as dev tools below. */
-const NOT_COMMANDS = ['bootstrap', 'generate', 'build', 'lint', 'format', 'test', 'test:server', 'serve'];
+const NOT_COMMANDS = [
+  'bootstrap',
+  'generate',
+  'build',
+  'lint',
+  'format',
+  'test',
+  'test:server',
+  'test:deploy',
+  'serve',
+];
 
 /** Tools that hand every argument to another program, which reports a bad one its own way. */
 const BAD_OPTION_PASS_THROUGH: Readonly<Record<string, string>> = {
