@@ -142,6 +142,9 @@ export class UnaryAdapter {
       // A caller that cancels or runs out of deadline frees its slot at once,
       // and the call is counted with the status the caller saw.
       call.once('cancelled', () => {
+        // grpc-js emits 'cancelled' after every call's trailers too; an error
+        // (and its stack) is built only for a call that is still running.
+        if (done) return;
         const deadline = call.getDeadline();
         const expired =
           deadline instanceof Date ? deadline.getTime() <= Date.now() : Number(deadline) <= Date.now();
