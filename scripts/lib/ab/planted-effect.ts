@@ -1,9 +1,11 @@
 /**
  * The planted effect of the demo and the tests: how likely a prediction is to
- * convert, by what the model said and what was done with it. A positive
- * prediction marks a user more likely to convert anyway; treating a positive
- * (action 1) adds an uplift, larger on the canary because its positives are
- * better targeted (they respond more to the action) than stable's.
+ * convert, by what the model said and what was done with it. Treating a
+ * positive (action 1) adds an uplift, larger on the canary because its
+ * positives are better targeted (they respond more to the action) than
+ * stable's. In the demo a prediction's label says nothing about the user's
+ * own propensity (both base rates are equal), so only the action moves
+ * conversions; the tests also plant a label effect.
  *
  * `truth` turns the probabilities into what each comparison of the readout
  * should find, given who was exposed: the quantity a correct readout's
