@@ -24,10 +24,10 @@ export interface PlantedEffect {
   readonly stableUplift: number;
 }
 
-/** The demo's effect: treated canary positives convert 3 points above untreated ones; stable's gain 1 point. */
+/** The demo's effect: everyone converts at 8% untreated; treated canary positives 3 points more, stable's 1 point. */
 export const DEMO_EFFECT: PlantedEffect = {
-  negative: 0.05,
-  positive: 0.12,
+  negative: 0.08,
+  positive: 0.08,
   canaryUplift: 0.03,
   stableUplift: 0.01,
 };

@@ -148,14 +148,9 @@ export interface Comparison {
   };
 }
 
-export interface PairReadout {
-  readonly model: string;
-  readonly stableVersion: string;
-  readonly canaryVersion: string;
-  readonly experiment: string;
-  /** The window: both versions served in it. */
-  readonly from: string;
-  readonly to: string;
+/** One version pair: its model, versions, experiment and window (first and last prediction counted). */
+export interface PairReadout
+  extends Pick<PairTally, 'model' | 'stableVersion' | 'canaryVersion' | 'experiment' | 'from' | 'to'> {
   readonly assignment: Assignment;
   readonly comparisons: readonly Comparison[];
   /** The primary metric of this pair, when it has outcomes. */

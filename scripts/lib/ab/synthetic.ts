@@ -14,6 +14,7 @@ import { createGzip } from 'node:zlib';
 import type { OutcomeEntry, OutcomeRecord, PredictionRecord, UserIds } from '../../../server/call-log.js';
 import type { Role } from '../../../server/config.js';
 import { ExperimentAssigner } from '../../../server/experiment.js';
+import { SEED_RECORD } from '../load/payload.js';
 import {
   conversionProbability,
   mulberry32,
@@ -65,17 +66,9 @@ export const DEFAULT_SYNTHETIC: Omit<SyntheticOptions, 'users' | 'userIds' | 'ef
 
 /** The seed notes' sample record, as the logger writes it with LOG_REDACT_FIELDS' defaults masked. */
 const REDACTED_INPUT = {
+  ...SEED_RECORD,
   userId: '[redacted]',
   birthday: '[redacted]',
-  appId: 20000,
-  channel: 1,
-  countryId: 182,
-  createTime: '2020-11-02T02:51:19.000+0000',
-  languageId: '20',
-  type: 6,
-  stoneVersion: 'other',
-  platformType: 2,
-  screenSize: '720*1440',
   deviceName: '[redacted]',
 };
 
