@@ -281,6 +281,41 @@ describe('ab readout: version pairs and guardrails', function () {
     expect(fine).to.include({ verdict: 'winner', winner: 'canary' });
   });
 
+  it('counts requests, not users, unless every arm carries users (users on stable only is no mismatch)', async () => {
+    const lines: string[] = [];
+    for (let i = 0; i < 900; i++) {
+      const t = T0 + 10 * Math.floor(i / 9);
+      lines.push(
+        predictLine({
+          arm: 'stable',
+          t,
+          requestId: `s${i}`,
+          user: `s${i % 300}`,
+          label: 0,
+          group: 'baseline',
+        }),
+      );
+    }
+    for (let i = 0; i < 100; i++) {
+      const line = JSON.parse(
+        predictLine({
+          arm: 'canary',
+          t: T0 + 10 * i,
+          requestId: `c${i}`,
+          user: 'x',
+          label: 0,
+          group: 'canary_negative',
+        }),
+      ) as Record<string, unknown>;
+      delete line.user;
+      lines.push(JSON.stringify(line));
+    }
+    const arms = (await readout({ logs: [write(lines)] })).pairs[0]?.assignment.arms;
+    expect(arms?.unit).to.equal('requests');
+    expect(arms?.rows.map((x) => x.count)).to.deep.equal([900, 100]);
+    expect(arms?.srm).to.equal(false);
+  });
+
   it('refuses a bad bulk file, naming the line and the field', async () => {
     const bad: [string, RegExp][] = [
       [
