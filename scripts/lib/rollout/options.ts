@@ -6,9 +6,9 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { VERSION_PATTERN } from '../../../server/model-manifest.js';
+import { parseDuration } from '../args.js';
 import { UsageError } from '../cli.js';
 import { DEFAULT_WEIGHTS, LOCAL_BOOTSTRAP, TOTAL_WEIGHT } from '../envoy/config.js';
-import { parseDuration } from '../load/options.js';
 import { PROJECT_ROOT } from '../paths.js';
 import { DEFAULT_THRESHOLDS, type Thresholds } from './analysis.js';
 import { statePathFor } from './state.js';
