@@ -19,13 +19,13 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { UserIds } from '../../server/call-log.js';
 import { DEV_PSEUDONYM_KEY } from '../../server/config.js';
 import { DEMO_EFFECT } from '../lib/ab/planted-effect.js';
 import { readout } from '../lib/ab/readout.js';
 import { archive, SyntheticExperiment, writeExperiment } from '../lib/ab/synthetic.js';
-import { runIfMain } from '../lib/cli.js';
+import { intOption, parseCommandLine } from '../lib/args.js';
+import { optionsOrExit, runIfMain, UsageError } from '../lib/cli.js';
 import { PROJECT_ROOT } from '../lib/paths.js';
 
 interface Measured {
@@ -81,37 +81,62 @@ function child(dir: string, memoryLimit: string, threads: number): Promise<Measu
 const size = (files: readonly string[]) => files.reduce((s, f) => s + statSync(f).size, 0);
 const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 
-async function main(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      sizes: { type: 'string', default: '1000000,10000000' },
-      'memory-limit': { type: 'string', default: '1GB' },
-      threads: { type: 'string', default: '2' },
-      dir: { type: 'string' },
-      keep: { type: 'boolean', default: false },
-      measure: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
+const USAGE = `Usage: npm run bench:ab-report -- [options]
+
+Generates experiments in the servers' log format, gzips them as the archiver does, and runs
+the readout on each (plain and gzip) in a fresh process, reporting lines/s and peak RSS.
+
+  --sizes <n,...>        predictions per experiment (default 1000000,10000000)
+  --memory-limit <size>  DuckDB memory_limit (default 1GB)
+  --threads <n>          DuckDB threads (default 2)
+  --dir <dir>            where to generate (default a temporary directory, removed)
+  --keep                 keep the generated files
+`;
+
+interface BenchOptions {
+  readonly sizes: readonly number[];
+  readonly memoryLimit: string;
+  readonly threads: number;
+  readonly dir?: string;
+  readonly keep: boolean;
+  /** Internal: measure one readout of this directory in this process. */
+  readonly measure?: string;
+  readonly help: boolean;
+}
+
+function parse(argv: readonly string[]): BenchOptions {
+  const { values } = parseCommandLine(argv, {
+    sizes: { type: 'string' },
+    'memory-limit': { type: 'string' },
+    threads: { type: 'string' },
+    dir: { type: 'string' },
+    keep: { type: 'boolean' },
+    measure: { type: 'string' },
   });
-  const memoryLimit = values['memory-limit'] as string;
-  const threads = Number(values.threads);
-  if (values.help) {
-    process.stdout.write(
-      'Usage: npm run bench:ab-report -- [--sizes 1000000,10000000] [--memory-limit 1GB] [--threads 2] [--dir DIR] [--keep]\n',
-    );
-    return 0;
-  }
-  if (values.measure !== undefined) {
-    await measure(values.measure, memoryLimit, threads);
-    return 0;
-  }
-  const sizes = (values.sizes as string).split(',').map(Number);
+  const sizes = (values.sizes ?? '1000000,10000000').split(',').map(Number);
   if (sizes.some((n) => !Number.isInteger(n) || n < 1000)) {
-    process.stderr.write('bench:ab-report: --sizes must be integers of at least 1000, comma-separated\n');
-    return 2;
+    throw new UsageError('--sizes must be integers of at least 1000, comma-separated.');
   }
-  const root = values.dir ?? mkdtempSync(join(tmpdir(), 'bench-ab-report-'));
+  return {
+    sizes,
+    memoryLimit: values['memory-limit'] ?? '1GB',
+    threads: intOption(values.threads, '--threads', 1, 64) ?? 2,
+    ...(values.dir === undefined ? {} : { dir: values.dir }),
+    keep: values.keep === true,
+    ...(values.measure === undefined ? {} : { measure: values.measure }),
+    help: values.help === true,
+  };
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const o = optionsOrExit({ name: 'bench:ab-report', usage: USAGE, parse }, argv);
+  if (typeof o === 'number') return o;
+  const { memoryLimit, threads, sizes } = o;
+  if (o.measure !== undefined) {
+    await measure(o.measure, memoryLimit, threads);
+    return 0;
+  }
+  const root = o.dir ?? mkdtempSync(join(tmpdir(), 'bench-ab-report-'));
   const rows: string[] = [];
   const started = new Date().toISOString();
   const load0 = loadavg()[0] ?? 0;
@@ -148,10 +173,10 @@ async function main(argv: readonly string[]): Promise<number> {
         );
         process.stderr.write(`[bench]   ${rows.at(-1)}\n`);
       }
-      if (!values.keep) rmSync(dir, { recursive: true, force: true });
+      if (!o.keep) rmSync(dir, { recursive: true, force: true });
     }
   } finally {
-    if (!values.keep && values.dir === undefined) rmSync(root, { recursive: true, force: true });
+    if (!o.keep && o.dir === undefined) rmSync(root, { recursive: true, force: true });
   }
   const report = [
     `bench:ab-report, ${started}, ${cpus().length} cores, load average ${load0.toFixed(2)} → ${(loadavg()[0] ?? 0).toFixed(2)}, DuckDB memory_limit ${memoryLimit}, ${threads} threads`,

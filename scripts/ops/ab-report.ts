@@ -14,7 +14,7 @@ import { parseArgs, type ReportArgs, USAGE } from '../lib/ab/args.js';
 import { BulkOutcomeError } from '../lib/ab/bulk-outcomes.js';
 import { formatReadout } from '../lib/ab/format.js';
 import { type Readout, readout } from '../lib/ab/readout.js';
-import { runIfMain, UsageError } from '../lib/cli.js';
+import { optionsOrExit, runIfMain } from '../lib/cli.js';
 
 /** --strict's exit status for a verdict: 0 the treatment wins or no difference, 3 SRM, 4 inconclusive, 5 the baseline wins. */
 export function strictStatus(r: Readout): number {
@@ -26,20 +26,11 @@ export function strictStatus(r: Readout): number {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  let args: ReportArgs;
-  try {
-    args = parseArgs(argv, process.env);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`ab-report: ${err.message}\nSee: npm run ab-report -- --help\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (args.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const args = optionsOrExit<ReportArgs>(
+    { name: 'ab-report', usage: USAGE, parse: (a) => parseArgs(a, process.env) },
+    argv,
+  );
+  if (typeof args === 'number') return args;
   if (args.options.logs.length === 0) {
     process.stderr.write('ab-report: no log files found (looked for *.log, *.jsonl and .gz archives)\n');
     return 1;

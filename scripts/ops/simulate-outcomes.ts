@@ -22,7 +22,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { asPredictionRecord, userOfOutput } from '../../server/call-log.js';
@@ -35,7 +34,8 @@ import {
   truth,
   type UnitExposure,
 } from '../lib/ab/planted-effect.js';
-import { runIfMain, UsageError } from '../lib/cli.js';
+import { intOption, parseCommandLine } from '../lib/args.js';
+import { optionsOrExit, runIfMain } from '../lib/cli.js';
 
 const USAGE = `Usage: npm run simulate-outcomes -- [options]
 
@@ -63,38 +63,21 @@ interface Options {
 }
 
 function options(argv: readonly string[]): Options {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        logs: { type: 'string' },
-        target: { type: 'string' },
-        seed: { type: 'string' },
-        batch: { type: 'string' },
-        delay: { type: 'string' },
-        'dry-run': { type: 'boolean' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const int = (k: string, def: number, min: number, max: number) => {
-    const raw = values[k];
-    if (raw === undefined) return def;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new UsageError(`--${k} must be an integer from ${min} to ${max}`);
-    return n;
-  };
+  const { values } = parseCommandLine(argv, {
+    logs: { type: 'string' },
+    target: { type: 'string' },
+    seed: { type: 'string' },
+    batch: { type: 'string' },
+    delay: { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
   return {
-    logs: resolve(typeof values.logs === 'string' ? values.logs : 'logs'),
-    target: typeof values.target === 'string' ? values.target : '127.0.0.1:8080',
-    seed: int('seed', 1, 0, 2 ** 31),
-    batch: int('batch', 200, 1, 256),
-    delayS: int('delay', 60, 1, 86_400),
+    logs: resolve(values.logs ?? 'logs'),
+    target: values.target ?? '127.0.0.1:8080',
+    seed: intOption(values.seed, '--seed', 0, 2 ** 31) ?? 1,
+    batch: intOption(values.batch, '--batch', 1, 256) ?? 200,
+    delayS: intOption(values.delay, '--delay', 1, 86_400) ?? 60,
     dryRun: values['dry-run'] === true,
     json: values.json === true,
     help: values.help === true,
@@ -207,20 +190,8 @@ const line = (name: string, t: Truth['positives'], base: string, treat: string) 
   `  ${name}: ${base} ${pct(t.baseline)} → ${treat} ${pct(t.treatment)}: ${pts(t.absolute)} (${t.relative >= 0 ? '+' : ''}${pct(t.relative)} relative)`;
 
 async function main(argv: readonly string[]): Promise<number> {
-  let o: Options;
-  try {
-    o = options(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`simulate-outcomes: ${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    throw err;
-  }
-  if (o.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const o = optionsOrExit({ name: 'simulate-outcomes', usage: USAGE, parse: options }, argv);
+  if (typeof o === 'number') return o;
   let sim: Simulated;
   try {
     sim = await simulate(o);

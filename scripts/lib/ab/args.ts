@@ -1,7 +1,7 @@
 /** `npm run ab-report`'s command line, parsed into readout options. */
 import { resolve } from 'node:path';
-import { parseArgs as parseNodeArgs } from 'node:util';
 import { DEV_PSEUDONYM_KEY } from '../../../server/config.js';
+import { parseCommandLine } from '../args.js';
 import { UsageError } from '../cli.js';
 import { DEFAULT_WEIGHTS, TOTAL_WEIGHT } from '../envoy/config.js';
 import { DEFAULT_EFFECT_OPTIONS } from './effect.js';
@@ -78,44 +78,36 @@ export function parseArgs(
   env: Readonly<Record<string, string | undefined>> = {},
   cwd: string = process.cwd(),
 ): ReportArgs {
-  let values: Record<string, string | boolean | string[] | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseNodeArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        logs: { type: 'string', multiple: true },
-        outcomes: { type: 'string', multiple: true },
-        'expected-canary': { type: 'string' },
-        'experiment-share': { type: 'string' },
-        'srm-alpha': { type: 'string' },
-        since: { type: 'string' },
-        until: { type: 'string' },
-        window: { type: 'string' },
-        delay: { type: 'string' },
-        'stable-version': { type: 'string' },
-        'canary-version': { type: 'string' },
-        metric: { type: 'string' },
-        primary: { type: 'string' },
-        alpha: { type: 'string' },
-        decision: { type: 'string' },
-        'min-sample': { type: 'string' },
-        margin: { type: 'string' },
-        'sequential-tuning': { type: 'string' },
-        'memory-limit': { type: 'string' },
-        threads: { type: 'string' },
-        json: { type: 'boolean' },
-        strict: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const { values, positionals } = parseCommandLine(
+    argv,
+    {
+      logs: { type: 'string', multiple: true },
+      outcomes: { type: 'string', multiple: true },
+      'expected-canary': { type: 'string' },
+      'experiment-share': { type: 'string' },
+      'srm-alpha': { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      window: { type: 'string' },
+      delay: { type: 'string' },
+      'stable-version': { type: 'string' },
+      'canary-version': { type: 'string' },
+      metric: { type: 'string' },
+      primary: { type: 'string' },
+      alpha: { type: 'string' },
+      decision: { type: 'string' },
+      'min-sample': { type: 'string' },
+      margin: { type: 'string' },
+      'sequential-tuning': { type: 'string' },
+      'memory-limit': { type: 'string' },
+      threads: { type: 'string' },
+      json: { type: 'boolean' },
+      strict: { type: 'boolean' },
+    },
+    true,
+  );
   const string = (key: string): string | undefined => {
-    const v = values[key];
+    const v = (values as Record<string, unknown>)[key];
     return typeof v === 'string' ? v : undefined;
   };
   const num = (key: string, def: number, min: number, max: number, integer = false) => {
