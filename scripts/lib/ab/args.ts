@@ -1,7 +1,7 @@
 /** `npm run ab-report`'s command line, parsed into readout options. */
 import { resolve } from 'node:path';
 import { DEV_PSEUDONYM_KEY } from '../../../server/config.js';
-import { parseCommandLine } from '../args.js';
+import { intOption, numberOption, parseCommandLine } from '../args.js';
 import { UsageError } from '../cli.js';
 import { DEFAULT_WEIGHTS, TOTAL_WEIGHT } from '../envoy/config.js';
 import { DEFAULT_EFFECT_OPTIONS } from './effect.js';
@@ -110,16 +110,8 @@ export function parseArgs(
     const v = (values as Record<string, unknown>)[key];
     return typeof v === 'string' ? v : undefined;
   };
-  const num = (key: string, def: number, min: number, max: number, integer = false) => {
-    const raw = string(key);
-    if (raw === undefined) return def;
-    const n = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
-      throw new UsageError(`--${key} must be a number from ${min} to ${max}, got "${raw}"`);
-    }
-    if (integer && !Number.isInteger(n)) throw new UsageError(`--${key} must be an integer, got "${raw}"`);
-    return n;
-  };
+  const num = (key: string, def: number, min: number, max: number, integer = false) =>
+    (integer ? intOption : numberOption)(string(key), `--${key}`, min, max) ?? def;
   const time = (key: string) => {
     const raw = string(key);
     if (raw === undefined) return undefined;
