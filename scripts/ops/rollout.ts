@@ -34,7 +34,9 @@ async function main(argv: readonly string[]): Promise<number> {
     args = parseRolloutArgs(argv);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`rollout: ${err.message}\nSee: npm run rollout -- --help\n`);
+      // `npm run weights` is `rollout weights`: name the command the operator typed.
+      const name = argv[0] === 'weights' ? 'weights' : 'rollout';
+      process.stderr.write(`${name}: ${err.message}\nSee: npm run rollout -- --help\n`);
       return EXIT.usage;
     }
     throw err;

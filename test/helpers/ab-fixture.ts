@@ -32,10 +32,11 @@ export function predictLine(o: {
   group: Group;
   version?: string;
   experiment?: string;
+  method?: string;
 }): string {
   const record: PredictionRecord = {
     requestId: o.requestId,
-    method: 'Predict',
+    method: o.method ?? 'Predict',
     model: 'conversion',
     version: o.version ?? (o.arm === 'stable' ? STABLE_V : CANARY_V),
     arm: o.arm,
@@ -55,7 +56,7 @@ export function predictLine(o: {
     ],
     inputs: [{ userId: '[redacted]', appId: 20000 }],
   };
-  return JSON.stringify({ level: 'info', pid: 1, ...record, msg: 'Predict' });
+  return JSON.stringify({ level: 'info', pid: 1, ...record, msg: record.method });
 }
 
 /** A RecordOutcomes line as the server logs it. */

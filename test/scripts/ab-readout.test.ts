@@ -316,6 +316,33 @@ describe('ab readout: version pairs and guardrails', function () {
     expect(arms?.srm).to.equal(false);
   });
 
+  it("counts ModelInfer's prediction records (the Open Inference Protocol) with Predict's, and nothing else", async () => {
+    const lines = [
+      predictLine({ arm: 'stable', t: T0, requestId: 'a', user: 'a', label: 0, group: 'baseline' }),
+      predictLine({
+        arm: 'canary',
+        t: T0,
+        requestId: 'b',
+        user: 'b',
+        label: 0,
+        group: 'canary_negative',
+        method: 'ModelInfer',
+      }),
+      predictLine({
+        arm: 'canary',
+        t: T0,
+        requestId: 'c',
+        user: 'c',
+        label: 0,
+        group: 'canary_negative',
+        method: 'ModelMetadata',
+      }),
+    ];
+    const r = await readout({ logs: [write(lines)] });
+    expect(r.input.predictions).to.equal(2);
+    expect(r.pairs[0]?.assignment.arms.rows.map((x) => x.count)).to.deep.equal([1, 1]);
+  });
+
   it('refuses a bad bulk file, naming the line and the field', async () => {
     const bad: [string, RegExp][] = [
       [

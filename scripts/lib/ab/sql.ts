@@ -16,6 +16,8 @@
  * Times are epoch milliseconds (BIGINT).
  */
 
+import { PREDICTION_METHODS } from '../../../server/call-log.js';
+
 /** A SQL string literal. */
 export function literal(s: string): string {
   return `'${s.replaceAll("'", "''")}'`;
@@ -39,7 +41,7 @@ export function settings(o: { memoryLimit: string; threads: number; tempDir: str
 
 /** The fields of a log line the readout reads (server/call-log.ts); any other field is skipped unparsed. */
 const LOG_COLUMNS = `{
-  event: 'VARCHAR', code: 'VARCHAR', "time": 'VARCHAR', requestId: 'VARCHAR', model: 'VARCHAR',
+  event: 'VARCHAR', code: 'VARCHAR', method: 'VARCHAR', "time": 'VARCHAR', requestId: 'VARCHAR', model: 'VARCHAR',
   version: 'VARCHAR', arm: 'VARCHAR', experiment: 'VARCHAR', "user": 'VARCHAR',
   outputs: 'STRUCT(label INTEGER, "group" VARCHAR, action INTEGER, "user" VARCHAR)[]',
   outcomes: 'STRUCT(requestId VARCHAR, instance INTEGER, "user" VARCHAR, model VARCHAR, metric VARCHAR, "value" DOUBLE, "at" VARCHAR)[]'
@@ -60,7 +62,7 @@ const ms = (iso: string) => `epoch_ms(try_cast(${iso} AS TIMESTAMPTZ))`;
  */
 export function loadLines(files: readonly string[]): string {
   return `CREATE TABLE lines AS
-SELECT event, ${ms('"time"')} AS t, requestId AS request_id, model, version, arm, experiment,
+SELECT event, method, ${ms('"time"')} AS t, requestId AS request_id, model, version, arm, experiment,
        "user" AS req_user, outputs, outcomes
 FROM read_ndjson(${list(files)}, columns = ${LOG_COLUMNS}, ignore_errors = true,
                  maximum_object_size = 67108864)
@@ -69,14 +71,15 @@ WHERE code = 'OK' AND event IN ('prediction', 'outcome')`;
 
 /** An empty `lines` table, when there are no log files (bulk outcomes alone). */
 export const EMPTY_LINES = `CREATE TABLE lines AS
-SELECT NULL::VARCHAR AS event, NULL::BIGINT AS t, NULL::VARCHAR AS request_id, NULL::VARCHAR AS model,
+SELECT NULL::VARCHAR AS event, NULL::VARCHAR AS method, NULL::BIGINT AS t, NULL::VARCHAR AS request_id, NULL::VARCHAR AS model,
        NULL::VARCHAR AS version, NULL::VARCHAR AS arm, NULL::VARCHAR AS experiment, NULL::VARCHAR AS req_user,
        NULL::STRUCT(label INTEGER, "group" VARCHAR, action INTEGER, "user" VARCHAR)[] AS outputs,
        NULL::STRUCT(requestId VARCHAR, instance INTEGER, "user" VARCHAR, model VARCHAR, metric VARCHAR, "value" DOUBLE, "at" VARCHAR)[] AS outcomes
 WHERE false`;
 
 /**
- * One row per prediction (each output of each Predict line) inside
+ * One row per prediction (each output of each Predict or ModelInfer line,
+ * call-log.ts PREDICTION_METHODS) inside
  * [since, until). `exp_key` is the canary's experiment name (the stable arm
  * assigns nothing, so its name is not part of its identity). `first_output`
  * marks one row per request, so requests can still be counted.
@@ -92,7 +95,7 @@ WITH flat AS (
          req_user, unnest(outputs) AS o, unnest(range(len(outputs))) AS instance,
          req_user IS NOT NULL OR list_bool_and(list_transform(outputs, x -> x."user" IS NOT NULL)) AS all_users
   FROM lines
-  WHERE event = 'prediction' AND arm IN ('stable', 'canary') AND t IS NOT NULL AND len(outputs) > 0 ${bounds}
+  WHERE event = 'prediction' AND method IN ${list([...PREDICTION_METHODS])} AND arm IN ('stable', 'canary') AND t IS NOT NULL AND len(outputs) > 0 ${bounds}
 )
 SELECT model, arm, version, exp_key, t, request_id, instance::INTEGER AS instance,
        coalesce(o."user", req_user, 'r:' || request_id || '#' || instance) AS unit,

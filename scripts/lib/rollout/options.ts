@@ -4,9 +4,8 @@
  * one sentence naming it (UsageError).
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { VERSION_PATTERN } from '../../../server/model-manifest.js';
-import { parseDuration } from '../args.js';
+import { parseCommandLine, parseDuration } from '../args.js';
 import { UsageError } from '../cli.js';
 import { DEFAULT_WEIGHTS, LOCAL_BOOTSTRAP, TOTAL_WEIGHT } from '../envoy/config.js';
 import { PROJECT_ROOT } from '../paths.js';
@@ -128,42 +127,36 @@ function endpoints(raw: string | undefined, option: string, dflt: string): strin
 
 /** Parses the command line (after `--`); throws UsageError with one sentence. */
 export function parseRolloutArgs(argv: readonly string[], cwd: string = process.cwd()): RolloutArgs {
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        json: { type: 'boolean' },
-        force: { type: 'boolean' },
-        steps: { type: 'string' },
-        interval: { type: 'string' },
-        'failure-threshold': { type: 'string' },
-        'max-holds': { type: 'string' },
-        'max-error-rate': { type: 'string' },
-        'max-error-rate-increase': { type: 'string' },
-        'max-p99-ms': { type: 'string' },
-        'max-p99-ratio': { type: 'string' },
-        'min-p99-increase-ms': { type: 'string' },
-        'min-calls': { type: 'string' },
-        'base-canary': { type: 'string' },
-        model: { type: 'string' },
-        models: { type: 'string' },
-        admin: { type: 'string' },
-        routes: { type: 'string' },
-        state: { type: 'string' },
-        'stable-metrics': { type: 'string' },
-        'canary-metrics': { type: 'string' },
-        'serve-timeout': { type: 'string' },
-        'timeout-ms': { type: 'string' },
-        // `npm run weights -- --canary N`: the weights action's own flag.
-        canary: { type: 'string' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const parsed = parseCommandLine(
+    argv,
+    {
+      json: { type: 'boolean' },
+      force: { type: 'boolean' },
+      steps: { type: 'string' },
+      interval: { type: 'string' },
+      'failure-threshold': { type: 'string' },
+      'max-holds': { type: 'string' },
+      'max-error-rate': { type: 'string' },
+      'max-error-rate-increase': { type: 'string' },
+      'max-p99-ms': { type: 'string' },
+      'max-p99-ratio': { type: 'string' },
+      'min-p99-increase-ms': { type: 'string' },
+      'min-calls': { type: 'string' },
+      'base-canary': { type: 'string' },
+      model: { type: 'string' },
+      models: { type: 'string' },
+      admin: { type: 'string' },
+      routes: { type: 'string' },
+      state: { type: 'string' },
+      'stable-metrics': { type: 'string' },
+      'canary-metrics': { type: 'string' },
+      'serve-timeout': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      // `npm run weights -- --canary N`: the weights action's own flag.
+      canary: { type: 'string' },
+    },
+    true,
+  );
   const v = parsed.values as Record<string, string | boolean | undefined>;
   const s = (k: string) => v[k] as string | undefined;
   const [first, operand, extra] = parsed.positionals;
