@@ -321,21 +321,26 @@ describe('Envoy A/B routing (stage 1)', function () {
     const arms = countArms(results.slice(killedAt));
     expect(arms.stable).to.be.greaterThan(0);
 
-    // Calls that met the dead canary were retried on stable: the cross-cluster retry did the work.
-    let retried: number = 0;
-    await waitFor(
-      'the access log to show retried calls',
-      () => {
-        retried = stack
-          .accessLog()
-          .slice(logBefore)
-          .filter((e) => Number(e.attempts) > 1 && e.arm === 'stable' && e.grpc_status === 'OK').length;
-        return retried > 0;
-      },
-      5000,
-      100,
-    );
-    expect(retried).to.be.greaterThan(0);
+    // Calls that met the dead canary were retried on stable: the cross-cluster retry did
+    // the work. Wait until Envoy has logged every call of the loop, then count.
+    const users = new Set(results.map((r) => r.user));
+    let logged: AccessLogEntry[] = [];
+    await waitFor('an access log entry for every call', () => {
+      logged = stack
+        .accessLog()
+        .slice(logBefore)
+        .filter((e) => users.has(e.user ?? ''));
+      return logged.length >= users.size;
+    });
+    const retried = logged.filter((e) => Number(e.attempts) > 1);
+    expect(retried.length, 'calls retried off the killed canary').to.be.greaterThan(0);
+    // A retried call either ended on stable, or is one of the cut-off calls proved above.
+    const cutOffUsers = new Set(cutOff.map((r) => r.user));
+    expect(
+      retried.filter(
+        (e) => !(e.arm === 'stable' && e.grpc_status === 'OK') && !cutOffUsers.has(e.user ?? ''),
+      ),
+    ).to.deep.equal([]);
   });
 
   it('uses no deprecated Envoy field', async () => {
@@ -360,11 +365,18 @@ describe('Envoy A/B routing: a dead canary before any health check notices', fun
 
   it('retries every call that meets the dead canary on stable, then ejects it: zero failed calls', async () => {
     const canary = stack.canary;
+    // Warm traffic first, so Envoy holds an open HTTP/2 connection to the canary, then
+    // let every call finish before the kill: the canary is dead before the load below
+    // starts, so no call can be cut off mid-response (that unretryable case, a kill
+    // while the canary answers, is the SIGKILL test's). Every call that meets this
+    // canary meets a dead one: a reset pooled connection or a refused connect.
+    const warm = await runCalls(stack.client, 200, (i) => ({ user: `warm-${i}` }));
+    expect(failures(warm), 'warm-up calls').to.deep.equal([]);
+    expect(countArms(warm).canary ?? 0, 'warm-up calls the canary answered').to.be.greaterThan(0);
+    await canary.kill();
+    expect(canary.proc.signalCode, 'the canary process').to.equal('SIGKILL');
     const logBefore = stack.accessLog().length;
     const loop = new LoadLoop(stack.client, (i) => ({ user: `dead-${i}` }));
-    await waitFor('the canary to serve traffic', () => canary.lines.some((l) => l.msg === 'Predict'), 10_000);
-    await canary.kill();
-    const killedAt = loop.results.length;
     // Outlier detection, not the (60 s) active check, takes the host out of rotation.
     await waitFor(
       'outlier detection to eject the dead canary',
@@ -373,26 +385,34 @@ describe('Envoy A/B routing: a dead canary before any health check notices', fun
       10_000,
       20,
     );
-    await loop.waitForResults(killedAt + 1000);
+    const ejectedAtMs = Date.now();
+    await loop.waitForResults(loop.results.length + 1000);
     const results = await loop.stop();
     expect(failures(results), 'failed calls').to.deep.equal([]);
     const hosts = (await stack.admin.clusters()).get('canary') ?? [];
     expect(hosts[0]?.flags).to.not.include('failed_active_hc');
-    let retried = 0;
-    await waitFor(
-      'the access log to show the retried calls',
-      () => {
-        retried = stack
-          .accessLog()
-          .slice(logBefore)
-          .filter((e) => Number(e.attempts) > 1 && e.arm === 'stable' && e.grpc_status === 'OK').length;
-        return retried > 0;
-      },
-      5000,
-      100,
-    );
-    // After the ejection the aggregate cluster sends the canary's share straight to stable.
-    const tail = results.slice(-300);
-    expect(countArms(tail)).to.deep.equal({ stable: tail.length });
+
+    // Envoy's own account of every call: wait until it has logged them all, then judge.
+    const users = new Set(results.map((r) => r.user));
+    let entries: AccessLogEntry[] = [];
+    await waitFor('an access log entry for every call', () => {
+      entries = stack
+        .accessLog()
+        .slice(logBefore)
+        .filter((e) => users.has(e.user ?? ''));
+      return entries.length >= users.size;
+    });
+    expect(countArms(results)).to.deep.equal({ stable: results.length });
+    expect(entries.filter((e) => e.grpc_status !== 'OK' || e.arm !== 'stable')).to.deep.equal([]);
+    // The calls that met the dead canary: retried, and answered by stable. Outlier
+    // detection ejects after 3 consecutive gateway failures, so at least 3 met it.
+    const retried = entries.filter((e) => Number(e.attempts) > 1);
+    expect(retried.length, 'calls retried off the dead canary').to.be.at.least(3);
+    // After the ejection the aggregate cluster sends the canary's share straight to
+    // stable: a call started once the ejection showed is never retried.
+    const late = new Set(results.filter((r) => r.startedAt > ejectedAtMs).map((r) => r.user));
+    const lateEntries = entries.filter((e) => late.has(e.user ?? ''));
+    expect(lateEntries.length, 'calls started after the ejection').to.be.at.least(900);
+    expect(lateEntries.filter((e) => Number(e.attempts) !== 1)).to.deep.equal([]);
   });
 });
