@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { UserIds } from './call-log.js';
 import type { Config } from './config.js';
 import { ExperimentAssigner } from './experiment.js';
 import { Health } from './health.js';
@@ -71,6 +72,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   const adapter = new UnaryAdapter({
     logger: logger.child({ component: 'rpc' }),
     metrics,
+    arm: config.role,
     maxInFlight: config.maxInFlight,
     isAccepting: () => accepting,
   });
@@ -85,6 +87,8 @@ export function createApp(config: Config, deps: AppDeps): App {
     adapter,
     clock: deps.clock ?? Date.now,
     maxBatchInstances: config.maxBatchInstances,
+    userIds: new UserIds(config.log.userIds, config.log.pseudonymKey),
+    logInputs: config.log.inputs,
   }).addTo(grpcServer);
   health.addTo(grpcServer);
   addReflection(grpcServer);
@@ -129,6 +133,11 @@ export function createApp(config: Config, deps: AppDeps): App {
       throw err;
     }
     archiver?.start();
+    if (config.log.userIds === 'pseudonym' && config.log.pseudonymKeyIsDefault) {
+      logger.warn(
+        'LOG_PSEUDONYM_KEY is unset: user ids are pseudonymised with the public development key; set a secret shared by every replica in production',
+      );
+    }
     // Bound first and NOT_SERVING until models are warm: probes see the truth.
     await repository.start();
     updateHealth();

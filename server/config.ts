@@ -50,8 +50,16 @@ export interface Config {
     readonly archiveRetainDays: number;
     readonly archiveIntervalMs: number;
     readonly stdout: boolean;
-    /** Instance fields replaced by "[redacted]" in prediction logs. */
+    /** Instance fields replaced by "[redacted]" in logged inputs. */
     readonly redactFields: readonly string[];
+    /** Log each Predict's raw records (`inputs`), with `redactFields` masked. */
+    readonly inputs: boolean;
+    /** User ids in logs: keyed pseudonyms (default) or raw. */
+    readonly userIds: 'pseudonym' | 'raw';
+    /** The HMAC key of the pseudonyms; every replica of both arms must share it for the readout to join. */
+    readonly pseudonymKey: string;
+    /** True when `pseudonymKey` is the built-in development key (a warning at start-up). */
+    readonly pseudonymKeyIsDefault: boolean;
   };
   readonly batching: Readonly<Record<string, BatchingConfig>>;
   /** ONNX Runtime threads per inference. */
@@ -94,11 +102,20 @@ export const CONFIG_DEFAULTS = {
   LOG_ARCHIVE_RETAIN_DAYS: '0',
   LOG_ARCHIVE_INTERVAL_MS: String(60 * 60 * 1000),
   LOG_STDOUT: 'true',
-  LOG_REDACT_FIELDS: '',
+  LOG_REDACT_FIELDS: 'userId,birthday,deviceName',
+  LOG_INPUTS: 'true',
+  LOG_USER_IDS: 'pseudonym',
+  LOG_PSEUDONYM_KEY: '',
   MODEL_BATCHING: '',
   ORT_INTRA_OP_THREADS: '1',
   INFERENCE_WORKERS: '0',
 } as const;
+
+/**
+ * The pseudonym key when `LOG_PSEUDONYM_KEY` is unset: fine on a laptop,
+ * public in production (anyone can recompute the tokens), hence the warning.
+ */
+export const DEV_PSEUDONYM_KEY = 'onnx-grpc-serving-development-key';
 
 /** The variable names the server reads. */
 export type ConfigKey = keyof typeof CONFIG_DEFAULTS;
@@ -275,6 +292,10 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
           .map((s) => s.trim())
           .filter((s) => s !== ''),
       ),
+      inputs: bool(src, 'LOG_INPUTS'),
+      userIds: oneOf(src, 'LOG_USER_IDS', ['pseudonym', 'raw'] as const),
+      pseudonymKey: str(src, 'LOG_PSEUDONYM_KEY') || DEV_PSEUDONYM_KEY,
+      pseudonymKeyIsDefault: str(src, 'LOG_PSEUDONYM_KEY') === '',
     },
     batching: Object.freeze(parseBatching(str(src, 'MODEL_BATCHING'))),
     intraOpThreads: int(src, 'ORT_INTRA_OP_THREADS', 1, 64),

@@ -33,6 +33,11 @@ export class ExperimentAssigner {
     this.threshold = Math.round(experiment.share * 2 ** 32);
   }
 
+  /** The experiment's name, logged with every prediction so readouts never pool two experiments. */
+  get experimentName(): string {
+    return this.experiment.name;
+  }
+
   /** The bucket of `user` in [0, 2^32): the first 4 bytes of sha256(salt:name:user). */
   bucket(user: string): number {
     const h = createHash('sha256').update(`${this.experiment.salt}:${this.experiment.name}:${user}`).digest();

@@ -2,21 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
 import roll from 'pino-roll';
+import { inputRedactPaths } from './call-log.js';
 import type { Config } from './config.js';
 
 /** The file name stem of rotated logs: `<dir>/server.<yyyy-MM-dd>.<n>.log`. */
 export const LOG_FILE_STEM = 'server';
-
-/**
- * Prediction inputs are logged under `inputs`; the named instance fields are
- * masked there. The A/B hash keys (`users`) are the x-user-id header or the
- * instance's userId, so redacting `userId` masks them too.
- */
-export function redactPaths(fields: readonly string[]): string[] {
-  const paths = fields.map((f) => `inputs[*].${f}`);
-  if (fields.includes('userId')) paths.push('users[*]');
-  return paths;
-}
 
 function options(log: Config['log']): pino.LoggerOptions {
   return {
@@ -24,7 +14,7 @@ function options(log: Config['log']): pino.LoggerOptions {
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
-    redact: { paths: redactPaths(log.redactFields), censor: '[redacted]' },
+    redact: { paths: inputRedactPaths(log.redactFields), censor: '[redacted]' },
   };
 }
 

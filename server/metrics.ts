@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-/** Label names, shared by every place that records a metric. */
+/** Label names, shared by every place that records a metric (and the dashboards and alerts in deploy/). */
 export const LABEL = {
   method: 'method',
   model: 'model',
@@ -13,7 +13,23 @@ export const LABEL = {
   arm: 'arm',
   group: 'group',
   label: 'label',
+  source: 'source',
+  metric: 'metric',
+  destination: 'destination',
 } as const;
+
+type L = typeof LABEL;
+/** The label set of each metric, as types: a misspelled or missing label does not compile. */
+export type RequestLabels = L['method'] | L['model'] | L['version'] | L['code'] | L['arm'];
+export type RunLabels = L['model'] | L['version'];
+export type LoadLabels = L['model'] | L['version'] | L['result'];
+export type VersionStateLabels = L['model'] | L['version'] | L['state'];
+export type WantedLabels = L['model'] | L['version'] | L['source'];
+export type AssignmentLabels = L['arm'] | L['model'] | L['version'] | L['group'] | L['label'];
+export type OutcomeLabels = L['arm'] | L['model'] | L['metric'];
+
+/** Label values for a label set: every label given, each a string. */
+export type Labels<T extends string> = { readonly [K in T]: string };
 
 /**
  * Latency buckets in seconds. The first ones resolve sub-millisecond
@@ -26,28 +42,33 @@ export const LATENCY_BUCKETS_S = [
 
 /** Every metric the server exports, registered on an injected registry. */
 export class Metrics {
-  readonly requests: Counter<string>;
-  readonly requestDuration: Histogram<string>;
-  readonly inferenceDuration: Histogram<string>;
-  readonly batchSize: Histogram<string>;
-  readonly inFlight: Gauge<string>;
-  readonly modelLoads: Counter<string>;
-  readonly modelVersionInfo: Gauge<string>;
-  readonly assignments: Counter<string>;
+  readonly requests: Counter<RequestLabels>;
+  readonly requestDuration: Histogram<RequestLabels>;
+  readonly inferenceDuration: Histogram<RunLabels>;
+  readonly batchSize: Histogram<L['model']>;
+  readonly inFlight: Gauge;
+  readonly modelLoads: Counter<LoadLabels>;
+  readonly modelVersionInfo: Gauge<VersionStateLabels>;
+  readonly modelVersionWanted: Gauge<WantedLabels>;
+  readonly modelVersionMismatch: Gauge<L['model']>;
+  readonly assignments: Counter<AssignmentLabels>;
+  readonly outcomes: Counter<OutcomeLabels>;
+  readonly logWriteErrors: Counter<L['destination']>;
 
   constructor(readonly registry: Registry = new Registry()) {
     collectDefaultMetrics({ register: registry });
     const registers = [registry];
+    const requestLabels: RequestLabels[] = [LABEL.method, LABEL.model, LABEL.version, LABEL.code, LABEL.arm];
     this.requests = new Counter({
       name: 'inference_requests_total',
-      help: 'gRPC requests handled, by method, model, version and gRPC status code. QPS = rate() of this.',
-      labelNames: [LABEL.method, LABEL.model, LABEL.version, LABEL.code],
+      help: 'gRPC requests handled, by method, model, version, gRPC status code and A/B arm. QPS = rate() of this.',
+      labelNames: requestLabels,
       registers,
     });
     this.requestDuration = new Histogram({
       name: 'inference_request_duration_seconds',
       help: 'Server-side response time: request decoded to response written.',
-      labelNames: [LABEL.method, LABEL.model, LABEL.version, LABEL.code],
+      labelNames: requestLabels,
       buckets: LATENCY_BUCKETS_S,
       registers,
     });
@@ -82,10 +103,34 @@ export class Metrics {
       labelNames: [LABEL.model, LABEL.version, LABEL.state],
       registers,
     });
+    this.modelVersionWanted = new Gauge({
+      name: 'inference_model_version_wanted',
+      help: 'The version each model should serve (value 1), and why: source is label, pin or latest.',
+      labelNames: [LABEL.model, LABEL.version, LABEL.source],
+      registers,
+    });
+    this.modelVersionMismatch = new Gauge({
+      name: 'inference_model_version_mismatch',
+      help: '1 while a model does not serve the version its label or pin names (kept on the previous one, or unavailable).',
+      labelNames: [LABEL.model],
+      registers,
+    });
     this.assignments = new Counter({
       name: 'inference_ab_assignments_total',
-      help: 'Predictions by A/B arm, group and model label.',
-      labelNames: [LABEL.arm, LABEL.group, LABEL.label],
+      help: 'Predictions by A/B arm, model, version, group and model label.',
+      labelNames: [LABEL.arm, LABEL.model, LABEL.version, LABEL.group, LABEL.label],
+      registers,
+    });
+    this.outcomes = new Counter({
+      name: 'inference_outcomes_total',
+      help: 'Business outcomes recorded (RecordOutcomes), by arm, model and metric name.',
+      labelNames: [LABEL.arm, LABEL.model, LABEL.metric],
+      registers,
+    });
+    this.logWriteErrors = new Counter({
+      name: 'inference_log_write_errors_total',
+      help: 'Log lines dropped because a destination could not be written (for example a full disk).',
+      labelNames: [LABEL.destination],
       registers,
     });
   }

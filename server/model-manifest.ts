@@ -13,6 +13,19 @@ export type Transform =
   | { readonly kind: 'age'; readonly unit: 'years' | 'days' }
   | { readonly kind: 'screen' };
 
+/**
+ * Inclusive bounds on the value a field's column takes (numeric: the number;
+ * age: the age in the transform's unit; screen: width and height each). A
+ * bound the manifest leaves out is -Infinity or Infinity.
+ */
+export interface FieldRange {
+  readonly min: number;
+  readonly max: number;
+}
+
+/** Transform kinds whose column a `range` can bound. */
+export const RANGED_KINDS: ReadonlySet<Transform['kind']> = new Set(['numeric', 'age', 'screen']);
+
 export interface FieldSpec {
   readonly name: string;
   readonly type: FieldType;
@@ -20,6 +33,7 @@ export interface FieldSpec {
   /** Raw value used when an optional field is missing. */
   readonly default: number | string | undefined;
   readonly transform: Transform | undefined;
+  readonly range: FieldRange | undefined;
 }
 
 export interface Manifest {
@@ -57,7 +71,8 @@ export function columnsOf(t: Transform | undefined): number {
   }
 }
 
-class ManifestError extends Error {
+/** A manifest that breaks the schema; the message names the entry. */
+export class ManifestError extends Error {
   override name = 'ManifestError';
 }
 
@@ -106,6 +121,9 @@ function parseTransform(v: unknown, where: string, type: FieldType): Transform |
       ) {
         throw new ManifestError(`${where}.values must be a non-empty list of strings`);
       }
+      // A repeated value would have two columns; which one is hot is not defined.
+      if (new Set(t.values).size !== t.values.length)
+        throw new ManifestError(`${where}.values must not repeat a value`);
       return { kind, values: Object.freeze([...(t.values as string[])]) };
     }
     case 'hash': {
@@ -119,30 +137,50 @@ function parseTransform(v: unknown, where: string, type: FieldType): Transform |
   }
 }
 
+function parseRange(v: unknown, where: string, transform: Transform | undefined): FieldRange | undefined {
+  if (v === undefined) return undefined;
+  if (!transform || !RANGED_KINDS.has(transform.kind))
+    throw new ManifestError(`${where} is only allowed on numeric, age and screen transforms`);
+  const r = obj(v, where);
+  const keys = Object.keys(r);
+  if (keys.length === 0 || keys.some((k) => k !== 'min' && k !== 'max'))
+    throw new ManifestError(`${where} must have min and/or max and nothing else`);
+  const min = r.min === undefined ? Number.NEGATIVE_INFINITY : finite(r.min, `${where}.min`);
+  const max = r.max === undefined ? Number.POSITIVE_INFINITY : finite(r.max, `${where}.max`);
+  if (min > max) throw new ManifestError(`${where}.min must not exceed ${where}.max`);
+  return Object.freeze({ min, max });
+}
+
 function parseField(v: unknown, i: number): FieldSpec {
   const where = `fields[${i}]`;
   const f = obj(v, where);
   const name = string(f.name, `${where}.name`);
+  // Records are read as record[name]: an inherited name would never be missing.
+  if (name in Object.prototype)
+    throw new ManifestError(`${where}.name "${name}" is a name every JavaScript object inherits`);
   if (f.type !== 'number' && f.type !== 'string')
     throw new ManifestError(`${where}.type must be number or string`);
   const type: FieldType = f.type;
+  if (f.required !== undefined && typeof f.required !== 'boolean')
+    throw new ManifestError(`${where}.required must be true or false`);
   const required = f.required === true;
+  const transform = parseTransform(f.transform, `${where}.transform`, type);
   let dflt: number | string | undefined;
-  if (!required) {
-    if (typeof f.default !== type || (type === 'number' && !Number.isFinite(f.default))) {
-      if (f.transform !== undefined && f.transform !== null) {
-        throw new ManifestError(`${where}.default must be a ${type} for an optional field with a transform`);
-      }
-    } else {
-      dflt = f.default as number | string;
-    }
+  if (f.default !== undefined) {
+    // Checked against the transform and range when the Preprocessor is built.
+    if (typeof f.default !== type || (type === 'number' && !Number.isFinite(f.default)))
+      throw new ManifestError(`${where}.default must be a ${type === 'number' ? 'finite number' : type}`);
+    if (!required) dflt = f.default as number | string;
+  } else if (!required && transform) {
+    throw new ManifestError(`${where}.default must be a ${type} for an optional field with a transform`);
   }
   return {
     name,
     type,
     required,
     default: dflt,
-    transform: parseTransform(f.transform, `${where}.transform`, type),
+    transform,
+    range: parseRange(f.range, `${where}.range`, transform),
   };
 }
 

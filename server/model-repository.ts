@@ -2,10 +2,11 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { BatchingConfig } from './config.js';
-import { invalidArgument, notFound, unavailable } from './errors.js';
+import { notFound, unavailable } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { VERSION_PATTERN } from './model-manifest.js';
-import { ModelLoadError, ModelVersion, type SessionTuning } from './model-version.js';
+import { type ModelLease, ModelLoadError, ModelVersion, type SessionTuning } from './model-version.js';
+import { MODEL_NAME } from './request-validation.js';
 
 /** How the repository chooses and keeps versions. */
 export interface RepositoryOptions {
@@ -24,9 +25,6 @@ interface ModelState {
   readonly versions: ReadonlyMap<string, ModelVersion>;
   readonly serving: ModelVersion | undefined;
 }
-
-/** Model directory names the repository considers. */
-export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /**
  * The versioned model repository on disk (`<root>/<model>/<version>/`).
@@ -100,16 +98,11 @@ export class ModelRepository {
   /**
    * The version that answers a request: `version` if given and loaded, else
    * the one the policy serves. Throws NOT_FOUND naming what exists, or
-   * UNAVAILABLE while the model has nothing loaded yet.
+   * UNAVAILABLE while the model has nothing loaded yet. The names must have
+   * passed `checkModelRef` (request-validation.ts): they are echoed in messages.
+   * For metadata only; a request that runs the model takes a `lease`.
    */
   resolve(model: string, version: string): ModelVersion {
-    // Names are checked before any lookup: they are echoed in status messages.
-    if (model.length > 128 || !MODEL_NAME.test(model)) {
-      throw invalidArgument('model must be a model name of 1 to 128 letters, digits, ".", "_" or "-"');
-    }
-    if (version !== '' && !VERSION_PATTERN.test(version)) {
-      throw invalidArgument('version must be empty (the served version) or look like 20261120T101500Z');
-    }
     const state = this.models.get(model);
     if (!state?.serving) {
       if (this.knownModels.has(model)) {
@@ -125,6 +118,15 @@ export class ModelRepository {
       throw notFound(`model "${model}" has no loaded version "${version}"; loaded: ${have}`);
     }
     return v;
+  }
+
+  /**
+   * Resolves like `resolve` and leases the version in the same synchronous
+   * step, so no retirement can slip between the lookup and the hold. The
+   * caller releases the lease when its request is done.
+   */
+  lease(model: string, version: string): ModelLease {
+    return this.resolve(model, version).lease();
   }
 
   /** Snapshot of models and their loaded versions, newest first. */

@@ -43,11 +43,18 @@ interface GoldenCase {
   score: number;
 }
 
+/** A request's hold on a version (ModelVersion.lease). */
+export interface ModelLease {
+  readonly version: ModelVersion;
+  /** Lets go; the session is freed once the version is retired and the last lease is released. */
+  release(): void;
+}
+
 /**
- * One loaded, validated, warmed-up version of a model. Requests `acquire()` it
- * before running and `release()` after; once the repository retires it (a newer
+ * One loaded, validated, warmed-up version of a model. Requests hold a
+ * `lease()` while they use it; once the repository retires it (a newer
  * version took over, or its directory was removed), its ONNX Runtime session is
- * released as soon as the last running request lets go.
+ * released as soon as the last lease is.
  */
 export class ModelVersion {
   readonly loadedAt = new Date();
@@ -81,8 +88,11 @@ export class ModelVersion {
     tuning: SessionTuning,
   ): Promise<ModelVersion> {
     let manifest: Manifest;
+    let preprocessor: Preprocessor;
     try {
       manifest = parseManifest(JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')), expect);
+      // Refuses a default that its own transform or range rejects.
+      preprocessor = new Preprocessor(manifest);
     } catch (err) {
       throw new ModelLoadError(`model.json is invalid: ${(err as Error).message}`);
     }
@@ -102,7 +112,6 @@ export class ModelVersion {
     } catch (err) {
       throw new ModelLoadError(`ONNX Runtime cannot load model.onnx: ${(err as Error).message}`);
     }
-    const preprocessor = new Preprocessor(manifest);
     const io: GraphIO = { ...manifest.onnx, width: preprocessor.width };
     let runner: Runner;
     try {
@@ -164,15 +173,27 @@ export class ModelVersion {
     return this.runner.run(rows, n);
   }
 
-  /** Marks one more request as using this version. */
-  acquire(): void {
+  /**
+   * A lease on this version for one request: the session stays alive until
+   * the lease is released, even if the repository retires the version
+   * meanwhile. `release()` may be called more than once; only the first counts.
+   */
+  lease(): ModelLease {
+    if (this.retired && this.users === 0 && this.released) {
+      // The repository handed out a version it had already disposed of: a bug, never a silent crash in ORT.
+      throw new Error(`model ${this.name}@${this.version} was released before this request leased it`);
+    }
     this.users++;
-  }
-
-  /** The request is done; frees the session if the version was retired meanwhile. */
-  release(): void {
-    this.users--;
-    if (this.retired && this.users === 0) void this.dispose();
+    let held = true;
+    return {
+      version: this,
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.users--;
+        if (this.retired && this.users === 0) void this.dispose();
+      },
+    };
   }
 
   /** Called when the version stops being loaded: frees it once idle. */

@@ -1,4 +1,5 @@
 import type { Server } from '@grpc/grpc-js';
+import type { PredictionOutput, UserIds } from './call-log.js';
 import { FieldError, invalidArgument } from './errors.js';
 import type { ExperimentAssigner } from './experiment.js';
 import {
@@ -11,11 +12,11 @@ import {
   type PredictRequest,
   type PredictResponse,
 } from './generated/inference/v1/inference.js';
-import { USER_ID_HEADER } from './headers.js';
-import type { Metrics } from './metrics.js';
+import type { AssignmentLabels, Labels, Metrics } from './metrics.js';
 import { columnsOf } from './model-manifest.js';
 import type { ModelRepository } from './model-repository.js';
-import { type CallContext, isRequestId, type UnaryAdapter, withTolerantDecoding } from './unary-handler.js';
+import { checkModelRef, instanceUser, validatePredict } from './request-validation.js';
+import { type CallContext, type UnaryAdapter, withTolerantDecoding } from './unary-handler.js';
 
 export interface PredictServiceDeps {
   readonly repository: ModelRepository;
@@ -25,6 +26,10 @@ export interface PredictServiceDeps {
   /** Request time in epoch ms, for age transforms; injected so tests can fix it. */
   readonly clock: () => number;
   readonly maxBatchInstances: number;
+  /** How user ids appear in the log (pseudonyms by default). */
+  readonly userIds: UserIds;
+  /** Log each request's raw records (`LOG_INPUTS`), with `LOG_REDACT_FIELDS` masked. */
+  readonly logInputs: boolean;
 }
 
 /** `inference.v1.InferenceService`: Predict, ListModels, GetModelMetadata. */
@@ -46,73 +51,83 @@ export class PredictService {
     server.addService(withTolerantDecoding(InferenceServiceService), impl);
   }
 
-  async predict(req: PredictRequest, ctx: CallContext): Promise<PredictResponse> {
-    if (req.requestId !== '') {
-      if (!isRequestId(req.requestId)) {
-        throw invalidArgument('requestId must be 1 to 128 printable ASCII characters without spaces');
-      }
-      ctx.requestId = req.requestId;
-    }
-    const { repository, assigner, metrics, maxBatchInstances } = this.deps;
-    if (req.model === '') throw invalidArgument('model is required (see ListModels for what is loaded)');
-    const model = repository.resolve(req.model, req.version);
-    ctx.model = model.name;
-    ctx.version = model.version;
-    const n = req.instances.length;
-    if (n === 0) throw invalidArgument('instances is empty; send between 1 and the batch limit of records');
-    if (n > maxBatchInstances) {
-      throw invalidArgument(`instances has ${n} records; the limit is ${maxBatchInstances} per request`);
-    }
-
-    const width = model.preprocessor.width;
-    const rows = new Float32Array(n * width);
-    const now = this.deps.clock();
-    for (let i = 0; i < n; i++) {
-      try {
-        model.preprocessor.fill(req.instances[i], now, rows, i * width);
-      } catch (err) {
-        if (err instanceof FieldError) throw invalidArgument(`instances[${i}].${err.field} ${err.reason}`);
-        throw err;
-      }
-    }
-
-    model.acquire();
-    let scores: Float32Array;
+  async predict(request: PredictRequest, ctx: CallContext): Promise<PredictResponse> {
+    const { repository, assigner, metrics, maxBatchInstances, userIds } = this.deps;
+    const req = validatePredict(request, ctx.metadata, maxBatchInstances);
+    if (req.requestId !== undefined) ctx.requestId = req.requestId;
+    const lease = repository.lease(req.model, req.version);
     try {
-      scores = await model.score(rows, n);
-    } finally {
-      model.release();
-    }
+      const model = lease.version;
+      ctx.model = model.name;
+      ctx.version = model.version;
+      const n = req.instances.length;
+      const width = model.preprocessor.width;
+      const rows = new Float32Array(n * width);
+      const now = this.deps.clock();
+      for (let i = 0; i < n; i++) {
+        try {
+          model.preprocessor.fill(
+            req.instances[i] as Readonly<Record<string, unknown>>,
+            now,
+            rows,
+            i * width,
+          );
+        } catch (err) {
+          if (err instanceof FieldError) throw invalidArgument(`instances[${i}].${err.field} ${err.reason}`);
+          throw err;
+        }
+      }
+      const scores = await model.score(rows, n);
 
-    const header = ctx.metadata.get(USER_ID_HEADER)[0];
-    const headerUser = typeof header === 'string' && header !== '' ? header : undefined;
-    const threshold = model.manifest.threshold;
-    const predictions: Prediction[] = new Array(n);
-    const users: (string | null)[] = new Array(n);
-    // One counter update per (group, label) per request, not per instance.
-    const tally = new Map<string, number>();
-    for (let i = 0; i < n; i++) {
-      const score = scores[i] as number;
-      const label = score >= threshold ? 1 : 0;
-      const user = headerUser ?? userOf(req.instances[i] ?? {});
-      const { group, action } = assigner.assign(label, user, () => `${ctx.requestId}#${i}`);
-      const key = `${group}|${label}`;
-      tally.set(key, (tally.get(key) ?? 0) + 1);
-      predictions[i] = { score, label, group, action };
-      users[i] = user ?? null;
+      const threshold = model.manifest.threshold;
+      const predictions: Prediction[] = new Array(n);
+      const outputs: PredictionOutput[] = new Array(n);
+      // One counter update per (group, label) per request, not per instance.
+      const tally = new Map<string, number>();
+      for (let i = 0; i < n; i++) {
+        const score = scores[i] as number;
+        const label = score >= threshold ? 1 : 0;
+        const own =
+          req.user === undefined
+            ? instanceUser(req.instances[i] as Readonly<Record<string, unknown>>)
+            : undefined;
+        const { group, action } = assigner.assign(label, req.user ?? own, () => `${ctx.requestId}#${i}`);
+        const key = `${group}|${label}`;
+        tally.set(key, (tally.get(key) ?? 0) + 1);
+        predictions[i] = { score, label, group, action };
+        outputs[i] =
+          own === undefined
+            ? { score, label, group, action }
+            : { score, label, group, action, user: userIds.forLog(own) };
+      }
+      for (const [key, count] of tally) {
+        const [group = '', label = ''] = key.split('|');
+        const labels: Labels<AssignmentLabels> = {
+          arm: assigner.role,
+          model: model.name,
+          version: model.version,
+          group,
+          label,
+        };
+        metrics.assignments.inc(labels, count);
+      }
+      ctx.log = {
+        event: 'prediction',
+        experiment: assigner.experimentName,
+        ...(req.user === undefined ? {} : { user: userIds.forLog(req.user) }),
+        outputs,
+        ...(this.deps.logInputs ? { inputs: req.instances } : {}),
+      };
+      return {
+        model: model.name,
+        version: model.version,
+        requestId: ctx.requestId,
+        arm: assigner.role,
+        predictions,
+      };
+    } finally {
+      lease.release();
     }
-    for (const [key, count] of tally) {
-      const [group, label] = key.split('|');
-      metrics.assignments.inc({ arm: assigner.role, group, label }, count);
-    }
-    ctx.log = { arm: assigner.role, users, inputs: req.instances, outputs: predictions };
-    return {
-      model: model.name,
-      version: model.version,
-      requestId: ctx.requestId,
-      arm: assigner.role,
-      predictions,
-    };
   }
 
   listModels(): ListModelsResponse {
@@ -131,7 +146,7 @@ export class PredictService {
   }
 
   getModelMetadata(req: GetModelMetadataRequest, ctx: CallContext): GetModelMetadataResponse {
-    if (req.model === '') throw invalidArgument('model is required (see ListModels for what is loaded)');
+    checkModelRef(req.model, req.version);
     const v = this.deps.repository.resolve(req.model, req.version);
     ctx.model = v.name;
     ctx.version = v.version;
@@ -157,12 +172,4 @@ export class PredictService {
       metrics: { ...m.metrics },
     };
   }
-}
-
-/** The instance's own userId, as the A/B hash key, when it is a usable scalar. */
-function userOf(instance: Readonly<Record<string, unknown>>): string | undefined {
-  const u = instance.userId;
-  if (typeof u === 'number' && Number.isFinite(u)) return Number.isInteger(u) ? u.toFixed(0) : String(u);
-  if (typeof u === 'string' && u !== '') return u;
-  return undefined;
 }

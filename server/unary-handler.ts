@@ -8,6 +8,8 @@ import {
   status,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { CallFields, CallRecord } from './call-log.js';
+import type { Role } from './config.js';
 import {
   cancelled,
   deadlineExceeded,
@@ -18,15 +20,8 @@ import {
   unavailable,
 } from './errors.js';
 import { REQUEST_ID_HEADER } from './headers.js';
-import type { Metrics } from './metrics.js';
-
-/**
- * Request ids travel back in the `x-request-id` trailer and into logs, so they
- * must be valid ASCII metadata and short: 1–128 printable ASCII characters.
- */
-export function isRequestId(s: string): boolean {
-  return /^[\x21-\x7e]{1,128}$/.test(s);
-}
+import type { Labels, Metrics, RequestLabels } from './metrics.js';
+import { isRequestId } from './request-validation.js';
 
 /** A request body that could not be decoded; the adapter answers INVALID_ARGUMENT. */
 class DecodeFailure {
@@ -64,8 +59,8 @@ export interface CallContext {
   /** Metric and log labels; handlers set them once the model is resolved. */
   model: string;
   version: string;
-  /** Extra fields for the call's log line (prediction inputs and outputs). */
-  log: Record<string, unknown> | undefined;
+  /** The handler's fields for the call's log line (call-log.ts): predictions, outcomes. */
+  log: CallFields | undefined;
 }
 
 /** A handler: an async function of the decoded request. */
@@ -74,6 +69,8 @@ export type UnaryFn<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>
 export interface UnaryAdapterOptions {
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** This server's A/B arm: a label of every request metric and a field of every log line. */
+  readonly arm: Role;
   readonly maxInFlight: number;
   /** False once shutdown has begun: new calls get UNAVAILABLE. */
   readonly isAccepting: () => boolean;
@@ -188,25 +185,35 @@ export class UnaryAdapter {
     err: unknown,
     internal: boolean,
   ): void {
-    const { logger, metrics } = this.options;
+    const { logger, metrics, arm } = this.options;
     const seconds = (performance.now() - t0) / 1000;
-    const labels = { method, model: ctx.model, version: ctx.version, code: statusName(code) };
+    const labels: Labels<RequestLabels> = {
+      method,
+      model: ctx.model,
+      version: ctx.version,
+      code: statusName(code),
+      arm,
+    };
     metrics.requests.inc(labels);
     metrics.requestDuration.observe(labels, seconds);
     const level = code === status.OK ? okLevel : internal ? 'error' : 'warn';
     if (!logger.isLevelEnabled(level)) return;
-    const line: Record<string, unknown> = {
+    const record: CallRecord = {
       requestId: ctx.requestId,
       method,
       model: ctx.model,
       version: ctx.version,
+      arm,
       code: labels.code,
       latencyMs: Math.round(seconds * 1e6) / 1e3,
-      ...ctx.log,
+      // Expected errors keep their client-safe message; unexpected ones their stack (`err`, below).
+      ...(err !== undefined && !internal
+        ? { message: err instanceof Error ? err.message : String(err) }
+        : {}),
     };
-    // Unexpected errors keep their stack (`err`); expected ones their client-safe message.
-    if (internal) line.err = err;
-    else if (err !== undefined) line.message = err instanceof Error ? err.message : String(err);
+    // A handler's fields only describe a call that succeeded (a failed call's outputs do not exist).
+    const line =
+      code === status.OK && ctx.log ? { ...record, ...ctx.log } : internal ? { ...record, err } : record;
     logger[level](line, method);
   }
 }

@@ -24,6 +24,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { parseArgs as parseNodeArgs } from 'node:util';
 import { createGunzip } from 'node:zlib';
+import { asPredictionRecord, type PredictionRecord, userOfOutput } from '../../server/call-log.js';
 import { runIfMain, UsageError } from '../lib/cli.js';
 import { DEFAULT_WEIGHTS, TOTAL_WEIGHT } from '../lib/envoy/config.js';
 
@@ -90,17 +91,11 @@ export function chiSquare2(observed: readonly [number, number], share0: number):
 }
 
 /** One `Predict` log line, as server/unary-handler.ts and predict-service.ts write it. */
-interface PredictLine {
-  msg: 'Predict';
-  time?: string;
-  code?: string;
-  arm?: string;
-  users?: (string | null)[];
-  outputs?: { label?: number; group?: string; action?: number }[];
-}
 
 interface GroupTally {
   predictions: number;
+  /** Predictions that carry a user. */
+  withUser: number;
   positives: number;
   actions: number;
   users: Set<string>;
@@ -108,6 +103,8 @@ interface GroupTally {
 
 interface ArmTally {
   requests: number;
+  /** Requests whose every prediction carries a user (the request's or its own). */
+  requestsWithUsers: number;
   predictions: number;
   positives: number;
   users: Set<string>;
@@ -140,17 +137,18 @@ export class AbTally {
       return;
     }
     if (typeof rec !== 'object' || rec === null || (rec as { msg?: unknown }).msg !== 'Predict') return;
-    this.add(rec as PredictLine);
-  }
-
-  add(rec: PredictLine): void {
-    const t = rec.time ? Date.parse(rec.time) : Number.NaN;
-    if (this.window.since !== undefined && !(t >= this.window.since)) return;
-    if (this.window.until !== undefined && !(t < this.window.until)) return;
-    if ((rec.code !== undefined && rec.code !== 'OK') || !Array.isArray(rec.outputs) || !rec.arm) {
+    const prediction = asPredictionRecord(rec);
+    if (!prediction) {
       this.skipped++;
       return;
     }
+    this.add(prediction);
+  }
+
+  add(rec: PredictionRecord): void {
+    const t = rec.time ? Date.parse(rec.time) : Number.NaN;
+    if (this.window.since !== undefined && !(t >= this.window.since)) return;
+    if (this.window.until !== undefined && !(t < this.window.until)) return;
     this.predictLines++;
     if (rec.time) {
       if (this.firstTime === undefined || rec.time < this.firstTime) this.firstTime = rec.time;
@@ -158,16 +156,25 @@ export class AbTally {
     }
     let arm = this.arms.get(rec.arm);
     if (!arm) {
-      arm = { requests: 0, predictions: 0, positives: 0, users: new Set(), groups: new Map() };
+      arm = {
+        requests: 0,
+        requestsWithUsers: 0,
+        predictions: 0,
+        positives: 0,
+        users: new Set(),
+        groups: new Map(),
+      };
       this.arms.set(rec.arm, arm);
     }
     arm.requests++;
+    let allUsers = true;
     rec.outputs.forEach((o, i) => {
-      const user = rec.users?.[i];
-      const group = typeof o.group === 'string' ? o.group : 'unknown';
+      const user = userOfOutput(rec, i);
+      if (user === undefined) allUsers = false;
+      const group = o.group;
       let g = arm.groups.get(group);
       if (!g) {
-        g = { predictions: 0, positives: 0, actions: 0, users: new Set() };
+        g = { predictions: 0, withUser: 0, positives: 0, actions: 0, users: new Set() };
         arm.groups.set(group, g);
       }
       arm.predictions++;
@@ -177,11 +184,13 @@ export class AbTally {
         g.positives++;
       }
       if (o.action === 1) g.actions++;
-      if (typeof user === 'string' && user !== '') {
+      if (user !== undefined) {
+        g.withUser++;
         arm.users.add(user);
         g.users.add(user);
       }
     });
+    if (allUsers) arm.requestsWithUsers++;
   }
 }
 
@@ -273,8 +282,12 @@ function split(
 export function analyse(t: AbTally, e: Expectations): AbReport {
   const stable = t.arms.get('stable');
   const canary = t.arms.get('canary');
-  // Users when every arm's requests carry them; otherwise requests.
-  const byUsers = (stable?.users.size ?? 0) + (canary?.users.size ?? 0) > 0;
+  // Users when every request of every arm carries them; otherwise requests (counting the
+  // users of one arm against the requests of another would be a sample-ratio mismatch by construction).
+  const present = [stable, canary].filter(
+    (a): a is NonNullable<typeof a> => a !== undefined && a.requests > 0,
+  );
+  const byUsers = present.length > 0 && present.every((a) => a.requestsWithUsers === a.requests);
   const armCounts: [number, number] = byUsers
     ? [stable?.users.size ?? 0, canary?.users.size ?? 0]
     : [stable?.requests ?? 0, canary?.requests ?? 0];
@@ -290,7 +303,8 @@ export function analyse(t: AbTally, e: Expectations): AbReport {
 
   const exp = canary?.groups.get('experiment');
   const ctl = canary?.groups.get('control');
-  const expByUsers = (exp?.users.size ?? 0) + (ctl?.users.size ?? 0) > 0;
+  const stage2 = [exp, ctl].filter((g): g is NonNullable<typeof g> => g !== undefined && g.predictions > 0);
+  const expByUsers = stage2.length > 0 && stage2.every((g) => g.withUser === g.predictions);
   const experiment = split(
     "Stage 2: the canary's positives, experiment vs control",
     'group',

@@ -38,13 +38,11 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { VERSION_PATTERN } from '../../server/model-manifest.js';
 import { ModelLoadError, ModelVersion } from '../../server/model-version.js';
+import { MODEL_NAME } from '../../server/request-validation.js';
 import { runIfMain } from '../lib/cli.js';
 import { parseQaFile, QaFileError } from '../lib/qa-file.js';
 
 const EXIT = { ok: 0, invalid: 1, usage: 2, exists: 3, io: 4 } as const;
-
-/** Same rule as the server's repository scan (server/model-repository.ts MODEL_NAME). */
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 const USAGE = `usage: npm run publish-model -- <version dir> --to <model repository> [--dry-run]
 

@@ -6,11 +6,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { findLogFiles } from '../../scripts/ops/ab-report.js';
+import { asPredictionRecord, userOfOutput } from '../../server/call-log.js';
 import {
   type AbStack,
   type CallResult,
@@ -69,9 +70,9 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
 
   before(async () => {
     logs = mkdtempSync(join(tmpdir(), 'ab-logs-'));
-    // The server's pino-roll symlink step needs the directory to exist already.
-    for (const arm of ['stable', 'canary']) mkdirSync(join(logs, arm));
     const experiment = {
+      // Raw ids in these logs, so the test can recompute each user's group (pseudonyms: redaction.test.ts).
+      LOG_USER_IDS: 'raw',
       EXPERIMENT_NAME: EXPERIMENT.name,
       EXPERIMENT_SALT: EXPERIMENT.salt,
       EXPERIMENT_SHARE: String(EXPERIMENT.share),
@@ -145,10 +146,12 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
     const scrape = async (port: number) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const canary = await scrape(stack.canary.metricsPort);
     const stable = await scrape(stack.stable.metricsPort);
+    const versionOf = new Map(all.map((r) => [r.response?.arm, r.response?.version]));
     for (const [key, count] of expected) {
       const [arm, group, label] = key.split('/') as [string, string, string];
       const text = arm === 'canary' ? canary : stable;
-      expect(metricValue(text, 'inference_ab_assignments_total', { arm, group, label }), key).to.equal(count);
+      const labels = { arm, model: 'conversion', version: versionOf.get(arm) as string, group, label };
+      expect(metricValue(text, 'inference_ab_assignments_total', labels), key).to.equal(count);
     }
     expect([...expected.keys()].some((k) => k.startsWith('stable/baseline/'))).to.equal(true);
     expect([...expected.keys()]).to.include.members([
@@ -172,13 +175,13 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
     );
     const logged = new Map<string, number>();
     for (const l of lines) {
-      const outputs = l.outputs as { group: string; label: number; action: number }[];
-      const users = l.users as (string | null)[];
-      outputs.forEach((o, i) => {
-        const k = `${l.arm}/${o.group}/${o.label}`;
+      const record = asPredictionRecord(l);
+      if (!record) throw new Error(`not a prediction record: ${JSON.stringify(l)}`);
+      record.outputs.forEach((o, i) => {
+        const k = `${record.arm}/${o.group}/${o.label}`;
         logged.set(k, (logged.get(k) ?? 0) + 1);
         if (o.group === 'experiment' || o.group === 'control') {
-          expect(o.group).to.equal(expectedGroup(users[i] as string));
+          expect(o.group).to.equal(expectedGroup(userOfOutput(record, i) as string));
         }
       });
     }

@@ -14,25 +14,34 @@ export interface CliRun {
 }
 
 /**
- * Runs `command args` with stdin closed and resolves once it has exited and
- * its output is read, whatever its exit code. After `timeoutMs` it is killed
- * (SIGKILL) and the promise rejects with what it had printed so far.
+ * Runs `command args` with stdin closed (or fed `input`) and resolves once it
+ * has exited and its output is read, whatever its exit code. After
+ * `timeoutMs` it is killed (SIGKILL) and the promise rejects with what it had
+ * printed so far.
  */
 export function runCli(
   command: string,
   args: readonly string[],
-  options: { readonly cwd?: string; readonly timeoutMs?: number; readonly name?: string } = {},
+  options: {
+    readonly cwd?: string;
+    readonly timeoutMs?: number;
+    readonly name?: string;
+    readonly input?: string;
+  } = {},
 ): Promise<CliRun> {
   const { timeoutMs = 30_000, name = basename(command) } = options;
   return new Promise((resolve, reject) => {
     const proc = spawn(command, args, {
       ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
+    // An early exit closes the pipe; the exit code and stderr then tell why.
+    proc.stdin.on('error', () => undefined);
+    proc.stdin.end(options.input);
     let stdout = '';
     let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
     });
     proc.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { credentials, type Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { type App, createApp, type Ports } from '../../server/app.js';
 import { CONFIG_DEFAULTS, type Config, loadConfig } from '../../server/config.js';
@@ -154,3 +154,17 @@ export async function waitFor(
 }
 
 export { type SpawnedServer, spawnServer } from '../../scripts/lib/server-process.js';
+
+/** A record as the prediction log shows it with the default LOG_REDACT_FIELDS masked. */
+export function asLogged(record: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...record };
+  for (const f of CONFIG_DEFAULTS.LOG_REDACT_FIELDS.split(',')) if (f in out) out[f] = '[redacted]';
+  return out;
+}
+
+/** gRPC metadata from a plain object. */
+export function metadataOf(entries: Readonly<Record<string, string>>): Metadata {
+  const md = new Metadata();
+  for (const [k, v] of Object.entries(entries)) md.set(k, v);
+  return md;
+}

@@ -18,6 +18,8 @@ import {
   tallyFiles,
   wilson,
 } from '../../scripts/ops/ab-report.js';
+import { type PredictionRecord, UserIds } from '../../server/call-log.js';
+import type { Group } from '../../server/experiment.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /**
@@ -142,22 +144,83 @@ describe('ab-report: the known log', () => {
     }
   });
 
+  /** A Predict line exactly as the server's record type says (a renamed field fails to compile here). */
+  const predictLine = (o: {
+    arm: 'stable' | 'canary';
+    group: Group;
+    label?: 0 | 1;
+    user?: string;
+    requestId?: string;
+  }): string => {
+    const record: PredictionRecord = {
+      requestId: o.requestId ?? 'r',
+      method: 'Predict',
+      model: 'conversion',
+      version: o.arm === 'stable' ? '20261124T041750Z' : '20261124T041754Z',
+      arm: o.arm,
+      code: 'OK',
+      latencyMs: 0.1,
+      time: '2026-11-24T10:00:00.000Z',
+      event: 'prediction',
+      experiment: 'positives-v1',
+      ...(o.user === undefined ? {} : { user: o.user }),
+      outputs: [{ score: 0.5, label: o.label ?? 0, group: o.group, action: 0 }],
+    };
+    return JSON.stringify({ level: 'info', ...record, msg: 'Predict' });
+  };
+
   it('counts a user seen on both arms', () => {
     const t = new AbTally();
-    const line = (arm: string, group: string) =>
-      JSON.stringify({
-        msg: 'Predict',
-        code: 'OK',
-        arm,
-        users: ['same'],
-        outputs: [{ label: 0, group, action: 0 }],
-      });
-    t.addLine(line('stable', 'baseline'));
-    t.addLine(line('canary', 'canary_negative'));
+    t.addLine(predictLine({ arm: 'stable', group: 'baseline', user: 'same' }));
+    t.addLine(predictLine({ arm: 'canary', group: 'canary_negative', user: 'same' }));
+    expect(t.predictLines).to.equal(2);
     expect(analyse(t, EXPECT).usersOnBothArms).to.equal(1);
   });
-});
 
+  it('counts pseudonymised users as users: redaction does not blind the report', () => {
+    const ids = new UserIds('pseudonym', 'test-key');
+    const t = new AbTally();
+    for (let i = 0; i < 900; i++)
+      t.addLine(predictLine({ arm: 'stable', group: 'baseline', user: ids.forLog(`s${i}`) }));
+    for (let i = 0; i < 100; i++) {
+      // Each canary user twice: still one user.
+      for (const r of ['a', 'b']) {
+        t.addLine(
+          predictLine({ arm: 'canary', group: 'canary_negative', user: ids.forLog(`c${i}`), requestId: r }),
+        );
+      }
+    }
+    const r = analyse(t, EXPECT);
+    expect(r.arms.unit).to.equal('users');
+    expect(r.arms.rows.map((x) => x.count)).to.deep.equal([900, 100]);
+    expect(r.arms.srm).to.equal(false);
+  });
+
+  it('falls back to requests unless every arm carries users (users on stable only is no mismatch)', () => {
+    const t = new AbTally();
+    for (let i = 0; i < 900; i++)
+      t.addLine(predictLine({ arm: 'stable', group: 'baseline', user: `s${i % 300}` }));
+    for (let i = 0; i < 100; i++) t.addLine(predictLine({ arm: 'canary', group: 'canary_negative' }));
+    const r = analyse(t, EXPECT);
+    expect(r.arms.unit).to.equal('requests');
+    expect(r.arms.rows.map((x) => x.count)).to.deep.equal([900, 100]);
+    expect(r.arms.srm).to.equal(false);
+  });
+
+  it('skips Predict lines that are not complete prediction records', () => {
+    const t = new AbTally();
+    const good = JSON.parse(predictLine({ arm: 'stable', group: 'baseline', user: 'u' })) as Record<
+      string,
+      unknown
+    >;
+    const { outputs: _o, ...noOutputs } = good;
+    t.addLine(JSON.stringify(noOutputs));
+    t.addLine(JSON.stringify({ ...good, arm: 'blue' }));
+    t.addLine(JSON.stringify({ ...good, event: undefined }));
+    expect(t.predictLines).to.equal(0);
+    expect(t.skipped).to.equal(3);
+  });
+});
 describe('ab-report: command line', () => {
   it('validates options with clear messages', () => {
     const bad: [string[], RegExp][] = [

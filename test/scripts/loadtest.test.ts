@@ -6,7 +6,10 @@ import { expect } from 'chai';
 import { parseLoadtestArgs } from '../../scripts/lib/load/options.js';
 import { expectedCall, mixedRecords } from '../../scripts/lib/load/payload.js';
 import { runLoadtest } from '../../scripts/lib/load/run.js';
-import { DEMO_MODELS, ROOT, removeDir, startApp, type TestApp } from '../helpers/server.js';
+import { UserIds } from '../../server/call-log.js';
+import { DEV_PSEUDONYM_KEY } from '../../server/config.js';
+import { USER_ID_HEADER } from '../../server/headers.js';
+import { asLogged, DEMO_MODELS, ROOT, removeDir, startApp, type TestApp } from '../helpers/server.js';
 
 /**
  * The real thing, briefly: ghz (.tools/bin/ghz, from `node scripts/dev/bootstrap.mjs`)
@@ -82,8 +85,12 @@ describe('npm run loadtest (real ghz, real server)', function () {
       expect(m, String(line.requestId)).to.not.equal(null);
       const n = Number(m?.[2]);
       const want = expectedCall(records, { model: 'conversion', version: '', runId: m?.[1] as string }, n);
-      expect(line.users).to.deep.equal([want.metadata['x-user-id']]);
-      expect(line.inputs).to.deep.equal((want.body as { instances: unknown[] }).instances);
+      expect(line.user).to.equal(
+        new UserIds('pseudonym', DEV_PSEUDONYM_KEY).forLog(want.metadata[USER_ID_HEADER] as string),
+      );
+      expect(line.inputs).to.deep.equal(
+        (want.body as { instances: Record<string, unknown>[] }).instances.map(asLogged),
+      );
     }
   });
 

@@ -126,6 +126,28 @@ describe('model lifecycle: hot swap, bad versions, rollback', function () {
       /has shape \[.*\] but the manifest's fields produce 67 columns/,
     ],
     [
+      'a malformed range',
+      (dir) => {
+        const m = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as {
+          fields: Record<string, unknown>[];
+        };
+        (m.fields[1] as Record<string, unknown>).range = { min: 120, max: 0 };
+        writeFileSync(join(dir, 'model.json'), JSON.stringify(m));
+      },
+      /model\.json is invalid: fields\[1\]\.range\.min must not exceed/,
+    ],
+    [
+      'a default outside its own range',
+      (dir) => {
+        const m = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as {
+          fields: Record<string, unknown>[];
+        };
+        (m.fields[10] as Record<string, unknown>).default = '0*30000';
+        writeFileSync(join(dir, 'model.json'), JSON.stringify(m));
+      },
+      /model\.json is invalid: field "screenSize": default is refused: height 30000 is outside/,
+    ],
+    [
       'golden vectors the model does not reproduce',
       (dir) => {
         const g = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8')) as {

@@ -2,12 +2,14 @@ import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { asPredictionRecord } from '../../server/call-log.js';
 import { INTERNAL_MESSAGE } from '../../server/errors.js';
 import type {
   GetModelMetadataResponse,
   ListModelsResponse,
 } from '../../server/generated/inference/v1/inference.js';
 import {
+  asLogged,
   copyModels,
   DEMO_MODELS,
   DEMO_VERSIONS,
@@ -96,8 +98,19 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
     expect(line.version).to.equal(NEWER);
     expect(line.code).to.equal('OK');
     expect(line.latencyMs).to.be.a('number');
-    expect(line.inputs).to.deep.equal([SAMPLE_RECORD]);
-    expect((line.outputs as { label: number }[])[0]).to.include.keys('score', 'label', 'group', 'action');
+    // By default the personal fields are masked (LOG_REDACT_FIELDS=userId,birthday,deviceName).
+    expect(line.inputs).to.deep.equal([asLogged(SAMPLE_RECORD)]);
+    expect((line.inputs as Record<string, unknown>[])[0]?.birthday).to.equal('[redacted]');
+    // The reader's parser (call-log.ts, used by the A/B readout) accepts the writer's line:
+    // a field renamed on one side only fails here.
+    const record = asPredictionRecord(line);
+    expect(record, JSON.stringify(line)).to.not.equal(undefined);
+    expect(record?.outputs).to.have.length(1);
+    expect(record?.arm).to.equal('stable');
+    // No x-user-id: the instance's userId is the A/B key, logged as a pseudonym, never raw.
+    const user = record?.outputs[0]?.user;
+    expect(user).to.match(/^p_[A-Za-z0-9_-]{22}$/);
+    expect(JSON.stringify(line)).to.not.include(String(SAMPLE_RECORD.userId));
   });
 
   it('lists models and versions, and describes a version', async () => {
@@ -160,6 +173,16 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
       );
       expect(err.code).to.equal(status.INVALID_ARGUMENT);
       expect(err.details).to.contain('instances[0].createTime').and.contain('ISO 8601');
+    });
+
+    it("a date outside the manifest's range → INVALID_ARGUMENT naming the field", async () => {
+      const err = await expectGrpcError(
+        predict(t.client, {
+          instances: [{ ...SAMPLE_RECORD }, { ...SAMPLE_RECORD, createTime: '9999-01-01' }],
+        }),
+      );
+      expect(err.code).to.equal(status.INVALID_ARGUMENT);
+      expect(err.details).to.contain('instances[1].createTime').and.contain("outside the manifest's range");
     });
 
     it('NaN → INVALID_ARGUMENT naming the field', async () => {

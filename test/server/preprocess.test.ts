@@ -4,10 +4,10 @@ import { expect } from 'chai';
 import { FieldError } from '../../server/errors.js';
 import { type FieldSpec, parseManifest } from '../../server/model-manifest.js';
 import { fnv1a32, Preprocessor, parseIsoDate } from '../../server/preprocess.js';
-import { DEMO_MODELS } from '../helpers/server.js';
+import { DEMO_MODELS, SAMPLE_RECORD as SEED } from '../helpers/server.js';
 
 function field(spec: Partial<FieldSpec> & Pick<FieldSpec, 'name' | 'type'>): FieldSpec {
-  return { required: true, default: undefined, transform: undefined, ...spec };
+  return { required: true, default: undefined, transform: undefined, range: undefined, ...spec };
 }
 
 function row(p: Preprocessor, record: Record<string, unknown>, now = 0): number[] {
@@ -40,13 +40,43 @@ describe('preprocess', () => {
       expect(parseIsoDate('2020-11-02 02:51')).to.equal(Date.UTC(2020, 10, 2, 2, 51));
       expect(parseIsoDate('2020-11-02')).to.equal(Date.UTC(2020, 10, 2));
     });
+    it('counts years 0000-0099 literally, in the proleptic Gregorian calendar', () => {
+      // Date.UTC maps years 0-99 to 1900-1999 (1900 is not a leap year, 0000 is).
+      expect(parseIsoDate('0000-02-29')).to.equal(new Date('0000-02-29T00:00:00Z').getTime());
+      expect(parseIsoDate('0000-01-01T00:00+23:59')).to.equal(Date.parse('-000001-12-31T00:01:00Z'));
+      expect(parseIsoDate('0050-06-15T12:00:00Z')).to.equal(Date.parse('0050-06-15T12:00:00Z'));
+      expect(parseIsoDate('9999-12-31T23:59:59.999-23:59')).to.equal(
+        Date.parse('+010000-01-01T23:58:59.999Z'),
+      );
+    });
+    it('truncates a fraction of 1 to 9 digits to milliseconds', () => {
+      const base = Date.UTC(2020, 10, 2, 2, 51, 19);
+      expect(parseIsoDate('2020-11-02T02:51:19.9')).to.equal(base + 900);
+      expect(parseIsoDate('2020-11-02T02:51:19.98')).to.equal(base + 980);
+      expect(parseIsoDate('2020-11-02T02:51:19.987654321')).to.equal(base + 987);
+    });
     for (const bad of [
       '2020-13-01',
       '2021-02-29',
+      '0100-02-29',
       '2020-11-02T24:00',
       'yesterday',
       '',
       '2020-11-02T02:51:19+2500',
+      '1995-04-29+05:30',
+      '1995-04-29-0800',
+      '1995-04-29Z',
+      '1995-04-29T00:00:00.Z',
+      '1995-04-29T00:00:00.0000000000Z',
+      '1995-04-29T00:00.5',
+      '1995-04-29T00:00:00+05',
+      '1995-04-29T00:00:00+05:3',
+      '1995-04-29T00:00:00+05:30:00',
+      '1995-04-29t00:00',
+      '1995-04-29T00:00:00z',
+      '1995-04-29T00:00\n',
+      '١٩٩٥-04-29',
+      '+1995-04-29',
     ]) {
       it(`rejects "${bad}"`, () => expect(parseIsoDate(bad)).to.equal(undefined));
     }
@@ -138,6 +168,108 @@ describe('preprocess', () => {
       expect((err as FieldError).reason).to.match(message);
     });
   }
+
+  it('reads screen sizes of 1-6 ASCII digits a side, leading zeros included', () => {
+    const p = new Preprocessor({
+      fields: [field({ name: 's', type: 'string', transform: { kind: 'screen' } })],
+    });
+    expect(row(p, { s: '999999*0720' })).to.deep.equal([999999, 720]);
+    for (const bad of ['1000000*1', '1*0000000', '720*1440*2', '*1', '1*', '٧٢٠*1440', '720 *1440', '+1*1']) {
+      expect(() => row(p, { s: bad }), bad).to.throw(FieldError);
+    }
+  });
+
+  it('keys numbers only when they are integers float64 holds exactly', () => {
+    const p = new Preprocessor({
+      fields: [
+        field({
+          name: 'c',
+          type: 'number',
+          transform: { kind: 'vocabulary', values: ['0', '9007199254740991'] },
+        }),
+      ],
+    });
+    expect(row(p, { c: -0 })).to.deep.equal([1, 0, 0]);
+    expect(row(p, { c: 2 ** 53 - 1 })).to.deep.equal([0, 1, 0]);
+    for (const bad of [2 ** 53, -(2 ** 53), 1e21, 1e300, 0.5]) {
+      expect(() => row(p, { c: bad }), String(bad)).to.throw(FieldError, /integer within/);
+    }
+  });
+
+  it('hashes a lone surrogate as U+FFFD, as the wire would carry it', () => {
+    expect(fnv1a32('\ud83d')).to.equal(fnv1a32('\ufffd'));
+    expect(fnv1a32('a\ud800b')).to.equal(fnv1a32('a\ufffdb'));
+  });
+
+  describe('ranges', () => {
+    const p = new Preprocessor({
+      fields: [
+        field({ name: 'x', type: 'number', transform: { kind: 'numeric' }, range: { min: -1, max: 1 } }),
+        field({
+          name: 'b',
+          type: 'string',
+          transform: { kind: 'age', unit: 'days' },
+          range: { min: 0, max: Number.POSITIVE_INFINITY },
+        }),
+        field({
+          name: 's',
+          type: 'string',
+          transform: { kind: 'screen' },
+          range: { min: Number.NEGATIVE_INFINITY, max: 100 },
+        }),
+      ],
+    });
+    const now = Date.UTC(2026, 10, 20);
+    const ok = { x: 1, b: '2026-11-20', s: '100*0' };
+    it('accept the bounds themselves', () => expect(row(p, ok, now)).to.deep.equal([1, 0, 100, 0]));
+    for (const [name, value] of [
+      ['x', 1.0000001],
+      ['x', -2],
+      ['b', '2026-11-20T00:00:00.001Z'],
+      ['s', '0*101'],
+    ] as const) {
+      it(`refuse ${name} = ${value}, naming the field`, () => {
+        expect(() => row(p, { ...ok, [name]: value }, now))
+          .to.throw(FieldError, /outside the manifest's range/)
+          .with.property('field', name);
+      });
+    }
+    it('refuse a createTime in year 9999 with the demo manifest', () => {
+      const dir = join(DEMO_MODELS, 'conversion', readdirSync(join(DEMO_MODELS, 'conversion'))[0] as string);
+      const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as {
+        name: string;
+        version: string;
+      };
+      const demo = new Preprocessor(parseManifest(json, json));
+      const record = { ...SEED, createTime: '9999-01-01T00:00:00.000+0000' };
+      expect(() => row(demo, record, now))
+        .to.throw(FieldError)
+        .with.property('field', 'createTime');
+      expect(row(demo, SEED, now)).to.have.length(demo.width);
+    });
+  });
+
+  it('refuses, when built, a default that its own field would refuse', () => {
+    const build = (spec: Partial<FieldSpec>) => () =>
+      new Preprocessor({
+        fields: [
+          field({ name: 'f', type: 'number', required: false, transform: { kind: 'numeric' }, ...spec }),
+        ],
+      });
+    expect(build({ default: 0 })).not.to.throw();
+    expect(build({ default: 5, range: { min: 0, max: 1 } })).to.throw(FieldError, /default is refused/);
+    expect(build({ default: 1e39 })).to.throw(FieldError, /default is refused/);
+    expect(build({ type: 'string', default: '1*', transform: { kind: 'screen' } })).to.throw(FieldError);
+    // An age's range depends on the request time: only the date itself is checked.
+    expect(
+      build({
+        type: 'string',
+        default: '1995-04-29',
+        transform: { kind: 'age', unit: 'days' },
+        range: { min: 0, max: 1 },
+      }),
+    ).not.to.throw();
+  });
 
   describe('golden vectors of every demo version (inputs to 1e-5)', () => {
     for (const version of readdirSync(join(DEMO_MODELS, 'conversion'))) {

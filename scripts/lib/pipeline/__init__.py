@@ -5,4 +5,4 @@ implementation of it and the TypeScript server implements the same contract.
 """
 
 # Bump when the preprocessing implementation or the artefact layout changes.
-PIPELINE_VERSION = "1.0.0"
+PIPELINE_VERSION = "1.1.0"

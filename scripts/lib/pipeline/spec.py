@@ -13,12 +13,19 @@ STONE_VERSIONS = ["other", "v1", "v2", "v3"]
 PLATFORM_TYPES = ["1", "2"]
 DEVICE_BUCKETS = 16
 
+# Sane bounds, declared rather than learnt from the (synthetic) training data,
+# in the unit of each field's column (models/README.md, "Ranges"). Ages are
+# relative to the request time, so the bounds do not go stale as time passes.
+BIRTHDAY_AGE_YEARS = {"min": 0, "max": 120}       # born today .. 120 years ago
+CREATE_TIME_AGE_DAYS = {"min": -30, "max": 10000}  # clocks a month fast .. ~27 years ago
+SCREEN_PIXELS = {"min": 0, "max": 20000}           # each side; "0*0" is the unknown default
+
 FIELDS = [
     {"name": "userId", "type": "number", "required": False, "default": 0},
     {"name": "birthday", "type": "string", "required": True,
-     "transform": {"kind": "age", "unit": "years"}},
+     "transform": {"kind": "age", "unit": "years"}, "range": BIRTHDAY_AGE_YEARS},
     {"name": "createTime", "type": "string", "required": True,
-     "transform": {"kind": "age", "unit": "days"}},
+     "transform": {"kind": "age", "unit": "days"}, "range": CREATE_TIME_AGE_DAYS},
     {"name": "appId", "type": "number", "required": True,
      "transform": {"kind": "vocabulary", "values": APP_IDS}},
     {"name": "channel", "type": "number", "required": False, "default": 1,
@@ -34,7 +41,7 @@ FIELDS = [
     {"name": "platformType", "type": "number", "required": True,
      "transform": {"kind": "vocabulary", "values": PLATFORM_TYPES}},
     {"name": "screenSize", "type": "string", "required": False, "default": "0*0",
-     "transform": {"kind": "screen"}},
+     "transform": {"kind": "screen"}, "range": SCREEN_PIXELS},
     {"name": "deviceName", "type": "string", "required": False, "default": "",
      "transform": {"kind": "hash", "buckets": DEVICE_BUCKETS}},
 ]
