@@ -85,6 +85,21 @@ describe('DynamicBatcher', () => {
     expect(performance.now() - t0).to.be.at.least(55);
   });
 
+  it('counts the delay from the first queued request, not from the last', async () => {
+    const inner = new FakeRunner(true);
+    const b = batcher(inner, 64, 100);
+    const first = scores(b.run(rows(1), 1));
+    await sleep(60);
+    const second = scores(b.run(rows(2), 1));
+    // Due at least 120 ms after the first request: Node runs timers in order of due
+    // time, so the batch timer (due at 100 ms) has fired by then.
+    const runsBy120 = await new Promise<number>((r) => setTimeout(() => r(inner.runs.length), 60));
+    expect(runsBy120, 'runs 120 ms after the first request').to.be.at.least(1);
+    expect(await first).to.deep.equal([1]);
+    await b.release();
+    expect(await second).to.deep.equal([2]);
+  });
+
   it('flushes at once when the queue reaches maxBatchSize, without waiting for the delay', () => {
     const inner = new FakeRunner();
     const b = batcher(inner, 4, 60_000);
