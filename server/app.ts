@@ -10,6 +10,7 @@ import { LogArchiver } from './log-archiver.js';
 import { LOG_FILE_STEM } from './logger.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { ModelRepository } from './model-repository.js';
+import { OutcomeRecorder } from './outcome-recorder.js';
 import { PredictService } from './predict-service.js';
 import { addReflection } from './reflection.js';
 import { UnaryAdapter } from './unary-handler.js';
@@ -58,6 +59,8 @@ export function createApp(config: Config, deps: AppDeps): App {
   const repository = new ModelRepository(
     {
       root: config.modelRoot,
+      label: config.versionLabel,
+      arm: config.role,
       pins: config.versionPolicy.pins,
       maxLoadedVersions: config.maxLoadedVersions,
       pollMs: config.modelPollMs,
@@ -80,15 +83,26 @@ export function createApp(config: Config, deps: AppDeps): App {
     'grpc.max_receive_message_length': config.maxMessageBytes,
     'grpc.max_send_message_length': config.maxMessageBytes,
   });
+  const userIds = new UserIds(config.log.userIds, config.log.pseudonymKey);
+  const clock = deps.clock ?? Date.now;
   new PredictService({
     repository,
     assigner: new ExperimentAssigner(config.role, config.experiment),
     metrics,
     adapter,
-    clock: deps.clock ?? Date.now,
+    clock,
     maxBatchInstances: config.maxBatchInstances,
-    userIds: new UserIds(config.log.userIds, config.log.pseudonymKey),
+    userIds,
     logInputs: config.log.inputs,
+    versionLabel: config.versionLabel,
+    outcomes: new OutcomeRecorder({
+      repository,
+      metrics,
+      userIds,
+      arm: config.role,
+      maxOutcomes: config.maxOutcomesPerRequest,
+      clock,
+    }),
   }).addTo(grpcServer);
   health.addTo(grpcServer);
   addReflection(grpcServer);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { VERSION_PATTERN } from './model-manifest.js';
+import { LABEL_NAME } from './version-labels.js';
 
 /** The serving arm of this process: the old algorithm or the new model. */
 export type Role = 'stable' | 'canary';
@@ -21,12 +22,16 @@ export interface Config {
   readonly metricsHost: string;
   readonly metricsPort: number;
   readonly modelRoot: string;
+  /** The version label this server serves from each model's labels.json (default: its role). */
+  readonly versionLabel: string;
   /** `latest`, or pins: model name to version. Unpinned models serve their latest. */
   readonly versionPolicy: { readonly pins: Readonly<Record<string, string>> };
   /** How many of the newest valid versions of each model stay loaded. */
   readonly maxLoadedVersions: number;
   readonly modelPollMs: number;
   readonly maxBatchInstances: number;
+  /** Outcomes per RecordOutcomes call. */
+  readonly maxOutcomesPerRequest: number;
   readonly maxMessageBytes: number;
   readonly maxInFlight: number;
   readonly drainMs: number;
@@ -83,9 +88,11 @@ export const CONFIG_DEFAULTS = {
   METRICS_PORT: '9464',
   MODEL_ROOT: 'models',
   MODEL_VERSION_POLICY: 'latest',
+  MODEL_VERSION_LABEL: '',
   MODEL_MAX_LOADED_VERSIONS: '2',
   MODEL_POLL_MS: '2000',
   MAX_BATCH_INSTANCES: '256',
+  MAX_OUTCOMES_PER_REQUEST: '1000',
   MAX_MESSAGE_BYTES: String(4 * 1024 * 1024),
   MAX_IN_FLIGHT: '1024',
   DRAIN_MS: '5000',
@@ -161,6 +168,16 @@ function oneOf<T extends string>(src: Source, key: ConfigKey, allowed: readonly 
     throw new ConfigError(`${key} must be one of ${allowed.join(', ')}, got "${raw}".`);
   }
   return raw as T;
+}
+
+function label(src: Source, key: ConfigKey): string {
+  const raw = str(src, key);
+  if (raw !== '' && !LABEL_NAME.test(raw)) {
+    throw new ConfigError(
+      `${key} must be a label name (lower-case letters, digits, "_" or "-"), got "${raw}".`,
+    );
+  }
+  return raw;
 }
 
 function host(src: Source, key: ConfigKey): string {
@@ -263,10 +280,12 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
     metricsHost: host(src, 'METRICS_HOST'),
     metricsPort: int(src, 'METRICS_PORT', 0, 65535),
     modelRoot: dir(src, 'MODEL_ROOT', cwd),
+    versionLabel: label(src, 'MODEL_VERSION_LABEL') || oneOf(src, 'ROLE', ['stable', 'canary'] as const),
     versionPolicy: { pins: Object.freeze(parsePolicy(str(src, 'MODEL_VERSION_POLICY'))) },
     maxLoadedVersions: int(src, 'MODEL_MAX_LOADED_VERSIONS', 1, 100),
     modelPollMs: int(src, 'MODEL_POLL_MS', 50, 3_600_000),
     maxBatchInstances: int(src, 'MAX_BATCH_INSTANCES', 1, 65536),
+    maxOutcomesPerRequest: int(src, 'MAX_OUTCOMES_PER_REQUEST', 1, 100_000),
     maxMessageBytes: int(src, 'MAX_MESSAGE_BYTES', 1024, 1024 * 1024 * 1024),
     maxInFlight: int(src, 'MAX_IN_FLIGHT', 1, 1_000_000),
     drainMs: int(src, 'DRAIN_MS', 0, 600_000),

@@ -7,11 +7,19 @@ import type { Metrics } from './metrics.js';
 import { VERSION_PATTERN } from './model-manifest.js';
 import { type ModelLease, ModelLoadError, ModelVersion, type SessionTuning } from './model-version.js';
 import { MODEL_NAME } from './request-validation.js';
+import { readLabels, type VersionLabels } from './version-labels.js';
 
 /** How the repository chooses and keeps versions. */
 export interface RepositoryOptions {
   readonly root: string;
-  /** Model name → pinned version; unpinned models serve their newest loaded version. */
+  /**
+   * The version label this server follows (its role by default): a model with a
+   * labels.json serves the version under this label, and nothing else.
+   */
+  readonly label: string;
+  /** This server's A/B arm, named in NOT_FOUND messages (the client sees `x-ab-arm` too). */
+  readonly arm: string;
+  /** Model name → pinned version, for models without labels; the rest serve their newest loadable version. */
   readonly pins: Readonly<Record<string, string>>;
   readonly maxLoadedVersions: number;
   readonly pollMs: number;
@@ -20,11 +28,37 @@ export interface RepositoryOptions {
   readonly batching: Readonly<Record<string, BatchingConfig>>;
 }
 
+/** Where a model's wanted version comes from. */
+export type WantedSource = 'label' | 'pin' | 'latest';
+
+/** What a model should serve, and whether it does. */
+export interface Wanted {
+  /** The version the label or pin names; undefined under `latest` (the newest loadable one). */
+  readonly version: string | undefined;
+  readonly source: WantedSource;
+  /** Why the wanted version is not the serving one (missing, refused at load, unreadable labels…). */
+  readonly problem: string | undefined;
+}
+
 /** One model's loaded versions; replaced as a whole, never mutated, so a swap is atomic. */
 interface ModelState {
   readonly versions: ReadonlyMap<string, ModelVersion>;
   readonly serving: ModelVersion | undefined;
+  readonly wanted: Wanted;
+  readonly labels: VersionLabels;
 }
+
+/** A model as `list()` reports it. */
+export interface ModelStatus {
+  readonly name: string;
+  readonly serving: ModelVersion | undefined;
+  /** Loaded versions, newest first. */
+  readonly versions: readonly ModelVersion[];
+  readonly wanted: Wanted;
+  readonly labels: VersionLabels;
+}
+
+const NO_LABELS: VersionLabels = Object.freeze({});
 
 /**
  * The versioned model repository on disk (`<root>/<model>/<version>/`).
@@ -39,8 +73,10 @@ interface ModelState {
  */
 export class ModelRepository {
   private models = new Map<string, ModelState>();
-  /** Versions that failed, keyed by directory, with the file fingerprint that failed. */
-  private readonly failed = new Map<string, string>();
+  /** Versions that failed, keyed by directory, with the file fingerprint that failed and why. */
+  private readonly failed = new Map<string, { fingerprint: string; reason: string }>();
+  /** The last problem logged per model, so a persisting one is logged once, not every poll. */
+  private readonly reported = new Map<string, string>();
   private knownModels = new Set<string>();
   /** Models that have had a serving version since start-up (removed directories drop out). */
   private readonly everServed = new Set<string>();
@@ -85,19 +121,23 @@ export class ModelRepository {
   }
 
   /**
-   * True while some model serves and every model that has served still does.
-   * A model directory that never loaded (say, a new model whose first version
-   * is broken) answers UNAVAILABLE on its own but does not take the whole
-   * server out of rotation.
+   * True while some model serves, every model that has served still does, and
+   * every model with a label or pin serves something (fail closed: a canary
+   * whose labelled version cannot load at start-up stays out of rotation, and
+   * Envoy sends its share to stable). A model without labels or pins whose
+   * first version is broken answers UNAVAILABLE on its own but does not take
+   * the whole server out of rotation.
    */
   get ready(): boolean {
     const serving = [...this.knownModels].filter((m) => this.models.get(m)?.serving);
-    return serving.length > 0 && [...this.everServed].every((m) => serving.includes(m));
+    if (serving.length === 0 || ![...this.everServed].every((m) => serving.includes(m))) return false;
+    return [...this.models].every(([, st]) => st.serving !== undefined || st.wanted.source === 'latest');
   }
 
   /**
    * The version that answers a request: `version` if given and loaded, else
-   * the one the policy serves. Throws NOT_FOUND naming what exists, or
+   * the one the label or policy serves. Throws NOT_FOUND naming what this
+   * server holds and its arm, or
    * UNAVAILABLE while the model has nothing loaded yet. The names must have
    * passed `checkModelRef` (request-validation.ts): they are echoed in messages.
    * For metadata only; a request that runs the model takes a `lease`.
@@ -106,7 +146,12 @@ export class ModelRepository {
     const state = this.models.get(model);
     if (!state?.serving) {
       if (this.knownModels.has(model)) {
-        throw unavailable(`model "${model}" has no loaded version yet; retry shortly`);
+        const why = state?.wanted.problem;
+        throw unavailable(
+          why
+            ? `model "${model}" has nothing to serve on this server (arm ${this.options.arm}): ${why}`
+            : `model "${model}" has no loaded version yet; retry shortly`,
+        );
       }
       const names = [...this.knownModels].sort();
       throw notFound(`unknown model "${model}"; models: ${names.length ? names.join(', ') : '(none)'}`);
@@ -114,8 +159,14 @@ export class ModelRepository {
     if (version === '') return state.serving;
     const v = state.versions.get(version);
     if (!v) {
-      const have = [...state.versions.keys()].sort().reverse().join(', ');
-      throw notFound(`model "${model}" has no loaded version "${version}"; loaded: ${have}`);
+      const have = [...state.versions.keys()]
+        .sort()
+        .reverse()
+        .map((x) => (x === state.serving?.version ? `${x} (serving)` : x))
+        .join(', ');
+      throw notFound(
+        `model "${model}" has no version "${version}" on this server (arm ${this.options.arm}); it holds ${have}`,
+      );
     }
     return v;
   }
@@ -129,12 +180,18 @@ export class ModelRepository {
     return this.resolve(model, version).lease();
   }
 
-  /** Snapshot of models and their loaded versions, newest first. */
-  list(): { name: string; serving: ModelVersion | undefined; versions: ModelVersion[] }[] {
+  /** Snapshot of every model: serving, loaded versions (newest first), wanted, labels. */
+  list(): ModelStatus[] {
     return [...this.knownModels].sort().map((name) => {
       const s = this.models.get(name);
       const versions = s ? [...s.versions.values()].sort((a, b) => b.version.localeCompare(a.version)) : [];
-      return { name, serving: s?.serving, versions };
+      return {
+        name,
+        serving: s?.serving,
+        versions,
+        wanted: s?.wanted ?? { version: undefined, source: 'latest', problem: undefined },
+        labels: s?.labels ?? NO_LABELS,
+      };
     });
   }
 
@@ -162,7 +219,13 @@ export class ModelRepository {
       await this.scanModel(name);
     }
     for (const name of [...this.models.keys()]) {
-      if (!this.knownModels.has(name)) await this.replace(name, { versions: new Map(), serving: undefined });
+      if (!this.knownModels.has(name))
+        await this.replace(name, {
+          versions: new Map(),
+          serving: undefined,
+          wanted: { version: undefined, source: 'latest', problem: undefined },
+          labels: NO_LABELS,
+        });
     }
   }
 
@@ -179,53 +242,116 @@ export class ModelRepository {
       this.logger.error({ err, model: name }, 'cannot read the model directory');
       return;
     }
-    const prev = this.models.get(name) ?? { versions: new Map<string, ModelVersion>(), serving: undefined };
-    const pin = this.options.pins[name];
-    const wanted = new Map<string, ModelVersion>();
+    const prev = this.models.get(name);
+    const prevVersions = prev?.versions ?? new Map<string, ModelVersion>();
 
-    // The pinned version first, then the newest valid ones, up to the limit.
-    const candidates = pin && onDisk.includes(pin) ? [pin, ...onDisk.filter((v) => v !== pin)] : onDisk;
-    for (const version of candidates) {
-      if (wanted.size >= this.options.maxLoadedVersions) break;
-      const loaded = prev.versions.get(version) ?? (await this.tryLoad(name, version));
-      if (loaded) wanted.set(version, loaded);
+    // What to serve: the label of this server's role, else the pin, else the newest.
+    let labels: VersionLabels = NO_LABELS;
+    let labelsProblem: string | undefined;
+    try {
+      labels = (await readLabels(modelDir)) ?? NO_LABELS;
+    } catch (err) {
+      // Fail closed: an unreadable labels.json changes nothing that serves.
+      labelsProblem = (err as Error).message;
+      labels = prev?.labels ?? NO_LABELS;
+    }
+    const hasLabels = labelsProblem !== undefined || Object.keys(labels).length > 0;
+    const target: { version: string | undefined; source: WantedSource } = hasLabels
+      ? { version: labels[this.options.label], source: 'label' }
+      : this.options.pins[name]
+        ? { version: this.options.pins[name], source: 'pin' }
+        : { version: undefined, source: 'latest' };
+
+    // Load, in this order: the wanted version, every labelled one (never evicted),
+    // then the newest others up to MODEL_MAX_LOADED_VERSIONS.
+    const keep = new Map<string, ModelVersion>();
+    const load = async (version: string) => {
+      if (keep.has(version) || !onDisk.includes(version)) return;
+      const loaded = prevVersions.get(version) ?? (await this.tryLoad(name, version));
+      if (loaded) keep.set(version, loaded);
+    };
+    if (target.version) await load(target.version);
+    for (const v of new Set(Object.values(labels))) await load(v);
+    // Under a label or pin, the version serving now stays loaded until the wanted one serves (fail closed).
+    if (prev?.serving && target.source !== 'latest') await load(prev.serving.version);
+    for (const version of onDisk) {
+      if (keep.size >= this.options.maxLoadedVersions) break;
+      await load(version);
     }
 
     let serving: ModelVersion | undefined;
-    if (pin) {
-      serving = wanted.get(pin);
-      if (!serving) {
-        // Never go dark: keep what was serving, or the newest, and say so loudly.
-        serving = (prev.serving && wanted.get(prev.serving.version)) ?? [...wanted.values()][0];
-        if (serving !== prev.serving || !this.failed.has(`pin:${name}`)) {
-          this.logger.error(
-            { model: name, pinned: pin, serving: serving?.version },
-            'pinned version is not loadable; serving another version',
-          );
-          this.failed.set(`pin:${name}`, pin);
-        }
-      } else {
-        this.failed.delete(`pin:${name}`);
-      }
+    let problem: string | undefined;
+    if (target.source === 'latest') {
+      serving = onDisk.map((v) => keep.get(v)).find((v) => v !== undefined);
     } else {
-      serving = [...wanted.values()][0];
+      const why =
+        labelsProblem ??
+        (target.version === undefined
+          ? `labels.json has no label "${this.options.label}" (it has ${Object.keys(labels).join(', ') || 'none'})`
+          : !onDisk.includes(target.version)
+            ? `the ${target.source} names ${target.version}, which is not in the repository`
+            : keep.has(target.version)
+              ? undefined
+              : `the ${target.source} names ${target.version}, which failed to load: ${this.failed.get(join(modelDir, target.version))?.reason ?? 'see the load error above'}`);
+      if (why === undefined) {
+        serving = keep.get(target.version as string);
+      } else {
+        // Fail closed: keep what serves now (never switch to some other version); at start-up, nothing.
+        problem = why;
+        // (A serving version whose directory was removed cannot be kept either, and nothing takes its place.)
+        serving = prev?.serving && keep.has(prev.serving.version) ? prev.serving : undefined;
+      }
     }
+    const wanted: Wanted = { version: target.version, source: target.source, problem };
+    this.reportProblem(name, wanted, serving);
 
     const changed =
+      !prev ||
       serving !== prev.serving ||
-      wanted.size !== prev.versions.size ||
-      [...wanted.keys()].some((v) => !prev.versions.has(v));
-    if (changed) await this.replace(name, { versions: wanted, serving });
+      keep.size !== prevVersions.size ||
+      [...keep.keys()].some((v) => !prevVersions.has(v)) ||
+      prev.wanted.version !== wanted.version ||
+      prev.wanted.source !== wanted.source ||
+      prev.wanted.problem !== wanted.problem ||
+      JSON.stringify(prev.labels) !== JSON.stringify(labels);
+    if (changed) await this.replace(name, { versions: keep, serving, wanted, labels });
+  }
+
+  /** Logs a wanted-version problem at ERROR once per distinct problem, and its end at INFO. */
+  private reportProblem(name: string, wanted: Wanted, serving: ModelVersion | undefined): void {
+    const key = wanted.problem === undefined ? '' : `${wanted.problem}|${serving?.version ?? ''}`;
+    if ((this.reported.get(name) ?? '') === key) return;
+    if (wanted.problem !== undefined) {
+      this.logger.error(
+        {
+          model: name,
+          wanted: wanted.version ?? null,
+          source: wanted.source,
+          serving: serving?.version ?? null,
+          problem: wanted.problem,
+        },
+        serving
+          ? 'wanted version cannot be served; keeping the version that serves now'
+          : 'wanted version cannot be served; this model answers UNAVAILABLE',
+      );
+    } else if (this.reported.has(name)) {
+      this.logger.info({ model: name, serving: serving?.version ?? null }, 'wanted version is serving again');
+    }
+    if (key === '') this.reported.delete(name);
+    else this.reported.set(name, key);
   }
 
   /** Swaps the model's state in one assignment, then retires what dropped out. */
   private async replace(name: string, next: ModelState): Promise<void> {
     const prev = this.models.get(name);
-    if (next.versions.size === 0 && !next.serving) this.models.delete(name);
+    if (next.versions.size === 0 && !next.serving && next.wanted.problem === undefined)
+      this.models.delete(name);
     else this.models.set(name, next);
     if (next.serving) this.everServed.add(name);
     if (!this.knownModels.has(name)) this.everServed.delete(name);
     this.metrics.modelVersionInfo.reset();
+    this.metrics.modelVersionWanted.reset();
+    this.metrics.modelVersionMismatch.reset();
     for (const [model, state] of this.models) {
       for (const v of state.versions.values()) {
         this.metrics.modelVersionInfo.set(
@@ -233,6 +359,14 @@ export class ModelRepository {
           1,
         );
       }
+      const wantedVersion = state.wanted.version ?? state.serving?.version;
+      if (wantedVersion) {
+        this.metrics.modelVersionWanted.set(
+          { model, version: wantedVersion, source: state.wanted.source },
+          1,
+        );
+      }
+      this.metrics.modelVersionMismatch.set({ model }, state.wanted.problem === undefined ? 0 : 1);
     }
     if (prev?.serving !== next.serving) {
       this.logger.info(
@@ -265,7 +399,7 @@ export class ModelRepository {
   private async tryLoad(name: string, version: string): Promise<ModelVersion | undefined> {
     const dir = join(this.options.root, name, version);
     const fp = await this.fingerprint(dir);
-    if (this.failed.get(dir) === fp) return undefined;
+    if (this.failed.get(dir)?.fingerprint === fp) return undefined;
     const t0 = performance.now();
     try {
       const v = await ModelVersion.load(
@@ -294,13 +428,10 @@ export class ModelRepository {
       );
       return v;
     } catch (err) {
-      this.failed.set(dir, fp);
-      this.metrics.modelLoads.inc({ model: name, version, result: 'failure' });
       const reason = err instanceof ModelLoadError ? err.message : String(err);
-      this.logger.error(
-        { model: name, version, reason },
-        'model version failed to load; previous version keeps serving',
-      );
+      this.failed.set(dir, { fingerprint: fp, reason });
+      this.metrics.modelLoads.inc({ model: name, version, result: 'failure' });
+      this.logger.error({ model: name, version, reason }, 'model version failed to load; it will not serve');
       return undefined;
     }
   }

@@ -11,10 +11,12 @@ import {
   type Prediction,
   type PredictRequest,
   type PredictResponse,
+  type RecordOutcomesRequest,
 } from './generated/inference/v1/inference.js';
 import type { AssignmentLabels, Labels, Metrics } from './metrics.js';
 import { columnsOf } from './model-manifest.js';
 import type { ModelRepository } from './model-repository.js';
+import type { OutcomeRecorder } from './outcome-recorder.js';
 import { checkModelRef, instanceUser, validatePredict } from './request-validation.js';
 import { type CallContext, type UnaryAdapter, withTolerantDecoding } from './unary-handler.js';
 
@@ -30,9 +32,13 @@ export interface PredictServiceDeps {
   readonly userIds: UserIds;
   /** Log each request's raw records (`LOG_INPUTS`), with `LOG_REDACT_FIELDS` masked. */
   readonly logInputs: boolean;
+  /** RecordOutcomes (outcome-recorder.ts). */
+  readonly outcomes: OutcomeRecorder;
+  /** The version label this server follows (reported by ListModels). */
+  readonly versionLabel: string;
 }
 
-/** `inference.v1.InferenceService`: Predict, ListModels, GetModelMetadata. */
+/** `inference.v1.InferenceService`: Predict, ListModels, GetModelMetadata, RecordOutcomes. */
 export class PredictService {
   constructor(private readonly deps: PredictServiceDeps) {}
 
@@ -46,6 +52,11 @@ export class PredictService {
         'GetModelMetadata',
         async (req: GetModelMetadataRequest, ctx) => this.getModelMetadata(req, ctx),
         'debug',
+      ),
+      recordOutcomes: adapter.wrap(
+        'RecordOutcomes',
+        (req: RecordOutcomesRequest, ctx) => this.deps.outcomes.record(req, ctx),
+        'info',
       ),
     };
     server.addService(withTolerantDecoding(InferenceServiceService), impl);
@@ -132,6 +143,8 @@ export class PredictService {
 
   listModels(): ListModelsResponse {
     return {
+      arm: this.deps.assigner.role,
+      label: this.deps.versionLabel,
       models: this.deps.repository.list().map((m) => ({
         name: m.name,
         servingVersion: m.serving?.version ?? '',
@@ -141,6 +154,11 @@ export class PredictService {
           threshold: v.manifest.threshold,
           loadedAt: v.loadedAt,
         })),
+        wantedVersion: m.wanted.version ?? '',
+        wantedSource: m.wanted.source,
+        state: !m.serving ? 'UNAVAILABLE' : m.wanted.problem === undefined ? 'SERVING' : 'MISMATCH',
+        problem: m.wanted.problem ?? '',
+        labels: { ...m.labels },
       })),
     };
   }
@@ -170,6 +188,7 @@ export class PredictService {
       })),
       featureNames: [...m.featureNames],
       metrics: { ...m.metrics },
+      serving: this.deps.repository.list().find((x) => x.name === v.name)?.serving === v,
     };
   }
 }

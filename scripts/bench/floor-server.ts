@@ -47,6 +47,7 @@ export async function startFloorServer(
     predict: (_call, callback) => callback(null, FLOOR_RESPONSE),
     listModels: unimplemented,
     getModelMetadata: unimplemented,
+    recordOutcomes: unimplemented,
   };
   server.addService(InferenceServiceService, impl);
   const bound = await new Promise<number>((resolve, reject) =>

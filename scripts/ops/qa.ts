@@ -17,9 +17,13 @@
  * `--header x-ab-group=canary` (repeatable, any key) adds headers such as
  * Envoy's QA override to test one arm.
  *
+ * Before any case, qa asks the target (with the same metadata, so through Envoy
+ * the same arm answers) which version it serves: when that is not the version
+ * under test, the run fails at once instead of testing some other model.
+ *
  * Exit codes:
  *   0  every case passed
- *   1  at least one case failed
+ *   1  at least one case failed, or the target serves another version
  *   2  usage: bad arguments, or the QA file is missing or malformed
  *   3  the target could not be reached within the deadline
  */
@@ -51,7 +55,10 @@ const USAGE = `usage: npm run qa -- --target HOST:PORT (--file PATH | --version-
   --user-id ID         x-user-id sent with every call (default "qa")
   --header KEY=VALUE   extra metadata, repeatable (e.g. x-ab-group=canary)
 
-exit codes: 0 all passed, 1 a case failed, 2 usage or bad QA file, 3 target unreachable`;
+qa first checks (ListModels, same metadata) that the target serves the QA file's
+version; a target serving another version fails the run before any case.
+
+exit codes: 0 all passed, 1 a case failed or another version serves, 2 usage or bad QA file, 3 target unreachable`;
 
 interface Options {
   target: string;
@@ -172,6 +179,20 @@ function check(c: QaCase, out: Outcome): string[] {
   return reasons;
 }
 
+/** The version the target serves for `model`, asked with the run's metadata. */
+function servingVersion(
+  client: InferenceServiceClient,
+  model: string,
+  opts: Options,
+): Promise<{ version: string; arm: string; error?: string }> {
+  return new Promise((resolve) =>
+    client.listModels({}, opts.metadata, { deadline: Date.now() + opts.deadlineMs }, (err, res) => {
+      if (err) resolve({ version: '', arm: '', error: `${statusName(err.code)}: ${err.details}` });
+      else resolve({ version: res.models.find((m) => m.name === model)?.servingVersion ?? '', arm: res.arm });
+    }),
+  );
+}
+
 function waitForReady(client: InferenceServiceClient, deadlineMs: number): Promise<Error | undefined> {
   return new Promise((resolve) => client.waitForReady(Date.now() + deadlineMs, (err) => resolve(err)));
 }
@@ -235,6 +256,20 @@ async function main(argv: readonly string[]): Promise<number> {
       out(`qa: cannot reach ${opts.target} within ${opts.deadlineMs} ms: ${notReady.message}`);
       return EXIT.unreachable;
     }
+    const serving = await servingVersion(client, qa.model, opts);
+    if (serving.error) {
+      out(`qa: ListModels failed: ${serving.error}`);
+      return EXIT.failed;
+    }
+    if (serving.version !== qa.version) {
+      out(
+        `qa: FAIL - the answering server (arm ${serving.arm || '?'}) serves ${qa.model} ${serving.version || '(nothing)'}, ` +
+          `not ${qa.version}, the version under test; move its label first (npm run rollout -- canary ${qa.version}) ` +
+          'or target the arm that serves it',
+      );
+      return EXIT.failed;
+    }
+    out(`qa: the answering server (arm ${serving.arm}) serves ${qa.model} ${serving.version}`);
     const t0 = performance.now();
     const failed: string[] = [];
     for (const c of qa.cases) {

@@ -2,13 +2,14 @@
  * Test helpers: the real server, in process on port 0 (`startApp`) or as a
  * child process (`spawnServer`, for signals and SIGKILL), plus typed clients.
  */
-import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
+import { versionsIn } from '../../scripts/lib/versions.js';
 import { type App, createApp, type Ports } from '../../server/app.js';
 import { CONFIG_DEFAULTS, type Config, loadConfig } from '../../server/config.js';
 import {
@@ -17,26 +18,47 @@ import {
   type PredictResponse,
 } from '../../server/generated/inference/v1/inference.js';
 import { createStreamLogger } from '../../server/logger.js';
+import { LABELS_FILE } from '../../server/version-labels.js';
 
 /** The project root (dist/test/helpers → three levels up). */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const DEMO_MODELS = join(ROOT, 'models');
 
 /** The demo model's committed versions, oldest first (stable serves the older, canary the newer). */
-export const DEMO_VERSIONS: readonly string[] = Object.freeze(
-  readdirSync(join(DEMO_MODELS, 'conversion')).sort(),
-);
+export const DEMO_VERSIONS: readonly string[] = Object.freeze(versionsIn(join(DEMO_MODELS, 'conversion')));
 export const OLDER = DEMO_VERSIONS[0] as string;
 export const NEWER = DEMO_VERSIONS[DEMO_VERSIONS.length - 1] as string;
 
 /** The seed's sample record, exactly as written in the engineering notes. */
 export { SEED_RECORD as SAMPLE_RECORD } from '../../scripts/lib/load/payload.js';
 
-/** Copies the demo model repository (or one model of it) to a fresh temp dir. */
-export function copyModels(prefix = 'models-'): string {
+/**
+ * Copies the demo model repository to a fresh temp dir. Without `labels` the
+ * copy has no labels.json, so its servers follow the pin or `latest` policy.
+ */
+export function copyModels(prefix = 'models-', o: { labels?: boolean } = {}): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  cpSync(join(DEMO_MODELS, 'conversion'), join(dir, 'conversion'), { recursive: true });
+  cpSync(join(DEMO_MODELS, 'conversion'), join(dir, 'conversion'), {
+    recursive: true,
+    filter: (src) => o.labels === true || basename(src) !== LABELS_FILE,
+  });
   return dir;
+}
+
+let unlabelled: string | undefined;
+/**
+ * The demo repository without its labels.json (one copy per test process,
+ * removed at exit): what `startApp` serves by default, so a server test sees
+ * the pin and `latest` policies; tests of labels use DEMO_MODELS or
+ * `copyModels(…, { labels: true })`.
+ */
+export function unlabelledModels(): string {
+  if (unlabelled === undefined) {
+    const dir = copyModels('models-unlabelled-');
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    unlabelled = dir;
+  }
+  return unlabelled;
 }
 
 export function removeDir(dir: string): void {
@@ -73,7 +95,8 @@ export interface TestApp {
 /**
  * Starts the real app in process on 127.0.0.1:0 (gRPC and metrics), with logs
  * captured. `env` overrides config variables; the model root defaults to the
- * committed demo repository and file logging is off unless LOG_DIR is given.
+ * demo repository without its labels (`unlabelledModels`) and file logging is
+ * off unless LOG_DIR is given.
  */
 export async function startApp(env: Record<string, string> = {}, clock?: () => number): Promise<TestApp> {
   const unknown = Object.keys(env).filter((k) => !(k in CONFIG_DEFAULTS));
@@ -81,7 +104,7 @@ export async function startApp(env: Record<string, string> = {}, clock?: () => n
   const config = loadConfig({
     GRPC_PORT: '0',
     METRICS_PORT: '0',
-    MODEL_ROOT: DEMO_MODELS,
+    MODEL_ROOT: unlabelledModels(),
     LOG_DIR: '',
     DRAIN_MS: '0',
     SHUTDOWN_GRACE_MS: '2000',

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,7 +29,7 @@ import {
   SEED_RECORD,
 } from '../../scripts/lib/load/payload.js';
 import { formatSummary, type LoadtestResult, perSecond, renderHtml } from '../../scripts/lib/load/report.js';
-import { versionStamp as timestamp } from '../../scripts/lib/versions.js';
+import { versionStamp as timestamp, versionsIn } from '../../scripts/lib/versions.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const FIXTURES = join(ROOT, 'test', 'fixtures');
@@ -199,7 +199,7 @@ describe('loadtest request templates', () => {
   ];
 
   it("is the seed's sample record (the pipeline's seed-sample golden case)", () => {
-    const versions = readdirSync(join(MODELS, 'conversion'));
+    const versions = versionsIn(join(MODELS, 'conversion'));
     expect(versions.length).to.be.greaterThan(0);
     for (const v of versions) {
       const golden = JSON.parse(readFileSync(join(MODELS, 'conversion', v, 'golden.json'), 'utf8')) as {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { VERSION_PATTERN } from '../../server/model-manifest.js';
+import { writeLabels } from '../../server/version-labels.js';
 import { type CliRun, nodeScript } from '../helpers/cli.js';
 import {
   copyModels,
@@ -23,9 +24,12 @@ const versionsOf = (modelDir: string) =>
     .sort();
 const DEMO_VERSIONS = versionsOf(join(DEMO_MODELS, 'conversion'));
 const OLDER = DEMO_VERSIONS[0] as string;
+const NEWER = DEMO_VERSIONS[DEMO_VERSIONS.length - 1] as string;
 const OLDER_DIR = join(DEMO_MODELS, 'conversion', OLDER);
 
 interface QaJson {
+  model: string;
+  version: string;
   expectedAt: string;
   cases: {
     name: string;
@@ -57,9 +61,18 @@ describe('qa (CLI as a child process) against a real server', function () {
     // QA scores were computed at `expectedAt`; fixing the clock there keeps the age features, and so the
     // expected scores, valid however long after training the test runs.
     const now = Date.parse(readQa(join(OLDER_DIR, 'qa.json')).expectedAt);
-    t = await startApp({ MODEL_ROOT: repo }, () => now);
+    // Raw user ids in the log, so the test can read back what qa sent.
+    t = await startApp({ MODEL_ROOT: repo, LOG_USER_IDS: 'raw', MODEL_POLL_MS: '100' }, () => now);
     target = `127.0.0.1:${t.ports.grpc}`;
   });
+
+  /** Labels `version` stable in its model's directory and waits until the server serves it. */
+  async function serve(model: string, version: string): Promise<void> {
+    await writeLabels(join(repo, model), { stable: version });
+    await waitFor(`${model} ${version} serving`, () =>
+      t.app.repository.list().some((m) => m.name === model && m.serving?.version === version),
+    );
+  }
   after(async () => {
     await t?.stop();
     removeDir(repo);
@@ -75,7 +88,9 @@ describe('qa (CLI as a child process) against a real server', function () {
   ];
   for (const file of qaFiles) {
     it(`passes every case of ${file.slice(ROOT.length)}`, async () => {
-      const n = readQa(file).cases.length;
+      const qa = readQa(file);
+      await serve(qa.model, qa.version);
+      const n = qa.cases.length;
       const run = await qaCli(['--target', target, '--file', file]);
       expect(run.code, run.stdout + run.stderr).to.equal(0);
       expect(lines(run, 'PASS  ')).to.have.length(n);
@@ -84,7 +99,16 @@ describe('qa (CLI as a child process) against a real server', function () {
     });
   }
 
+  it('fails before any case when the answering server serves another version than the one under test', async () => {
+    await serve('conversion', NEWER);
+    const run = await qaCli(['--target', target, '--version-dir', OLDER_DIR]);
+    expect(run.code, run.stdout).to.equal(1);
+    expect(run.stdout).to.contain(`serves conversion ${NEWER}, not ${OLDER}, the version under test`);
+    expect(lines(run, 'PASS  ')).to.deep.equal([]);
+  });
+
   it('accepts --version-dir as a shorthand for DIR/qa.json', async () => {
+    await serve('conversion', OLDER);
     const run = await qaCli(['--target', target, '--version-dir', OLDER_DIR]);
     expect(run.code, run.stdout + run.stderr).to.equal(0);
     // It ran that version's cases, all of them (exit 0 alone would also hold for no case at all).
@@ -93,6 +117,7 @@ describe('qa (CLI as a child process) against a real server', function () {
   });
 
   it('fails, naming each case, when expectations are altered: a label, a score, a status code', async () => {
+    await serve('conversion', OLDER);
     const qa = readQa(join(OLDER_DIR, 'qa.json'));
     const ok = qa.cases.filter((c) => c.expect.code === 'OK' && c.expect.predictions?.length === 1);
     const [flipLabel, shiftScore] = ok;
@@ -126,6 +151,7 @@ describe('qa (CLI as a child process) against a real server', function () {
 
   /** Runs the demo QA file with `extra` arguments and returns the users the server logged for OK calls. */
   async function usersSeen(extra: string[]): Promise<{ run: CliRun; users: unknown[] }> {
+    await serve('conversion', OLDER);
     const before = t.logs.withMsg('Predict').length;
     const run = await qaCli(['--target', target, '--version-dir', OLDER_DIR, ...extra]);
     await waitFor('the Predict log lines of the run', () => t.logs.withMsg('Predict').length > before);
@@ -133,7 +159,7 @@ describe('qa (CLI as a child process) against a real server', function () {
       .withMsg('Predict')
       .slice(before)
       .filter((l) => l.code === 'OK');
-    return { run, users: ok.flatMap((l) => l.users as unknown[]) };
+    return { run, users: ok.map((l) => l.user) };
   }
 
   it('sends x-user-id with every call: "qa" by default, or --user-id', async () => {

@@ -169,7 +169,7 @@ describe('model lifecycle: hot swap, bad versions, rollback', function () {
       const app = t;
       await waitFor('the load failure to be counted', async () => (await failureCount(app, bad)) === 1);
       const err = t.logs.lines.find((l) => l.level === 'error' && l.version === bad);
-      expect(err?.msg).to.equal('model version failed to load; previous version keeps serving');
+      expect(err?.msg).to.equal('model version failed to load; it will not serve');
       expect(err?.reason).to.match(reason);
       const res = await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] });
       expect(res.version).to.equal(OLDER);

@@ -12,9 +12,10 @@
  * for every call `instances[0].userId` (a JSON number) equals `x-user-id`
  * (a string, as metadata must be).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REQUEST_ID_HEADER, USER_ID_HEADER } from '../../../server/headers.js';
+import { versionsIn } from '../versions.js';
 
 /** The seed's sample record, exactly as written in the engineering notes ("服务在线指标"). */
 export const SEED_RECORD: Readonly<Record<string, string | number>> = Object.freeze({
@@ -133,7 +134,7 @@ export function mixedRecords(modelRoot: string, model: string): PayloadRecord[] 
   const out: PayloadRecord[] = [{ id: 'seed', record: SEED_RECORD }];
   let versions: string[];
   try {
-    versions = readdirSync(join(modelRoot, model)).sort();
+    versions = versionsIn(join(modelRoot, model));
   } catch {
     return out;
   }

@@ -68,14 +68,40 @@ export interface ListModelsRequest {
 
 export interface ListModelsResponse {
   models: ModelSummary[];
+  /** This server's A/B arm: "stable" or "canary". */
+  arm: string;
+  /** The version label this server follows in each model's labels.json. */
+  label: string;
 }
 
-/** ModelSummary is one model and its loaded versions. */
+/** ModelSummary is one model, its loaded versions, and what it should serve. */
 export interface ModelSummary {
   name: string;
-  /** The version the policy serves when a request leaves version empty. */
+  /**
+   * The version that answers a request that leaves version empty; empty when
+   * the model has nothing to serve (it answers UNAVAILABLE).
+   */
   servingVersion: string;
   versions: VersionSummary[];
+  /** The version the label or pin names ("" under the latest policy). */
+  wantedVersion: string;
+  /** Where the wanted version comes from: "label", "pin" or "latest". */
+  wantedSource: string;
+  /**
+   * "SERVING" (the wanted version serves), "MISMATCH" (the wanted version
+   * cannot be served; the previous one keeps serving) or "UNAVAILABLE"
+   * (nothing serves).
+   */
+  state: string;
+  /** Why the wanted version is not served, when it is not. */
+  problem: string;
+  /** The model's version labels (labels.json), label → version. */
+  labels: { [key: string]: string };
+}
+
+export interface ModelSummary_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 /** VersionSummary is one loaded version. */
@@ -119,11 +145,42 @@ export interface GetModelMetadataResponse {
   inputs: InputField[];
   featureNames: string[];
   metrics: { [key: string]: number };
+  /** True when this version answers requests that leave version empty. */
+  serving: boolean;
 }
 
 export interface GetModelMetadataResponse_MetricsEntry {
   key: string;
   value: number;
+}
+
+/** Outcome is one business outcome: what a user did after a prediction. */
+export interface Outcome {
+  /**
+   * The Predict request_id the outcome follows, and the instance index in that
+   * request. Give these, or user_id, or both.
+   */
+  requestId: string;
+  instance: number;
+  /** The user (the x-user-id of the predictions), for outcomes known per user. */
+  userId: string;
+  /** The model the outcome measures, for example "conversion". */
+  model: string;
+  /** The metric's name: 1-64 of [a-z0-9_], starting with a letter, e.g. "converted". */
+  metric: string;
+  /** 1 or 0 for a conversion; any finite number (revenue) otherwise. */
+  value: number;
+  /** When the outcome happened. */
+  occurredAt: Date | undefined;
+}
+
+export interface RecordOutcomesRequest {
+  outcomes: Outcome[];
+}
+
+export interface RecordOutcomesResponse {
+  /** Outcomes recorded (all of them: a request with a bad outcome records none). */
+  recorded: number;
 }
 
 function createBasePredictRequest(): PredictRequest {
@@ -556,13 +613,19 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
 };
 
 function createBaseListModelsResponse(): ListModelsResponse {
-  return { models: [] };
+  return { models: [], arm: "", label: "" };
 }
 
 export const ListModelsResponse: MessageFns<ListModelsResponse> = {
   encode(message: ListModelsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.models) {
       ModelSummary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.arm !== "") {
+      writer.uint32(18).string(message.arm);
+    }
+    if (message.label !== "") {
+      writer.uint32(26).string(message.label);
     }
     return writer;
   },
@@ -588,6 +651,22 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
             message.models.push(ModelSummary.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.arm = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.label = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -603,6 +682,8 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
   fromJSON(object: any): ListModelsResponse {
     return {
       models: globalThis.Array.isArray(object?.models) ? object.models.map((e: any) => ModelSummary.fromJSON(e)) : [],
+      arm: isSet(object.arm) ? globalThis.String(object.arm) : "",
+      label: isSet(object.label) ? globalThis.String(object.label) : "",
     };
   },
 
@@ -610,6 +691,12 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     const obj: any = {};
     if (message.models?.length) {
       obj.models = message.models.map((e) => ModelSummary.toJSON(e));
+    }
+    if (message.arm !== "") {
+      obj.arm = message.arm;
+    }
+    if (message.label !== "") {
+      obj.label = message.label;
     }
     return obj;
   },
@@ -620,12 +707,23 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListModelsResponse>, I>>(object: I): ListModelsResponse {
     const message = createBaseListModelsResponse();
     message.models = object.models?.map((e) => ModelSummary.fromPartial(e)) || [];
+    message.arm = object.arm ?? "";
+    message.label = object.label ?? "";
     return message;
   },
 };
 
 function createBaseModelSummary(): ModelSummary {
-  return { name: "", servingVersion: "", versions: [] };
+  return {
+    name: "",
+    servingVersion: "",
+    versions: [],
+    wantedVersion: "",
+    wantedSource: "",
+    state: "",
+    problem: "",
+    labels: {},
+  };
 }
 
 export const ModelSummary: MessageFns<ModelSummary> = {
@@ -639,6 +737,21 @@ export const ModelSummary: MessageFns<ModelSummary> = {
     for (const v of message.versions) {
       VersionSummary.encode(v!, writer.uint32(26).fork()).join();
     }
+    if (message.wantedVersion !== "") {
+      writer.uint32(34).string(message.wantedVersion);
+    }
+    if (message.wantedSource !== "") {
+      writer.uint32(42).string(message.wantedSource);
+    }
+    if (message.state !== "") {
+      writer.uint32(50).string(message.state);
+    }
+    if (message.problem !== "") {
+      writer.uint32(58).string(message.problem);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      ModelSummary_LabelsEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
     return writer;
   },
 
@@ -679,6 +792,49 @@ export const ModelSummary: MessageFns<ModelSummary> = {
             message.versions.push(VersionSummary.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.wantedVersion = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.wantedSource = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.problem = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = ModelSummary_LabelsEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.labels[entry8.key] = entry8.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -702,6 +858,32 @@ export const ModelSummary: MessageFns<ModelSummary> = {
       versions: globalThis.Array.isArray(object?.versions)
         ? object.versions.map((e: any) => VersionSummary.fromJSON(e))
         : [],
+      wantedVersion: isSet(object.wantedVersion)
+        ? globalThis.String(object.wantedVersion)
+        : isSet(object.wanted_version)
+        ? globalThis.String(object.wanted_version)
+        : "",
+      wantedSource: isSet(object.wantedSource)
+        ? globalThis.String(object.wantedSource)
+        : isSet(object.wanted_source)
+        ? globalThis.String(object.wanted_source)
+        : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      problem: isSet(object.problem) ? globalThis.String(object.problem) : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -716,6 +898,27 @@ export const ModelSummary: MessageFns<ModelSummary> = {
     if (message.versions?.length) {
       obj.versions = message.versions.map((e) => VersionSummary.toJSON(e));
     }
+    if (message.wantedVersion !== "") {
+      obj.wantedVersion = message.wantedVersion;
+    }
+    if (message.wantedSource !== "") {
+      obj.wantedSource = message.wantedSource;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.problem !== "") {
+      obj.problem = message.problem;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -727,6 +930,104 @@ export const ModelSummary: MessageFns<ModelSummary> = {
     message.name = object.name ?? "";
     message.servingVersion = object.servingVersion ?? "";
     message.versions = object.versions?.map((e) => VersionSummary.fromPartial(e)) || [];
+    message.wantedVersion = object.wantedVersion ?? "";
+    message.wantedSource = object.wantedSource ?? "";
+    message.state = object.state ?? "";
+    message.problem = object.problem ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseModelSummary_LabelsEntry(): ModelSummary_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const ModelSummary_LabelsEntry: MessageFns<ModelSummary_LabelsEntry> = {
+  encode(message: ModelSummary_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelSummary_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelSummary_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelSummary_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ModelSummary_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ModelSummary_LabelsEntry>, I>>(base?: I): ModelSummary_LabelsEntry {
+    return ModelSummary_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ModelSummary_LabelsEntry>, I>>(object: I): ModelSummary_LabelsEntry {
+    const message = createBaseModelSummary_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1102,6 +1403,7 @@ function createBaseGetModelMetadataResponse(): GetModelMetadataResponse {
     inputs: [],
     featureNames: [],
     metrics: {},
+    serving: false,
   };
 }
 
@@ -1137,6 +1439,9 @@ export const GetModelMetadataResponse: MessageFns<GetModelMetadataResponse> = {
     globalThis.Object.entries(message.metrics).forEach(([key, value]: [string, number]) => {
       GetModelMetadataResponse_MetricsEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
     });
+    if (message.serving !== false) {
+      writer.uint32(88).bool(message.serving);
+    }
     return writer;
   },
 
@@ -1236,6 +1541,14 @@ export const GetModelMetadataResponse: MessageFns<GetModelMetadataResponse> = {
             }
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.serving = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1285,6 +1598,7 @@ export const GetModelMetadataResponse: MessageFns<GetModelMetadataResponse> = {
           {},
         )
         : {},
+      serving: isSet(object.serving) ? globalThis.Boolean(object.serving) : false,
     };
   },
 
@@ -1326,6 +1640,9 @@ export const GetModelMetadataResponse: MessageFns<GetModelMetadataResponse> = {
         });
       }
     }
+    if (message.serving !== false) {
+      obj.serving = message.serving;
+    }
     return obj;
   },
 
@@ -1352,6 +1669,7 @@ export const GetModelMetadataResponse: MessageFns<GetModelMetadataResponse> = {
       },
       {},
     );
+    message.serving = object.serving ?? false;
     return message;
   },
 };
@@ -1445,6 +1763,319 @@ export const GetModelMetadataResponse_MetricsEntry: MessageFns<GetModelMetadataR
   },
 };
 
+function createBaseOutcome(): Outcome {
+  return { requestId: "", instance: 0, userId: "", model: "", metric: "", value: 0, occurredAt: undefined };
+}
+
+export const Outcome: MessageFns<Outcome> = {
+  encode(message: Outcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.instance !== 0) {
+      writer.uint32(16).int32(message.instance);
+    }
+    if (message.userId !== "") {
+      writer.uint32(26).string(message.userId);
+    }
+    if (message.model !== "") {
+      writer.uint32(34).string(message.model);
+    }
+    if (message.metric !== "") {
+      writer.uint32(42).string(message.metric);
+    }
+    if (message.value !== 0) {
+      writer.uint32(49).double(message.value);
+    }
+    if (message.occurredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredAt), writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Outcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOutcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.instance = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.metric = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.occurredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Outcome {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      instance: isSet(object.instance) ? globalThis.Number(object.instance) : 0,
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      metric: isSet(object.metric) ? globalThis.String(object.metric) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      occurredAt: isSet(object.occurredAt)
+        ? fromJsonTimestamp(object.occurredAt)
+        : isSet(object.occurred_at)
+        ? fromJsonTimestamp(object.occurred_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Outcome): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.instance !== 0) {
+      obj.instance = Math.round(message.instance);
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.metric !== "") {
+      obj.metric = message.metric;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    if (message.occurredAt !== undefined) {
+      obj.occurredAt = message.occurredAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Outcome>, I>>(base?: I): Outcome {
+    return Outcome.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Outcome>, I>>(object: I): Outcome {
+    const message = createBaseOutcome();
+    message.requestId = object.requestId ?? "";
+    message.instance = object.instance ?? 0;
+    message.userId = object.userId ?? "";
+    message.model = object.model ?? "";
+    message.metric = object.metric ?? "";
+    message.value = object.value ?? 0;
+    message.occurredAt = object.occurredAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRecordOutcomesRequest(): RecordOutcomesRequest {
+  return { outcomes: [] };
+}
+
+export const RecordOutcomesRequest: MessageFns<RecordOutcomesRequest> = {
+  encode(message: RecordOutcomesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.outcomes) {
+      Outcome.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordOutcomesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordOutcomesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outcomes.push(Outcome.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordOutcomesRequest {
+    return {
+      outcomes: globalThis.Array.isArray(object?.outcomes) ? object.outcomes.map((e: any) => Outcome.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RecordOutcomesRequest): unknown {
+    const obj: any = {};
+    if (message.outcomes?.length) {
+      obj.outcomes = message.outcomes.map((e) => Outcome.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordOutcomesRequest>, I>>(base?: I): RecordOutcomesRequest {
+    return RecordOutcomesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordOutcomesRequest>, I>>(object: I): RecordOutcomesRequest {
+    const message = createBaseRecordOutcomesRequest();
+    message.outcomes = object.outcomes?.map((e) => Outcome.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRecordOutcomesResponse(): RecordOutcomesResponse {
+  return { recorded: 0 };
+}
+
+export const RecordOutcomesResponse: MessageFns<RecordOutcomesResponse> = {
+  encode(message: RecordOutcomesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.recorded !== 0) {
+      writer.uint32(8).int32(message.recorded);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordOutcomesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordOutcomesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.recorded = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordOutcomesResponse {
+    return { recorded: isSet(object.recorded) ? globalThis.Number(object.recorded) : 0 };
+  },
+
+  toJSON(message: RecordOutcomesResponse): unknown {
+    const obj: any = {};
+    if (message.recorded !== 0) {
+      obj.recorded = Math.round(message.recorded);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordOutcomesResponse>, I>>(base?: I): RecordOutcomesResponse {
+    return RecordOutcomesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordOutcomesResponse>, I>>(object: I): RecordOutcomesResponse {
+    const message = createBaseRecordOutcomesResponse();
+    message.recorded = object.recorded ?? 0;
+    return message;
+  },
+};
+
 /**
  * InferenceService serves predictions from versioned models and describes
  * which models and versions are loaded.
@@ -1483,6 +2114,22 @@ export const InferenceServiceService = {
       Buffer.from(GetModelMetadataResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetModelMetadataResponse => GetModelMetadataResponse.decode(value),
   },
+  /**
+   * RecordOutcomes records what users did after predictions (conversions,
+   * revenue…), so the A/B readout can join outcomes to exposures. Batched;
+   * recording the same outcome twice counts once in the readout.
+   */
+  recordOutcomes: {
+    path: "/inference.v1.InferenceService/RecordOutcomes" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecordOutcomesRequest): Buffer =>
+      Buffer.from(RecordOutcomesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecordOutcomesRequest => RecordOutcomesRequest.decode(value),
+    responseSerialize: (value: RecordOutcomesResponse): Buffer =>
+      Buffer.from(RecordOutcomesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RecordOutcomesResponse => RecordOutcomesResponse.decode(value),
+  },
 } as const;
 
 export interface InferenceServiceServer extends UntypedServiceImplementation {
@@ -1492,6 +2139,12 @@ export interface InferenceServiceServer extends UntypedServiceImplementation {
   listModels: handleUnaryCall<ListModelsRequest, ListModelsResponse>;
   /** GetModelMetadata describes one loaded version: schema, threshold, load time. */
   getModelMetadata: handleUnaryCall<GetModelMetadataRequest, GetModelMetadataResponse>;
+  /**
+   * RecordOutcomes records what users did after predictions (conversions,
+   * revenue…), so the A/B readout can join outcomes to exposures. Batched;
+   * recording the same outcome twice counts once in the readout.
+   */
+  recordOutcomes: handleUnaryCall<RecordOutcomesRequest, RecordOutcomesResponse>;
 }
 
 export interface InferenceServiceClient extends Client {
@@ -1542,6 +2195,26 @@ export interface InferenceServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetModelMetadataResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * RecordOutcomes records what users did after predictions (conversions,
+   * revenue…), so the A/B readout can join outcomes to exposures. Batched;
+   * recording the same outcome twice counts once in the readout.
+   */
+  recordOutcomes(
+    request: RecordOutcomesRequest,
+    callback: (error: ServiceError | null, response: RecordOutcomesResponse) => void,
+  ): ClientUnaryCall;
+  recordOutcomes(
+    request: RecordOutcomesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RecordOutcomesResponse) => void,
+  ): ClientUnaryCall;
+  recordOutcomes(
+    request: RecordOutcomesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RecordOutcomesResponse) => void,
   ): ClientUnaryCall;
 }
 
