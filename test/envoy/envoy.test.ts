@@ -262,7 +262,7 @@ describe('Envoy A/B routing (stage 1)', function () {
     await waitFor(
       'Envoy to mark the canary unhealthy',
       async () => !(await stack.admin.clusterHealthy('canary')),
-      3000,
+      5000,
       20,
     );
     // Calls Envoy had already routed may still finish; give them a moment, then watch.
@@ -270,7 +270,9 @@ describe('Envoy A/B routing (stage 1)', function () {
     await loop.waitForResults(settled + 100);
     const fromMs = Date.now();
     const from = loop.results.length;
-    await loop.waitForResults(from + 600, 2500);
+    // Not bounded by the 3 s drain: on a loaded machine 600 calls can take longer, and
+    // once the canary has exited it serves nothing either.
+    await loop.waitForResults(from + 600);
     const results = await loop.stop();
     // The canary's own account is complete once it has exited (it flushes its log on
     // the way out), and its lines carry the time it answered: lines that merely

@@ -97,9 +97,6 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
   const stopAll = async () => {
     // Reverse order of start; each step is independent of the others' failures.
     for (const s of started.reverse()) await s.stop().catch(() => undefined);
-    if (process.env.AB_DEBUG_DIR) {
-      try { (await import('node:fs')).cpSync(join(dir, 'access.log'), join(process.env.AB_DEBUG_DIR, `${dir.split('/').pop()}.log`)); } catch {}
-    }
     removeDir(dir);
   };
   try {

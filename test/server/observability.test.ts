@@ -1,6 +1,6 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { credentials, type ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { HealthCheckResponse_ServingStatus, HealthClient, watchHealth } from '../helpers/health-client.js';
@@ -10,11 +10,25 @@ import {
   predict,
   removeDir,
   SAMPLE_RECORD,
+  type SpawnedServer,
   spawnServer,
   startApp,
   type TestApp,
   waitFor,
 } from '../helpers/server.js';
+
+/** Servers spawned by a test; whatever the test did, none outlives it (a live child keeps mocha from exiting). */
+const spawned: SpawnedServer[] = [];
+async function spawn(env: Record<string, string>): Promise<SpawnedServer> {
+  const s = await spawnServer(env);
+  spawned.push(s);
+  return s;
+}
+async function killSpawned(): Promise<void> {
+  for (const s of spawned.splice(0)) {
+    if (s.proc.exitCode === null && s.proc.signalCode === null) await s.kill();
+  }
+}
 
 async function scrape(port: number): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -115,6 +129,7 @@ describe('metrics endpoint', function () {
 
 describe('health and shutdown', function () {
   this.timeout(30_000);
+  afterEach(killSpawned);
 
   it('goes SERVING after load, then NOT_SERVING on stop while still answering during the drain, then refuses', async () => {
     const t = await startApp({ DRAIN_MS: '1500' });
@@ -156,7 +171,7 @@ describe('health and shutdown', function () {
   });
 
   it('a real process exits 0 on SIGTERM after draining, and reports NOT_SERVING first', async () => {
-    const s = await spawnServer({ DRAIN_MS: '300' });
+    const s = await spawn({ DRAIN_MS: '300' });
     const health = new HealthClient(`127.0.0.1:${s.grpcPort}`, credentials.createInsecure());
     try {
       const seen: HealthCheckResponse_ServingStatus[] = [];
@@ -201,12 +216,13 @@ describe('health and shutdown', function () {
 
 describe('log files', function () {
   this.timeout(30_000);
+  afterEach(killSpawned);
 
   it('creates a LOG_DIR that does not exist yet', async () => {
     const parent = mkdtempSync(join(tmpdir(), 'logs-'));
     const dir = join(parent, 'nested', 'stable');
     try {
-      const s = await spawnServer({ LOG_DIR: dir });
+      const s = await spawn({ LOG_DIR: dir });
       expect(await s.stop()).to.equal(0);
       expect(readdirSync(dir).some((f) => /^server\..*\.log$/.test(f))).to.equal(true);
     } finally {
@@ -218,7 +234,7 @@ describe('log files', function () {
     const dir = mkdtempSync(join(tmpdir(), 'logs-'));
     try {
       // A 300 ms rotation period stands in for a day.
-      const s = await spawnServer({ LOG_DIR: dir, LOG_ROTATE: '300', LOG_STDOUT: 'true' });
+      const s = await spawn({ LOG_DIR: dir, LOG_ROTATE: '300', LOG_STDOUT: 'true' });
       const client = (await import('../../server/generated/inference/v1/inference.js'))
         .InferenceServiceClient;
       const c = new client(`127.0.0.1:${s.grpcPort}`, credentials.createInsecure());
@@ -230,7 +246,14 @@ describe('log files', function () {
       }
       c.close();
       expect(dated().length).to.be.at.least(3);
-      expect(existsSync(join(dir, 'current.log'))).to.equal(true);
+      // pino-roll re-points the link at each rotation, so it may dangle for a moment: await it.
+      await waitFor('current.log to link a dated log file', () => {
+        try {
+          return dated().includes(basename(realpathSync(join(dir, 'current.log'))));
+        } catch {
+          return false;
+        }
+      });
       expect(await s.stop()).to.equal(0);
       const all = dated()
         .map((f) => readFileSync(join(dir, f), 'utf8'))
@@ -241,7 +264,7 @@ describe('log files', function () {
       const files = dated().sort();
       const old = (Date.now() - 4 * 86_400_000) / 1000;
       for (const f of files.slice(0, 2)) utimesSync(join(dir, f), old, old);
-      const again = await spawnServer({ LOG_DIR: dir, LOG_ROTATE: 'daily' });
+      const again = await spawn({ LOG_DIR: dir, LOG_ROTATE: 'daily' });
       const archive = join(dir, 'archive');
       await waitFor('two archived files', () => existsSync(archive) && readdirSync(archive).length === 2);
       expect(readdirSync(archive).sort()).to.deep.equal(files.slice(0, 2).map((f) => `${f}.gz`));
