@@ -10,7 +10,7 @@
  * (they drain while Envoy still answers), then Envoy, and exits 0.
  *
  * The routes start from the committed default (envoy/routes/routes.yaml,
- * 90/10) on every start; `npm run weights` changes the live copy in
+ * 90/10) on every start; `npm run rollout` (and `weights`) changes the live copy in
  * envoy/run/routes/, which is not committed.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -18,6 +18,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { readLabels, writeLabels } from '../../server/version-labels.js';
 import { runIfMain } from '../lib/cli.js';
 import type { EnvoyAdmin, HostHealth } from '../lib/envoy/admin.js';
 import { type BootstrapOptions, LOCAL_BOOTSTRAP } from '../lib/envoy/config.js';
@@ -27,10 +28,27 @@ import { SEED_RECORD as GRPCURL_RECORD } from '../lib/load/payload.js';
 import { PROJECT_ROOT } from '../lib/paths.js';
 import { olderAndNewer } from '../lib/versions.js';
 
-/** The demo model and the versions the two arms serve: canary the newest, stable the one before. */
-export function demoVersions(modelRoot: string, model = 'conversion'): { stable: string; canary: string } {
+/**
+ * The versions the two arms serve: the model's labels (labels.json), which the
+ * servers follow by role. A model without labels gets them here, once: stable
+ * the older of its two newest versions, canary the newer; from then on
+ * `npm run rollout` moves them.
+ */
+export async function armVersions(
+  modelRoot: string,
+  say: (s: string) => void,
+  model = 'conversion',
+): Promise<{ stable: string; canary: string }> {
+  const dir = join(modelRoot, model);
+  const labels = await readLabels(dir);
+  if (labels?.stable && labels.canary) return { stable: labels.stable, canary: labels.canary };
   const { older, newer } = olderAndNewer(modelRoot, model);
-  return { stable: older, canary: newer };
+  const next = { ...labels, stable: labels?.stable ?? older, canary: labels?.canary ?? newer };
+  await writeLabels(dir, next);
+  say(
+    `labels: ${join(dir, 'labels.json')} had no ${labels ? 'stable or canary label' : 'labels'}; wrote stable=${next.stable}, canary=${next.canary}`,
+  );
+  return { stable: next.stable, canary: next.canary };
 }
 
 /** Where everything of one stack lives, and on which ports. */
@@ -173,7 +191,6 @@ function startServer(spec: ServerSpec, onStarted: () => void): Child {
       METRICS_HOST: '127.0.0.1',
       METRICS_PORT: String(spec.metricsPort),
       MODEL_ROOT: process.env.MODEL_ROOT ?? 'models',
-      MODEL_VERSION_POLICY: `conversion=${spec.version}`,
       LOG_DIR: spec.logDir,
       LOG_STDOUT: 'true',
       // Envoy checks health every second; two seconds of NOT_SERVING is enough for it to notice.
@@ -318,8 +335,10 @@ async function main(argv: readonly string[]): Promise<number> {
     const layout = stackLayout(parseStackArgs(argv));
     const { bootstrap, ports } = layout;
     const modelRoot = resolve(PROJECT_ROOT, process.env.MODEL_ROOT ?? 'models');
-    const versions = demoVersions(modelRoot);
-    say(`model conversion: stable serves ${versions.stable}, canary serves ${versions.canary}`);
+    const versions = await armVersions(modelRoot, say);
+    say(
+      `model conversion: labels stable=${versions.stable}, canary=${versions.canary} (each server follows its role's label)`,
+    );
     const specs: ServerSpec[] = [
       {
         role: 'stable',
@@ -419,7 +438,9 @@ async function main(argv: readonly string[]): Promise<number> {
     const [stable, canary] = specs as [ServerSpec, ServerSpec];
     const admin = `127.0.0.1:${bootstrap.admin.port}`;
     const weightsOptions =
-      layout.rendered === undefined ? '' : ` --admin ${admin} --routes ${shown(layout.routesPath)}`;
+      layout.rendered === undefined
+        ? ''
+        : ` --admin ${admin} --routes ${shown(layout.routesPath)} --stable-metrics 127.0.0.1:${stable.metricsPort} --canary-metrics 127.0.0.1:${canary.metricsPort}`;
     const reportOptions =
       layout.rendered === undefined ? '' : ` -- --logs ${shown(join(layout.logDirs.stable, '..'))}`;
     process.stdout.write(
@@ -433,8 +454,8 @@ async function main(argv: readonly string[]): Promise<number> {
         '',
         'Try it:',
         `  ${grpcurl} -plaintext -H 'x-user-id: 42' -d '${request}' 127.0.0.1:${bootstrap.listener.port} inference.v1.InferenceService/Predict`,
-        `  npm run weights -- --canary 25${weightsOptions}`,
-        `  npm run weights -- --rollback${weightsOptions}`,
+        `  npm run rollout -- status${weightsOptions}`,
+        `  npm run weights -- 25${weightsOptions}`,
         `  npm run ab-report${reportOptions}`,
         '',
         'Ctrl-C stops everything.',

@@ -80,7 +80,7 @@ describe('npm start (scripts/ops/stack.ts)', function () {
     expect(output).to.match(/stable server +127\.0\.0\.1:\d+ +conversion (\d{8}T\d{6}Z)/);
   });
 
-  it('serves through Envoy, and `npm run weights -- --promote` moves every user to the canary', async () => {
+  it('serves through Envoy, and `npm run weights -- 100` moves every user to the canary', async () => {
     const client = new InferenceServiceClient(`127.0.0.1:${8080 + offset}`, credentials.createInsecure());
     try {
       const one = await call(client, { user: '42' });
@@ -91,8 +91,9 @@ describe('npm start (scripts/ops/stack.ts)', function () {
       const weights = spawnSync(
         process.execPath,
         [
-          join(ROOT, 'dist', 'scripts', 'ops', 'weights.js'),
-          '--promote',
+          join(ROOT, 'dist', 'scripts', 'ops', 'rollout.js'),
+          'weights',
+          '100',
           '--admin',
           `127.0.0.1:${9901 + offset}`,
           '--routes',

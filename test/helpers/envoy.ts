@@ -13,19 +13,26 @@ import type { EnvoyAdmin } from '../../scripts/lib/envoy/admin.js';
 import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/lib/envoy/config.js';
 import { bootstrapText, routesText } from '../../scripts/lib/envoy/files.js';
 import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/lib/envoy/process.js';
-import { demoVersions as stackVersions } from '../../scripts/ops/stack.js';
+import { olderAndNewer } from '../../scripts/lib/versions.js';
 import {
   InferenceServiceClient,
   type PredictRequest,
   type PredictResponse,
 } from '../../server/generated/inference/v1/inference.js';
 import { AB_ARM_HEADER, AB_OVERRIDE_HEADER, USER_ID_HEADER } from '../../server/headers.js';
-import { DEMO_MODELS, ROOT, removeDir, type SpawnedServer, spawnServer, waitFor } from './server.js';
+import {
+  copyModels,
+  DEMO_MODELS,
+  ROOT,
+  removeDir,
+  type SpawnedServer,
+  spawnServer,
+  waitFor,
+} from './server.js';
 
-/** The demo versions the two arms serve, chosen exactly as `npm start` chooses them. */
+/** The demo versions the two arms serve (models/conversion/labels.json: stable the older, canary the newer). */
 export function demoVersions(): { older: string; newer: string } {
-  const v = stackVersions(DEMO_MODELS);
-  return { older: v.stable, newer: v.canary };
+  return olderAndNewer(DEMO_MODELS, 'conversion');
 }
 
 /** One Envoy access log entry (see accessLog() in scripts/lib/envoy/config.ts). */
@@ -67,11 +74,15 @@ export interface AbStackOptions {
   readonly weights?: Weights;
   /** Active health check interval; short, so tests observe transitions quickly. */
   readonly healthCheckIntervalMs?: number;
+  /** The model repository of both servers (default: the committed demo repository). */
+  readonly modelRoot?: string;
+  /** Envoy fault injection (see BootstrapOptions.fault). */
+  readonly fault?: BootstrapOptions['fault'];
 }
 
 /**
- * Starts stable and canary servers on port 0 (stable pinned to the older demo
- * version, canary to the newer), then Envoy with a bootstrap rendered for
+ * Starts stable and canary servers on port 0 (each following its role's label in a
+ * copy of the demo repository: stable the older demo version, canary the newer), then Envoy with a bootstrap rendered for
  * their ports into a temp dir (listener and admin on port 0 too), and waits
  * until Envoy reports both clusters healthy. On any failure it stops what it
  * had started before rethrowing.
@@ -79,17 +90,22 @@ export interface AbStackOptions {
 export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
   const dir = mkdtempSync(join(tmpdir(), 'ab-stack-'));
   const { older, newer } = demoVersions();
+  // A private copy of the demo repository with its labels, so no test depends on (or moves) the
+  // labels of the checkout's own models/ (which `npm run rollout` on `npm start` changes).
+  const modelRoot = o.modelRoot ?? copyModels('ab-stack-models-', { labels: true });
   const env = {
     stable: {
       ROLE: 'stable',
       MODEL_VERSION_POLICY: `conversion=${older}`,
       DRAIN_MS: '500',
+      MODEL_ROOT: modelRoot,
       ...o.stableEnv,
     },
     canary: {
       ROLE: 'canary',
       MODEL_VERSION_POLICY: `conversion=${newer}`,
       DRAIN_MS: '500',
+      MODEL_ROOT: modelRoot,
       ...o.canaryEnv,
     },
   };
@@ -98,6 +114,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
     // Reverse order of start; each step is independent of the others' failures.
     for (const s of started.reverse()) await s.stop().catch(() => undefined);
     removeDir(dir);
+    if (o.modelRoot === undefined) removeDir(modelRoot);
   };
   try {
     const [stable, canary] = await Promise.all([spawnServer(env.stable), spawnServer(env.canary)]);
@@ -117,6 +134,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
       healthCheckIntervalMs: o.healthCheckIntervalMs ?? 250,
       // As in the container bootstrap: admin GETs only, on a listener of its own.
       adminView: { host: '127.0.0.1', port: 0 },
+      ...(o.fault ? { fault: o.fault } : {}),
     };
     const configPath = join(dir, 'envoy.yaml');
     writeFileSync(configPath, bootstrapText(options, 'test stack'));

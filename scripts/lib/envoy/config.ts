@@ -75,6 +75,16 @@ export interface BootstrapOptions {
   readonly healthCheckIntervalMs: number;
   /** A listener exposing only admin GET endpoints (stats, config_dump, clusters), for containers. */
   readonly adminView?: Endpoint;
+  /**
+   * Fault injection (tests and chaos drills only): abort a share of the calls bound for one
+   * upstream cluster with a gRPC status, as a canary that fails for real would. After
+   * grpc_stats in the chain, so Envoy's per-cluster counters see the aborted calls.
+   */
+  readonly fault?: {
+    readonly upstreamCluster: string;
+    readonly abortPercent: number;
+    readonly grpcStatus: number;
+  };
 }
 
 /** `npm start`'s stack: everything on loopback; paths relative to the repository root. */
@@ -106,6 +116,7 @@ const TYPE = {
   hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
   router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
   grpcStats: 'type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig',
+  fault: 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault',
   fileLog: 'type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog',
   stdoutLog: 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog',
   httpOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
@@ -336,6 +347,21 @@ function ingressListener(o: BootstrapOptions) {
                     enable_upstream_stats: true,
                   },
                 },
+                ...(o.fault
+                  ? [
+                      {
+                        name: 'envoy.filters.http.fault',
+                        typed_config: {
+                          '@type': TYPE.fault,
+                          upstream_cluster: o.fault.upstreamCluster,
+                          abort: {
+                            grpc_status: o.fault.grpcStatus,
+                            percentage: { numerator: o.fault.abortPercent, denominator: 'HUNDRED' },
+                          },
+                        },
+                      },
+                    ]
+                  : []),
                 { name: 'envoy.filters.http.router', typed_config: { '@type': TYPE.router } },
               ],
             },
