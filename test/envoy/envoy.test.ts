@@ -15,11 +15,11 @@ import { switchWeights } from '../../scripts/lib/envoy/switch.js';
 import { toYaml } from '../../scripts/lib/envoy/yaml.js';
 import {
   type AbStack,
-  type AccessLogEntry,
   type CallResult,
   countArms,
   failures,
   LoadLoop,
+  loggedCalls,
   runCalls,
   startAbStack,
   withinSigma,
@@ -332,12 +332,7 @@ describe('Envoy A/B routing (stage 1)', function () {
       'failed calls started after the kill',
     ).to.deep.equal([]);
     if (cutOff.length > 0) {
-      const users = cutOff.map((r) => r.user ?? '');
-      let entries: AccessLogEntry[] = [];
-      await waitFor('access log entries for the cut-off calls', () => {
-        entries = stack.accessLog().filter((e) => users.includes(e.user ?? ''));
-        return entries.length >= users.length;
-      });
+      const entries = await loggedCalls(stack, cutOff, logBefore);
       for (const e of entries) {
         const what = `${failures(cutOff).join('; ')} / ${JSON.stringify(e)}`;
         expect(String(e.cluster), what).to.match(/canary/);
@@ -351,15 +346,7 @@ describe('Envoy A/B routing (stage 1)', function () {
 
     // Calls that met the dead canary were retried on stable: the cross-cluster retry did
     // the work. Wait until Envoy has logged every call of the loop, then count.
-    const users = new Set(results.map((r) => r.user));
-    let logged: AccessLogEntry[] = [];
-    await waitFor('an access log entry for every call', () => {
-      logged = stack
-        .accessLog()
-        .slice(logBefore)
-        .filter((e) => users.has(e.user ?? ''));
-      return logged.length >= users.size;
-    });
+    const logged = await loggedCalls(stack, results, logBefore);
     const retried = logged.filter((e) => Number(e.attempts) > 1);
     expect(retried.length, 'calls retried off the killed canary').to.be.greaterThan(0);
     // A retried call either ended on stable, or is one of the cut-off calls proved above.
@@ -414,22 +401,22 @@ describe('Envoy A/B routing: a dead canary before any health check notices', fun
       20,
     );
     const ejectedAtMs = Date.now();
-    await loop.waitForResults(loop.results.length + 1000);
+    // The ejection lasts base_ejection_time (10 s), then the dead host is tried again:
+    // judge 300 calls, or as many as a loaded machine manages in 7 s, well inside it.
+    const windowEnd = ejectedAtMs + 7000;
+    const target = loop.results.length + 300;
+    await waitFor(
+      '300 more calls through Envoy, or 7 s',
+      () => loop.results.length >= target || Date.now() >= windowEnd,
+      10_000,
+    );
     const results = await loop.stop();
     expect(failures(results), 'failed calls').to.deep.equal([]);
     const hosts = (await stack.admin.clusters()).get('canary') ?? [];
     expect(hosts[0]?.flags).to.not.include('failed_active_hc');
 
     // Envoy's own account of every call: wait until it has logged them all, then judge.
-    const users = new Set(results.map((r) => r.user));
-    let entries: AccessLogEntry[] = [];
-    await waitFor('an access log entry for every call', () => {
-      entries = stack
-        .accessLog()
-        .slice(logBefore)
-        .filter((e) => users.has(e.user ?? ''));
-      return entries.length >= users.size;
-    });
+    const entries = await loggedCalls(stack, results, logBefore);
     expect(countArms(results)).to.deep.equal({ stable: results.length });
     expect(entries.filter((e) => e.grpc_status !== 'OK' || e.arm !== 'stable')).to.deep.equal([]);
     // The calls that met the dead canary: retried, and answered by stable. Outlier
@@ -438,9 +425,11 @@ describe('Envoy A/B routing: a dead canary before any health check notices', fun
     expect(retried.length, 'calls retried off the dead canary').to.be.at.least(3);
     // After the ejection the aggregate cluster sends the canary's share straight to
     // stable: a call started once the ejection showed is never retried.
-    const late = new Set(results.filter((r) => r.startedAt > ejectedAtMs).map((r) => r.user));
+    const late = new Set(
+      results.filter((r) => r.startedAt > ejectedAtMs && r.startedAt < windowEnd).map((r) => r.user),
+    );
     const lateEntries = entries.filter((e) => late.has(e.user ?? ''));
-    expect(lateEntries.length, 'calls started after the ejection').to.be.at.least(900);
+    expect(lateEntries.length, 'calls started after the ejection').to.be.at.least(50);
     expect(lateEntries.filter((e) => Number(e.attempts) !== 1)).to.deep.equal([]);
   });
 });

@@ -94,6 +94,18 @@ function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: 
   return { promise, resolve, reject };
 }
 
+/** A handler that records whether the adapter ran it. */
+function probe(): { ran: boolean; fn: () => Promise<object> } {
+  const p = {
+    ran: false,
+    fn: async () => {
+      p.ran = true;
+      return {};
+    },
+  };
+  return p;
+}
+
 /** Lets every queued promise reaction run. */
 const ticks = () => new Promise((r) => setImmediate(r));
 
@@ -243,17 +255,10 @@ describe('UnaryAdapter', () => {
       const h = harness();
       const call = new FakeCall({});
       call.cancelled = true;
-      let ran = false;
-      const settled = invoke(
-        h,
-        async () => {
-          ran = true;
-          return {};
-        },
-        call,
-      );
+      const handler = probe();
+      const settled = invoke(h, handler.fn, call);
       await ticks();
-      expect(ran).to.equal(false);
+      expect(handler.ran).to.equal(false);
       expect(settled.map((s) => s.err?.code)).to.deep.equal([status.CANCELLED]);
       expect(h.adapter.active).to.equal(0);
     });
@@ -262,16 +267,9 @@ describe('UnaryAdapter', () => {
       const h = harness({ maxInFlight: 2 });
       const held = [deferred<object>(), deferred<object>()];
       const first = held.map((d) => invoke(h, () => d.promise, new FakeCall({})));
-      let ran = false;
-      const excess = invoke(
-        h,
-        async () => {
-          ran = true;
-          return {};
-        },
-        new FakeCall({}),
-      );
-      expect(ran).to.equal(false);
+      const handler = probe();
+      const excess = invoke(h, handler.fn, new FakeCall({}));
+      expect(handler.ran).to.equal(false);
       expect(excess).to.have.length(1);
       expect(excess[0]?.err?.code).to.equal(status.RESOURCE_EXHAUSTED);
       expect(excess[0]?.err?.details).to.contain('limit 2');
@@ -291,17 +289,10 @@ describe('UnaryAdapter', () => {
   it('answers UNAVAILABLE without running the handler while not accepting', async () => {
     const h = harness();
     h.accepting.value = false;
-    let ran = false;
-    const settled = invoke(
-      h,
-      async () => {
-        ran = true;
-        return {};
-      },
-      new FakeCall({}),
-    );
+    const handler = probe();
+    const settled = invoke(h, handler.fn, new FakeCall({}));
     await ticks();
-    expect(ran).to.equal(false);
+    expect(handler.ran).to.equal(false);
     expect(settled.map((s) => s.err?.code)).to.deep.equal([status.UNAVAILABLE]);
     expect(h.adapter.active).to.equal(0);
     h.accepting.value = true;
@@ -325,17 +316,14 @@ describe('UnaryAdapter', () => {
       },
     });
     const h = harness();
-    let ran = false;
+    const handler = probe();
     const settled = invoke(
       h,
-      async () => {
-        ran = true;
-        return {};
-      },
+      handler.fn,
       new FakeCall(definition.predict.requestDeserialize(Buffer.from('x'))),
     );
     await ticks();
-    expect(ran).to.equal(false);
+    expect(handler.ran).to.equal(false);
     expect(settled.map((s) => s.err?.code)).to.deep.equal([status.INVALID_ARGUMENT]);
     expect(settled[0]?.err?.details).to.equal('the request could not be decoded: recursion limit exceeded');
   });
