@@ -353,6 +353,19 @@ describe('loadtest A/B split from server metrics', () => {
     }
   });
 
+  it('keeps each version its own series: a version swap mid-run counts both versions', () => {
+    const line = (version: string, n: number) =>
+      `inference_ab_assignments_total{arm="stable",model="conversion",version="${version}",group="baseline",label="0"} ${n}\n`;
+    // Both versions answer during the run (a label moved), each its own series.
+    const before = snap({ stable: line('20261124T041750Z', 100) + line('20261201T114452Z', 10) });
+    const after = snap({ stable: line('20261124T041750Z', 160) + line('20261201T114452Z', 40) });
+    expect(abSplit(before, after).byArm).to.deep.equal({ stable: 60 + 30 });
+    // A version that appears only after the start counts from zero.
+    expect(abSplit(snap({ stable: line('20261124T041750Z', 100) }), after).byArm).to.deep.equal({
+      stable: 60 + 40,
+    });
+  });
+
   it('counts a reset counter from zero and leaves out endpoints not read both times', () => {
     const before = snap({ canary: METRICS_AFTER }, { stable: 'ECONNREFUSED' });
     const after = snap({ canary: METRICS_BEFORE, stable: STABLE_AFTER });

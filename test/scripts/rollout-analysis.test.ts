@@ -164,3 +164,32 @@ describe('rollout command line', () => {
     for (const [argv, re] of bad) expect(() => parse(...argv), argv.join(' ')).to.throw(UsageError, re);
   });
 });
+
+describe('rollout analysis at a 100% canary step', () => {
+  it("judges the canary against stable's figures from the previous step, and says so", () => {
+    const stable = arm({ ok: 5000, codes: { INTERNAL: 5 }, envoy: [5005, 5] });
+    const previous = armFigures(ZERO, stable);
+    const noStable = arm({ ok: 0, envoy: [0, 0] });
+    const healthy = analyse(
+      snap(0, ZERO, ZERO),
+      snap(60_000, noStable, arm({ ok: 4000, envoy: [4000, 0] })),
+      DEFAULT_THRESHOLDS,
+      previous,
+    );
+    expect(healthy.verdict).to.equal('pass');
+    expect(healthy.stableFromBaseline).to.equal(true);
+    expect(healthy.checks[0]?.detail).to.match(/stable: its figures at the previous step/);
+    // Without a baseline, no verdict: nothing to compare with.
+    expect(
+      analyse(snap(0, ZERO, ZERO), snap(60_000, noStable, arm({ ok: 4000, envoy: [4000, 0] }))).verdict,
+    ).to.equal('inconclusive');
+    // The baseline still catches a canary that got worse than stable was.
+    const worse = analyse(
+      snap(0, ZERO, ZERO),
+      snap(60_000, noStable, arm({ ok: 3960, codes: { INTERNAL: 40 }, envoy: [4000, 40] })),
+      DEFAULT_THRESHOLDS,
+      previous,
+    );
+    expect(worse.verdict).to.equal('fail');
+  });
+});

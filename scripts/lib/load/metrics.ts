@@ -106,8 +106,9 @@ export interface AbSplit {
   readonly unreachable: Readonly<Record<string, string>>;
 }
 
+/** A series is its full label set (model and version too: a version swap mid-run starts new series). */
 function seriesKey(s: Sample): string {
-  return JSON.stringify([s.labels.arm, s.labels.group, s.labels.label]);
+  return JSON.stringify(Object.entries(s.labels).sort(([a], [b]) => a.localeCompare(b)));
 }
 
 /**

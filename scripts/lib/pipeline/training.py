@@ -171,5 +171,5 @@ def run(args: argparse.Namespace) -> Path:
         log(f"rebuilt report/speed of {final} in {time.time() - t0:.1f}s")
         return final
     final = P.publish(model_dir, version, files, extra_writer=write_report)
-    log(f"published {final} in {time.time() - t0:.1f}s")
+    log(f"wrote {final} in {time.time() - t0:.1f}s; publish it with: npm run publish-model -- {final} --to <repository>")
     return final

@@ -13,7 +13,7 @@ import type { EnvoyAdmin } from '../envoy/admin.js';
 import { type Weights, weightsForCanary } from '../envoy/config.js';
 import { switchWeights } from '../envoy/switch.js';
 import { versionsIn } from '../versions.js';
-import { type Analysis, type Arm, analyse, type Thresholds } from './analysis.js';
+import { type Analysis, type Arm, type ArmFigures, analyse, type Thresholds } from './analysis.js';
 import { type MetricsEndpoints, modelOn, type ServerView, servers, snapshot } from './sources.js';
 import { initialState, type RolloutState, readState, saveState } from './state.js';
 
@@ -167,18 +167,23 @@ export async function canary(ctx: RolloutContext, version: string): Promise<Roll
       steps: [],
       step: -1,
       lastAnalysis: undefined,
+      stableBaseline: undefined,
     },
     'canary',
     `canary label → ${version}; every canary server serves it; canary weight 0`,
   );
 }
 
-/** One analysis over `intervalMs` with the weights in force. */
-export async function analyseOnce(ctx: RolloutContext, intervalMs: number): Promise<Analysis> {
+/** One analysis over `intervalMs` with the weights in force (see `analyse` for `stableBaseline`). */
+export async function analyseOnce(
+  ctx: RolloutContext,
+  intervalMs: number,
+  stableBaseline?: ArmFigures,
+): Promise<Analysis> {
   const before = await snapshot(ctx.admin, ctx.metrics);
   await sleep(intervalMs, undefined, { signal: ctx.signal });
   const after = await snapshot(ctx.admin, ctx.metrics);
-  return analyse(before, after, ctx.thresholds);
+  return analyse(before, after, ctx.thresholds, stableBaseline);
 }
 
 /** Prints an analysis: one line per check, then the verdict. */
@@ -194,6 +199,13 @@ export interface StartOptions {
   readonly failureThreshold: number;
   /** Inconclusive analyses at one step before the command stops, holding the step. */
   readonly maxHolds: number;
+}
+
+/** Stable's figures when `a` measured stable itself on a full sample, else the previous baseline. */
+function nextBaseline(s: RolloutState, a: Analysis): ArmFigures | undefined {
+  return !a.stableFromBaseline && a.arms.stable.calls >= a.thresholds.minCalls
+    ? a.arms.stable
+    : s.stableBaseline;
 }
 
 /**
@@ -234,9 +246,14 @@ export async function start(ctx: RolloutContext, o: StartOptions): Promise<Rollo
     let failures = 0;
     let holds = 0;
     for (;;) {
-      const a = await analyseOnce(ctx, o.intervalMs);
+      const a = await analyseOnce(ctx, o.intervalMs, s.stableBaseline);
       printAnalysis(ctx, a);
-      s = await saveState(ctx.statePath, { ...s, lastAnalysis: a }, 'analysis', a.summary);
+      s = await saveState(
+        ctx.statePath,
+        { ...s, lastAnalysis: a, stableBaseline: nextBaseline(s, a) },
+        'analysis',
+        a.summary,
+      );
       if (a.verdict === 'pass') break;
       if (a.verdict === 'fail') {
         failures++;

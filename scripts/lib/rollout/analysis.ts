@@ -116,6 +116,8 @@ export interface Analysis {
   readonly arms: Readonly<Record<Arm, ArmFigures>>;
   readonly checks: readonly Check[];
   readonly thresholds: Thresholds;
+  /** True when stable's figures are the previous step's (this interval had too few stable calls). */
+  readonly stableFromBaseline: boolean;
   /** One sentence: why it failed, or what is missing. */
   readonly summary: string;
 }
@@ -190,16 +192,30 @@ export function armFigures(before: ArmCounters, after: ArmCounters): ArmFigures 
 const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
 const ms = (x: number | undefined) => (x === undefined ? 'n/a' : `${x.toFixed(2)} ms`);
 
-/** Judges canary against stable between two snapshots. */
-export function analyse(before: Snapshot, after: Snapshot, t: Thresholds = DEFAULT_THRESHOLDS): Analysis {
+/**
+ * Judges canary against stable between two snapshots. `stableBaseline` stands
+ * in for stable when stable has too few calls of its own in this interval —
+ * at a 100% canary step no user reaches stable — so the relative limits
+ * compare with stable as it was measured at the previous step.
+ */
+export function analyse(
+  before: Snapshot,
+  after: Snapshot,
+  t: Thresholds = DEFAULT_THRESHOLDS,
+  stableBaseline?: ArmFigures,
+): Analysis {
+  const measured = armFigures(before.arms.stable, after.arms.stable);
+  const useBaseline =
+    stableBaseline !== undefined && measured.calls < t.minCalls && stableBaseline.calls >= t.minCalls;
   const arms = {
-    stable: armFigures(before.arms.stable, after.arms.stable),
+    stable: useBaseline ? (stableBaseline as ArmFigures) : measured,
     canary: armFigures(before.arms.canary, after.arms.canary),
   };
   const { stable, canary } = arms;
   const checks: Check[] = [];
   const missing: string[] = [];
   for (const arm of ['canary', 'stable'] as const) {
+    if (arm === 'stable' && useBaseline) continue;
     if (after.arms[arm].endpoints === 0) missing.push(`no ${arm} metrics endpoint answered`);
     if (arms[arm].calls < t.minCalls) missing.push(`${arms[arm].calls} ${arm} calls (need ${t.minCalls})`);
   }
@@ -210,7 +226,9 @@ export function analyse(before: Snapshot, after: Snapshot, t: Thresholds = DEFAU
     stable: stable.calls,
     delta: undefined,
     limit: `≥ ${t.minCalls} calls per arm`,
-    detail: missing.length ? missing.join('; ') : `${canary.calls} canary and ${stable.calls} stable calls`,
+    detail: missing.length
+      ? missing.join('; ')
+      : `${canary.calls} canary and ${stable.calls} stable calls${useBaseline ? ' (stable: its figures at the previous step; no user reaches it now)' : ''}`,
   });
 
   if (canary.errorRate !== undefined) {
@@ -264,6 +282,7 @@ export function analyse(before: Snapshot, after: Snapshot, t: Thresholds = DEFAU
     arms,
     checks,
     thresholds: t,
+    stableFromBaseline: useBaseline,
     summary,
   };
 }

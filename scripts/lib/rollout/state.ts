@@ -12,7 +12,7 @@ import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../envoy/files.js';
-import type { Analysis } from './analysis.js';
+import type { Analysis, ArmFigures } from './analysis.js';
 
 /**
  * Where a rollout stands.
@@ -45,6 +45,11 @@ export interface RolloutState {
   /** The canary weight to return to after a promotion (the base split). */
   readonly baseCanary: number;
   readonly lastAnalysis: Analysis | undefined;
+  /**
+   * Stable's figures from the last analysis that measured stable on a full
+   * sample: what a 100% canary step compares with, when no user reaches stable.
+   */
+  readonly stableBaseline?: ArmFigures | undefined;
   readonly updatedAt: string;
   readonly history: readonly HistoryEntry[];
 }
