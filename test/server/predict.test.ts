@@ -1,12 +1,14 @@
 import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:http2';
 import { join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { asPredictionRecord } from '../../server/call-log.js';
 import { INTERNAL_MESSAGE } from '../../server/errors.js';
-import type {
-  GetModelMetadataResponse,
-  ListModelsResponse,
+import {
+  type GetModelMetadataResponse,
+  type ListModelsResponse,
+  PredictRequest,
 } from '../../server/generated/inference/v1/inference.js';
 import {
   asLogged,
@@ -27,6 +29,46 @@ import {
 interface Golden {
   referenceTime: string;
   cases: { id: string; record: Record<string, unknown>; score: number; label: number }[];
+}
+
+/**
+ * One unary call over raw HTTP/2 (gRPC's wire format: a 5-byte length prefix, then
+ * the message) with a `grpc-timeout` header and no client-side deadline; resolves
+ * with the grpc-status the server ends it with.
+ */
+function unaryWithTimeout(
+  port: number,
+  path: string,
+  message: Uint8Array,
+  grpcTimeout: string,
+): Promise<{ grpcStatus: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const session = connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': grpcTimeout,
+    });
+    let grpcStatus: string | undefined;
+    const take = (h: Record<string, unknown>) => {
+      if (h['grpc-status'] !== undefined) grpcStatus = String(h['grpc-status']);
+    };
+    req.on('response', take);
+    req.on('trailers', take);
+    req.on('data', () => undefined);
+    req.on('error', reject);
+    req.on('close', () => {
+      session.close();
+      resolve({ grpcStatus });
+    });
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    frame.set(message, 5);
+    req.end(frame);
+  });
 }
 
 function golden(version: string): Golden {
@@ -351,13 +393,30 @@ describe('Predict limits and availability', function () {
   });
 
   it('a caller whose deadline passes is counted as DEADLINE_EXCEEDED and frees its slot at once', async () => {
-    // A long batching delay holds the call past the caller's 50 ms deadline.
-    const t = await startApp({ MODEL_BATCHING: 'conversion=64/400ms' });
+    // A long batching delay holds the call past its 50 ms deadline.
+    const t = await startApp({ MODEL_BATCHING: 'conversion=64/1000ms' });
     try {
-      const err = await expectGrpcError(
-        predict(t.client, { instances: [{ ...SAMPLE_RECORD }] }, undefined, 50),
+      const runs = async () =>
+        (await t.registry.getSingleMetric('inference_model_run_duration_seconds')?.get())?.values.find(
+          (v) => (v as { metricName?: string }).metricName === 'inference_model_run_duration_seconds_count',
+        )?.value ?? 0;
+      const runsBefore = await runs();
+      // A grpc-js client cancels at its own deadline, and its RST_STREAM can reach the
+      // server before the server's deadline (arrival + grpc-timeout) passes: the server
+      // then sees a plain cancellation. Over raw HTTP/2 nothing cancels, so only the
+      // deadline can end the call.
+      const answer = await unaryWithTimeout(
+        t.ports.grpc,
+        '/inference.v1.InferenceService/Predict',
+        PredictRequest.encode({
+          model: 'conversion',
+          version: '',
+          requestId: 'late-1',
+          instances: [{ ...SAMPLE_RECORD }],
+        }).finish(),
+        '50m',
       );
-      expect(err.code).to.equal(status.DEADLINE_EXCEEDED);
+      expect(answer.grpcStatus).to.equal(String(status.DEADLINE_EXCEEDED));
       const app = t;
       const count = async (code: string) =>
         (await app.registry.getSingleMetric('inference_requests_total')?.get())?.values.find(
@@ -371,6 +430,8 @@ describe('Predict limits and availability', function () {
       const inFlight = (await t.registry.getSingleMetric('inference_in_flight_requests')?.get())?.values[0]
         ?.value;
       expect(inFlight).to.equal(0);
+      // At once: the slot is free while the batch holding the call has not even run.
+      expect(await runs(), 'model runs since the call').to.equal(runsBefore);
     } finally {
       await t.stop();
     }
