@@ -4,15 +4,16 @@
  * loop that records which arm answered each call.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import type { EnvoyAdmin } from '../../scripts/lib/envoy/admin.js';
 import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/lib/envoy/config.js';
 import { bootstrapText, routesText } from '../../scripts/lib/envoy/files.js';
+import { waitClustersHealthy } from '../../scripts/lib/envoy/health.js';
 import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/lib/envoy/process.js';
+import { freePort } from '../../scripts/lib/ports.js';
+import { parseSamples, sampleValue } from '../../scripts/lib/prometheus.js';
 import { olderAndNewer } from '../../scripts/lib/versions.js';
 import {
   InferenceServiceClient,
@@ -148,12 +149,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
     });
     started.push(envoy);
     const admin = envoy.admin;
-    await waitFor(
-      'Envoy to see stable and canary healthy',
-      async () => (await admin.clusterHealthy('stable')) && (await admin.clusterHealthy('canary')),
-      15_000,
-      50,
-    );
+    await waitClustersHealthy(envoy, { stable: 1, canary: 1 }, { timeoutMs: 15_000, intervalMs: 50 });
     const port = await admin.listenerPort('grpc_ingress');
     const adminViewPort = await admin.listenerPort('admin_view');
     const client = new InferenceServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
@@ -186,12 +182,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
         const next = await spawnServer({ ...env.canary, ...extra, GRPC_PORT: String(stack.canaryPort) });
         started.push(next);
         stack.canary = next;
-        await waitFor(
-          'Envoy to see the new canary healthy',
-          () => admin.clusterHealthy('canary'),
-          15_000,
-          50,
-        );
+        await waitClustersHealthy(envoy, { canary: 1 }, { timeoutMs: 15_000, intervalMs: 50 });
         return next;
       },
       stop: stopAll,
@@ -225,16 +216,7 @@ export async function loggedCalls(
 }
 
 /** A port free right now (bound and released); used where a config must name a port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /**
  * A positive and a negative record for a model version, taken from its QA
@@ -415,19 +397,5 @@ export function withinSigma(observed: number, n: number, p: number, k = 4): { ok
 
 /** Prometheus text → value of the sample with exactly these labels (0 when absent). */
 export function metricValue(text: string, name: string, labels: Record<string, string>): number {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const m = /^[^{]+\{([^}]*)\}\s+(\S+)/.exec(line);
-    if (!m?.[1] || !m[2]) continue;
-    const got = Object.fromEntries(
-      [...m[1].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1] as string, x[2] as string]),
-    );
-    if (
-      Object.entries(labels).every(([k, v]) => got[k] === v) &&
-      Object.keys(got).length === Object.keys(labels).length
-    ) {
-      return Number(m[2]);
-    }
-  }
-  return 0;
+  return sampleValue(parseSamples(text), name, labels) ?? 0;
 }

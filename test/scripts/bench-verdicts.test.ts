@@ -1,24 +1,24 @@
 import { expect } from 'chai';
+import { withExtraStableEndpoints } from '../../scripts/lib/bench/envoy.js';
 import { predictArray, USERS } from '../../scripts/lib/bench/measure.js';
 import { parseBenchArgs } from '../../scripts/lib/bench/options.js';
-import { withExtraStableEndpoints } from '../../scripts/lib/bench/processes.js';
 import { readServerScrape } from '../../scripts/lib/bench/scrape.js';
+import { measurementTable, sideBySideTable } from '../../scripts/lib/bench/tables.js';
 import {
   combineRounds,
   cpuPerCall,
   DEFAULT_TARGETS,
   type Measurement,
-  measurementTable,
   ratios,
   rssGrowth,
   type SideBySide,
-  sideBySideTable,
   verdicts,
 } from '../../scripts/lib/bench/verdicts.js';
 import { UsageError } from '../../scripts/lib/cli.js';
 import { bootstrap, LOCAL_BOOTSTRAP } from '../../scripts/lib/envoy/config.js';
 import { SEED_RECORD } from '../../scripts/lib/load/payload.js';
 import { parseSoakArgs, soakVerdicts } from '../../scripts/load/soak.js';
+import { USER_ID_HEADER } from '../../server/headers.js';
 
 /** A made-up measurement: the figures below are inputs, not timings of anything. */
 function m(over: Partial<Measurement> = {}): Measurement {
@@ -305,7 +305,7 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
       version: '',
       instances: [{ ...SEED_RECORD, userId: 102079313 }],
     });
-    expect(metadata).to.deep.equal({ 'x-user-id': '{{add 102079311 (mod .RequestNumber 3)}}' });
+    expect(metadata).to.deep.equal({ [USER_ID_HEADER]: '{{add 102079311 (mod .RequestNumber 3)}}' });
     expect(JSON.parse(predictArray('m').data)).to.have.length(USERS);
   });
 
@@ -333,19 +333,32 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
 
   it('reads RSS, loaded versions and rows per ONNX Runtime run from /metrics text', () => {
     const text = [
+      // Shaped like prom-client 15's output (TYPE lines, histogram buckets).
       '# HELP process_resident_memory_bytes Resident memory size in bytes.',
+      '# TYPE process_resident_memory_bytes gauge',
       'process_resident_memory_bytes 171442176',
+      '# TYPE inference_model_version_info gauge',
       'inference_model_version_info{model="conversion",version="20261124T041754Z",state="serving"} 1',
       'inference_model_version_info{model="conversion",version="20261124T041750Z",state="loaded"} 1',
       'inference_model_version_info{model="conversion",version="20261124T041000Z",state="loaded"} 0',
+      '# HELP inference_batch_instances Rows per ONNX Runtime run (after any dynamic batching).',
+      '# TYPE inference_batch_instances histogram',
+      'inference_batch_instances_bucket{le="1",model="conversion"} 80',
+      'inference_batch_instances_bucket{le="32",model="conversion"} 100',
+      'inference_batch_instances_bucket{le="+Inf",model="conversion"} 100',
       'inference_batch_instances_sum{model="conversion"} 300',
       'inference_batch_instances_count{model="conversion"} 100',
+      'inference_batch_instances_bucket{le="1",model="other"} 10',
+      'inference_batch_instances_bucket{le="32",model="other"} 20',
+      'inference_batch_instances_bucket{le="+Inf",model="other"} 20',
+      'inference_batch_instances_sum{model="other"} 100',
+      'inference_batch_instances_count{model="other"} 20',
     ].join('\n');
     expect(readServerScrape(text)).to.deep.equal({
       rssBytes: 171442176,
       versions: ['conversion@20261124T041750Z (loaded)', 'conversion@20261124T041754Z (serving)'],
-      meanBatchRows: 3,
-      runs: 100,
+      meanBatchRows: 400 / 120,
+      runs: 120,
     });
     expect(readServerScrape('').meanBatchRows).to.equal(undefined);
   });

@@ -8,7 +8,7 @@ import {
   histogramQuantile,
   type Snapshot,
 } from '../../scripts/lib/rollout/analysis.js';
-import { parseRolloutArgs } from '../../scripts/ops/rollout.js';
+import { parseRolloutArgs } from '../../scripts/lib/rollout/options.js';
 
 const INF = Number.POSITIVE_INFINITY;
 

@@ -9,12 +9,15 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { USER_ID_HEADER } from '../../../server/headers.js';
-import { type GhzRun, ghzArgs, readGhzReport, spawnGhz, summarize } from '../load/ghz.js';
+import { spawnGhz } from '../load/ghz.js';
+import { type GhzRun, ghzArgs } from '../load/ghz-args.js';
+import { readGhzReport } from '../load/ghz-report.js';
 import { SEED_RECORD, USER_ID_BASE } from '../load/payload.js';
 import { PREDICT_CALL, PROTO_FILE, PROTO_IMPORT_PATH } from '../load/run.js';
+import { summarize } from '../load/summary.js';
 import type { ToolRunOptions } from '../tool-process.js';
 import { errorKinds, heyArgs, runHey } from './hey.js';
-import { cpuTimesMs } from './processes.js';
+import { cpuTimesMs } from './process-stats.js';
 import type { Measurement } from './verdicts.js';
 
 /** How hard to push: closed loop (`rps` omitted) or paced. */

@@ -40,7 +40,7 @@ export const USER_ID_BASE = SEED_RECORD.userId as number;
 const USER_ID_EXPR = `add ${USER_ID_BASE} .RequestNumber`;
 
 /** The user id of call n, as a template. */
-export const USER_ID_TEMPLATE = `{{${USER_ID_EXPR}}}`;
+const USER_ID_TEMPLATE = `{{${USER_ID_EXPR}}}`;
 
 /** A record to send, and where it came from (for the summary). */
 export interface PayloadRecord {

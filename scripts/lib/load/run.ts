@@ -8,7 +8,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MODELS_DIR, PROTO_DIR } from '../paths.js';
 import { versionStamp } from '../versions.js';
-import { checkSlo, type GhzRun, ghzArgs, readGhzReport, spawnGhz, summarize } from './ghz.js';
+import { spawnGhz } from './ghz.js';
+import { type GhzRun, ghzArgs } from './ghz-args.js';
+import { readGhzReport } from './ghz-report.js';
 import { abSplit, predictCalls, type Snapshot, snapshot } from './metrics.js';
 import type { LoadtestOptions } from './options.js';
 import {
@@ -19,6 +21,8 @@ import {
   SEED_RECORD,
 } from './payload.js';
 import { type LoadtestResult, passed, renderHtml } from './report.js';
+import { checkSlo } from './slo.js';
+import { summarize } from './summary.js';
 
 /** The method a load test drives. */
 export const PREDICT_CALL = 'inference.v1.InferenceService/Predict';

@@ -11,7 +11,8 @@ import {
 } from '../../../server/generated/inference/v1/inference.js';
 import type { EnvoyAdmin } from '../envoy/admin.js';
 import { CLUSTER } from '../envoy/config.js';
-import { metricsUrl, parsePrometheusText } from '../load/metrics.js';
+import { metricsUrl } from '../load/metrics.js';
+import { parseSamples } from '../prometheus.js';
 import { type Arm, type ArmCounters, DATA_PLANE_METHODS, type Snapshot } from './analysis.js';
 
 /** Envoy clusters that carry each arm's traffic (the canary's weight goes to the aggregate). */
@@ -63,7 +64,7 @@ async function serverCounters(arm: Arm, endpoints: readonly string[]): Promise<O
   for (const text of texts) {
     if (text === undefined) continue;
     answered++;
-    for (const s of parsePrometheusText(text, new Set([REQUESTS, DURATION_BUCKET]))) {
+    for (const s of parseSamples(text, new Set([REQUESTS, DURATION_BUCKET]))) {
       if (!DATA_PLANE_METHODS.includes(s.labels.method ?? '') || s.labels.arm !== arm) continue;
       if (s.name === REQUESTS) {
         const code = s.labels.code ?? 'UNKNOWN';
