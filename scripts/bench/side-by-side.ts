@@ -5,6 +5,7 @@
  * generator of the same kind:
  *
  *   direct  this server, one process                                                   — ghz
+ *           (and, not judged, the same server through the Open Inference Protocol's ModelInfer)
  *   envoy   Envoy → stable + canary servers, 90/10, as the real stack                  — ghz
  *   flask   the seed's way: Flask's threaded dev server, sklearn in Python, JSON       — hey
  *   floor   bare grpc-js + the generated stubs, constant answer (scripts/bench/floor-server.ts) — ghz

@@ -5,7 +5,9 @@
  * `npm run rollout -- --help`. The work is in scripts/lib/rollout/.
  */
 import { runIfMain, UsageError } from '../lib/cli.js';
+import { runConfigMapWeights } from '../lib/deploy/routes-configmap.js';
 import { AdminError, EnvoyAdmin } from '../lib/envoy/admin.js';
+import { weightsForCanary } from '../lib/envoy/config.js';
 import { SwitchError } from '../lib/envoy/switch.js';
 import {
   analyseOnce,
@@ -67,6 +69,13 @@ async function main(argv: readonly string[]): Promise<number> {
     out,
     signal: controller.signal,
   };
+
+  // Kubernetes: the routes ConfigMap changes through the API server, whose
+  // resourceVersion check stands in for the local lock file.
+  if (args.kube) {
+    const weights = weightsForCanary(Number(args.operand));
+    return runConfigMapWeights(args.kube, weights, ctx.admin, args.switchTimeoutMs, out);
+  }
 
   // Read-only actions need no lock; the others change the stack, one at a time.
   const changes = !['status', 'analyze'].includes(args.action);

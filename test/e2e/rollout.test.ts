@@ -115,7 +115,21 @@ describe('rollout: publish → canary → steps gated by analysis → promote', 
     expect(cli.state()).to.include({ phase: 'canary-ready', canaryVersion: TRIAL, stableVersion: OLDER });
 
     const t0 = Date.now();
-    const start = await cli.run(['start', '--steps', '25,100', '--interval', '3s', '--min-calls', '20']);
+    // The latency gate is judged elsewhere (test/scripts/rollout-analysis.test.ts); on 2 shared
+    // cores two identical arms' p99 differ by 3× under load, which is noise here, not the model.
+    const start = await cli.run([
+      'start',
+      '--steps',
+      '25,100',
+      '--interval',
+      '3s',
+      '--min-calls',
+      '20',
+      '--max-p99-ratio',
+      '1000',
+      '--max-p99-ms',
+      '60000',
+    ]);
     const stepMs = (Date.now() - t0) / 2;
     expect(start.code, start.stdout + start.stderr).to.equal(0);
     expect(start.stdout).to.match(

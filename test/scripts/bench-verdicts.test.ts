@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { withExtraStableEndpoints } from '../../scripts/lib/bench/envoy.js';
-import { predictArray, USERS } from '../../scripts/lib/bench/measure.js';
+import { modelInferArray, predictArray, USERS } from '../../scripts/lib/bench/measure.js';
 import { parseBenchArgs } from '../../scripts/lib/bench/options.js';
 import { readServerScrape } from '../../scripts/lib/bench/scrape.js';
 import { measurementTable, sideBySideTable } from '../../scripts/lib/bench/tables.js';
@@ -307,6 +307,47 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
     });
     expect(metadata).to.deep.equal({ [USER_ID_HEADER]: '{{add 102079311 (mod .RequestNumber 3)}}' });
     expect(JSON.parse(predictArray('m').data)).to.have.length(USERS);
+  });
+
+  it('sends the same requests as ModelInfer for the protocol row: one typed input per field', () => {
+    const { data, metadata } = modelInferArray('conversion', 'typed', 3);
+    const requests = JSON.parse(data) as {
+      model_name: string;
+      model_version: string;
+      inputs: { name: string; datatype: string; shape: number[]; contents: Record<string, unknown[]> }[];
+    }[];
+    expect(requests).to.have.length(3);
+    const [r] = requests.slice(2);
+    expect(r?.model_name).to.equal('conversion');
+    expect(r?.inputs.map((i) => i.name)).to.deep.equal(Object.keys(SEED_RECORD));
+    expect(r?.inputs.find((i) => i.name === 'userId')).to.deep.equal({
+      name: 'userId',
+      datatype: 'INT64',
+      shape: [1],
+      contents: { int64_contents: [102079313] },
+    });
+    const birthday = r?.inputs.find((i) => i.name === 'birthday');
+    expect(birthday?.datatype).to.equal('BYTES');
+    expect(Buffer.from(String(birthday?.contents.bytes_contents?.[0]), 'base64').toString()).to.equal(
+      SEED_RECORD.birthday,
+    );
+    expect(metadata).to.deep.equal(predictArray('conversion', 3).metadata);
+
+    // Raw, as tritonclient sends: the same inputs without contents, one little-endian buffer each.
+    const raw = JSON.parse(modelInferArray('conversion', 'raw', 3).data) as {
+      inputs: { name: string; datatype: string; contents?: unknown }[];
+      raw_input_contents: string[];
+    }[];
+    const last = raw[2];
+    expect(last?.inputs.map((i) => [i.name, i.datatype])).to.deep.equal(
+      r?.inputs.map((i) => [i.name, i.datatype]),
+    );
+    expect(last?.inputs.every((i) => i.contents === undefined)).to.equal(true);
+    const bytes = (name: string) =>
+      Buffer.from(last?.raw_input_contents[last.inputs.findIndex((i) => i.name === name)] ?? '', 'base64');
+    expect(bytes('userId').readBigInt64LE(0)).to.equal(102079313n);
+    expect(bytes('birthday').readUInt32LE(0)).to.equal(SEED_RECORD.birthday?.toString().length);
+    expect(bytes('birthday').subarray(4).toString()).to.equal(SEED_RECORD.birthday);
   });
 
   it('adds stable endpoints to a rendered bootstrap, copying the arm metadata, and leaves the input alone', () => {

@@ -31,6 +31,7 @@ describe('loadtest options', () => {
 
   it('defaults to Envoy at 500/s for 30 s, plaintext, the seed SLOs, reports/ in the project', () => {
     const o = parse();
+    expect(o.protocol).to.equal('predict');
     expect(o.target).to.equal('envoy');
     expect(o.host).to.equal('127.0.0.1:8080');
     expect(o.metrics).to.deep.equal(['127.0.0.1:9464', '127.0.0.1:9465']);
@@ -43,6 +44,11 @@ describe('loadtest options', () => {
     expect(o.slo).to.deep.equal({ p99Ms: 100, maxErrorRate: 0 });
     expect(o.reportsDir).to.equal('/proj/reports');
     expect(Object.isFrozen(o) && Object.isFrozen(o.mode)).to.equal(true);
+  });
+
+  it('drives the Open Inference Protocol with --protocol oip, and refuses any other protocol', () => {
+    expect(parse('--protocol', 'oip').protocol).to.equal('oip');
+    usage('--protocol', 'kserve');
   });
 
   it('resolves named targets and HOST:PORT, with their metrics endpoints', () => {

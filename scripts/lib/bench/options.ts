@@ -48,6 +48,12 @@ and a bare grpc-js floor server; max throughput (closed loop) and p50/p99 at a
 fixed rate, ratios, and verdicts against issue 4's targets. Writes the report
 to reports/bench-<timestamp>.md.
 
+The side section also has two rows, not judged, driving the Open Inference
+Protocol's ModelInfer on the direct server with the same records and users:
+raw_input_contents (as tritonclient sends) and typed contents (as the KServe
+SDK sends), with ModelInfer ÷ Predict throughput and server CPU per call. They
+take the load options below, like every row.
+
 Sections (default: side, about 3 minutes):
   --extras              add logging (LOG_LEVEL info vs warn), batching (off vs
                         MODEL_BATCHING) and scaling (1 → 2 servers behind Envoy)

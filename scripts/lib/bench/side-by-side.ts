@@ -1,6 +1,8 @@
 /**
  * The side-by-side section of `npm run bench`: this server direct, the same
- * server with micro-batching on (not judged), Envoy in front of a stable and
+ * server through the Open Inference Protocol's ModelInfer in both encodings
+ * (not judged: its cost per call beside Predict's), the same server with
+ * micro-batching on (not judged), Envoy in front of a stable and
  * a canary server (90/10), the seed's Flask stack and the grpc-js floor, all
  * started first and then measured in interleaved rounds (max throughput), at
  * a fixed rate, and Envoy at the issue's high rate; then the ratios, the
@@ -30,6 +32,7 @@ import {
   watchServer,
 } from './targets.js';
 import {
+  cpuPerCall,
   DEFAULT_TARGETS,
   type Measurement,
   ratios,
@@ -46,6 +49,19 @@ export function targetsFor(opts: BenchContext['opts']): Targets {
 
 function ratioOf(a: Measurement | undefined, b: Measurement | undefined): number | undefined {
   return a && b && b.okRps > 0 ? a.okRps / b.okRps : undefined;
+}
+
+/** One process's CPU per call in run `a` over run `b`. */
+function cpuRatio(
+  a: Measurement | undefined,
+  b: Measurement | undefined,
+  process: string,
+): number | undefined {
+  const of = (m: Measurement | undefined) =>
+    m ? cpuPerCall(m, CORES).find((c) => c.process === process)?.usPerCall : undefined;
+  const x = of(a);
+  const y = of(b);
+  return x !== undefined && y !== undefined && y > 0 ? x / y : undefined;
 }
 
 const fmtRatio = (x: number | undefined, digits: number) =>
@@ -81,6 +97,23 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
   const { envoy, watch } = await envoyStack(ctx, stable, canary);
   const targets = {
     direct: grpcTarget(ctx, 'direct', direct.host, [watchServer(direct, 'server')]),
+    // Not judged: the same server and records through the Open Inference Protocol, for its cost per call.
+    oipRaw: grpcTarget(
+      ctx,
+      'direct ModelInfer raw',
+      direct.host,
+      [watchServer(direct, 'server')],
+      MODEL,
+      'raw',
+    ),
+    oipTyped: grpcTarget(
+      ctx,
+      'direct ModelInfer typed',
+      direct.host,
+      [watchServer(direct, 'server')],
+      MODEL,
+      'typed',
+    ),
     batched: grpcTarget(ctx, 'direct+batching', batched.host, [watchServer(batched, 'server')]),
     envoy: grpcTarget(ctx, 'envoy', envoy.host, watch),
     flask:
@@ -91,9 +124,15 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
           ]),
     floor: grpcTarget(ctx, 'floor', `127.0.0.1:${floor.port}`, [{ name: 'floor server', pid: floor.pid }]),
   };
-  const order = [targets.direct, targets.batched, targets.envoy, targets.flask, targets.floor].filter(
-    (t): t is Target => t !== undefined,
-  );
+  const order = [
+    targets.direct,
+    targets.oipRaw,
+    targets.oipTyped,
+    targets.batched,
+    targets.envoy,
+    targets.flask,
+    targets.floor,
+  ].filter((t): t is Target => t !== undefined);
 
   progress('[bench] warm-up');
   await warmUp(ctx, order);
@@ -129,6 +168,18 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
     sideBySideTable([
       { name: 'this server, direct', generator: 'ghz (gRPC)', ...runs.direct },
       {
+        name: '(not judged) direct, Open Inference Protocol ModelInfer, raw_input_contents (tritonclient)',
+        generator: 'ghz (gRPC)',
+        max: max.get('direct ModelInfer raw'),
+        rate: rate.get('direct ModelInfer raw'),
+      },
+      {
+        name: '(not judged) direct, Open Inference Protocol ModelInfer, typed contents (KServe SDK)',
+        generator: 'ghz (gRPC)',
+        max: max.get('direct ModelInfer typed'),
+        rate: rate.get('direct ModelInfer typed'),
+      },
+      {
         name: `(not judged) direct, MODEL_BATCHING=${opts.batching}`,
         generator: 'ghz (gRPC)',
         max: max.get('direct+batching'),
@@ -144,6 +195,8 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
     ]),
     '',
     `Max throughput per round (ok/s): direct ${roundsCell(runs.direct?.max)}; ` +
+      `ModelInfer raw ${roundsCell(max.get('direct ModelInfer raw'))}; ` +
+      `ModelInfer typed ${roundsCell(max.get('direct ModelInfer typed'))}; ` +
       `direct+batching ${roundsCell(max.get('direct+batching'))}; envoy ${roundsCell(runs.envoy?.max)}; ` +
       `flask ${roundsCell(runs.flask?.max)}; floor ${roundsCell(runs.floor?.max)}.`,
     '',
@@ -155,6 +208,10 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
     '| --- | ---: |',
     `| ours/Flask throughput (direct max ÷ Flask max) | ${fmtRatio(r.oursOverFlask, 1)} |`,
     `| ours/floor throughput (direct max ÷ floor max) | ${fmtRatio(r.oursOverFloor, 2)} |`,
+    ...(['raw', 'typed'] as const).flatMap((e) => [
+      `| (not judged) ModelInfer ${e} ÷ Predict throughput (direct max) | ${fmtRatio(ratioOf(max.get(`direct ModelInfer ${e}`), runs.direct?.max), 2)} |`,
+      `| (not judged) ModelInfer ${e} ÷ Predict server CPU per call (direct max) | ${fmtRatio(cpuRatio(max.get(`direct ModelInfer ${e}`), runs.direct?.max, 'server'), 2)} |`,
+    ]),
     `| (not judged) direct with batching ÷ floor | ${fmtRatio(ratioOf(max.get('direct+batching'), runs.floor?.max), 2)} |`,
     `| (not judged) direct with batching ÷ Flask | ${fmtRatio(ratioOf(max.get('direct+batching'), runs.flask?.max), 1)} |`,
     `| Envoy's added p50 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP50Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP50Ms)} ms`} |`,
@@ -169,6 +226,8 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
     cpuTable(
       [
         { name: 'direct', m: runs.direct?.max },
+        { name: 'direct ModelInfer raw', m: max.get('direct ModelInfer raw') },
+        { name: 'direct ModelInfer typed', m: max.get('direct ModelInfer typed') },
         { name: 'direct+batching', m: max.get('direct+batching') },
         { name: 'envoy', m: runs.envoy?.max },
         { name: `envoy @${opts.envoyRate}/s`, m: high },

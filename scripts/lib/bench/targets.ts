@@ -1,14 +1,14 @@
 /**
- * What `npm run bench` puts load on, and how: a target is a gRPC host (ghz)
- * or an HTTP URL (hey) with the processes whose CPU a phase records; phases
- * are closed loops or paced, after a warm-up, and throughput comparisons run
- * in interleaved rounds, rotating the order, so that load from elsewhere on a
- * shared machine falls on every target alike.
+ * What `npm run bench` puts load on, and how: a target is a gRPC host (ghz,
+ * Predict or ModelInfer) or an HTTP URL (hey) with the processes whose CPU a
+ * phase records; phases are closed loops or paced, after a warm-up, and
+ * throughput comparisons run in interleaved rounds, rotating the order, so
+ * that load from elsewhere on a shared machine falls on every target alike.
  */
 import { cpus } from 'node:os';
 import { DEFAULT_WEIGHTS } from '../envoy/config.js';
 import { type BenchEnvoy, startEnvoyFor } from './envoy.js';
-import { ghzPhase, heyPhase, type Load, type Progress, type Watched } from './measure.js';
+import { type Encoding, ghzPhase, heyPhase, type Load, type Progress, type Watched } from './measure.js';
 import type { BenchOptions } from './options.js';
 import type { BenchServer, Processes } from './processes.js';
 import { combineRounds, type Measurement } from './verdicts.js';
@@ -37,12 +37,17 @@ export interface Target {
   run(load: Load, label?: string): Promise<Measurement>;
 }
 
+/**
+ * A gRPC target driven by ghz: Predict for `model`, or with `oip` the Open
+ * Inference Protocol's ModelInfer, its tensors encoded as `oip`.
+ */
 export function grpcTarget(
   ctx: BenchContext,
   name: string,
   host: string,
   watch: readonly Watched[],
   model = MODEL,
+  oip?: Encoding,
 ): Target {
   return {
     name,
@@ -52,6 +57,7 @@ export function grpcTarget(
         target: label,
         host,
         model,
+        ...(oip ? { oip } : {}),
         load,
         workDir: ctx.workDir,
         progress: ctx.progress,

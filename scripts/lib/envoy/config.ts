@@ -75,6 +75,8 @@ export interface BootstrapOptions {
   readonly healthCheckIntervalMs: number;
   /** A listener exposing only admin GET endpoints (stats, config_dump, clusters), for containers. */
   readonly adminView?: Endpoint;
+  /** Terminate TLS (HTTP/2 by ALPN) on the gRPC listener with these PEM files. */
+  readonly tls?: { readonly certChainPath: string; readonly privateKeyPath: string };
   /**
    * Fault injection (tests and chaos drills only): abort a share of the calls bound for one
    * upstream cluster with a gRPC status, as a canary that fails for real would. After
@@ -112,6 +114,31 @@ export const CONTAINER_BOOTSTRAP: BootstrapOptions = Object.freeze({
   adminView: { host: '0.0.0.0', port: 9902 },
 });
 
+/**
+ * Host names the Helm chart replaces with its headless Services' names
+ * (deploy/helm/inference-ab/templates/envoy-config.yaml), which depend on the release.
+ */
+export const KUBE_HOST_PLACEHOLDER = Object.freeze({ stable: '__STABLE_HOST__', canary: '__CANARY_HOST__' });
+
+/**
+ * The Helm chart's Envoy: STRICT_DNS on the arms' headless Services (one
+ * address per ready pod), both arms on 50051 (one pod each), routes from the
+ * ConfigMap mounted at /etc/envoy/routes. Kubernetes updates a mounted
+ * ConfigMap by renaming a `..data` symlink inside that directory, which
+ * `watched_directory` sees as a move.
+ */
+export const KUBE_BOOTSTRAP: BootstrapOptions = Object.freeze({
+  ...CONTAINER_BOOTSTRAP,
+  stable: { host: KUBE_HOST_PLACEHOLDER.stable, port: 50051 },
+  canary: { host: KUBE_HOST_PLACEHOLDER.canary, port: 50051 },
+});
+
+/** KUBE_BOOTSTRAP terminating TLS with the certificate of a kubernetes.io/tls Secret mounted at /etc/envoy/tls. */
+export const KUBE_TLS_BOOTSTRAP: BootstrapOptions = Object.freeze({
+  ...KUBE_BOOTSTRAP,
+  tls: { certChainPath: '/etc/envoy/tls/tls.crt', privateKeyPath: '/etc/envoy/tls/tls.key' },
+});
+
 const TYPE = {
   hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
   router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
@@ -123,6 +150,7 @@ const TYPE = {
   aggregate: 'type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig',
   previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
   routeConfig: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+  downstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
   downstreamConnections:
     'type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig',
 } as const;
@@ -367,8 +395,28 @@ function ingressListener(o: BootstrapOptions) {
             },
           },
         ],
+        ...(o.tls ? { transport_socket: downstreamTls(o.tls) } : {}),
       },
     ],
+  };
+}
+
+/** TLS on the listener, HTTP/2 only (gRPC): envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext. */
+function downstreamTls(tls: NonNullable<BootstrapOptions['tls']>) {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': TYPE.downstreamTls,
+      common_tls_context: {
+        alpn_protocols: ['h2'],
+        tls_certificates: [
+          {
+            certificate_chain: { filename: tls.certChainPath },
+            private_key: { filename: tls.privateKeyPath },
+          },
+        ],
+      },
+    },
   };
 }
 

@@ -11,6 +11,8 @@ import {
   bootstrap,
   CONTAINER_BOOTSTRAP,
   DEFAULT_WEIGHTS,
+  KUBE_BOOTSTRAP,
+  KUBE_TLS_BOOTSTRAP,
   LOCAL_BOOTSTRAP,
   routesFile,
   type Weights,
@@ -49,6 +51,16 @@ export function committedEnvoyFiles(): Record<string, string> {
       'docker-compose.yml: Compose service names, STRICT_DNS, RDS directory mounted at /etc/envoy/routes.',
     ),
     'envoy/routes/routes.yaml': routesText(DEFAULT_WEIGHTS, INITIAL_ROUTES_VERSION),
+    // The Helm chart's copies (a chart reads only files inside itself).
+    'deploy/helm/inference-ab/files/envoy.yaml': bootstrapText(
+      KUBE_BOOTSTRAP,
+      'Helm chart: headless Services (placeholders filled by the chart), routes ConfigMap at /etc/envoy/routes.',
+    ),
+    'deploy/helm/inference-ab/files/envoy-tls.yaml': bootstrapText(
+      KUBE_TLS_BOOTSTRAP,
+      'Helm chart with envoy.tls.enabled: as envoy.yaml, terminating TLS with the Secret at /etc/envoy/tls.',
+    ),
+    'deploy/helm/inference-ab/files/routes.yaml': routesText(DEFAULT_WEIGHTS, INITIAL_ROUTES_VERSION),
   };
 }
 

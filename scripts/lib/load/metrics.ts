@@ -49,11 +49,11 @@ export async function snapshot(endpoints: readonly string[], timeoutMs = 1000): 
   return { byEndpoint, failures };
 }
 
-/** Predict calls the servers have answered so far (any status), summed over endpoints. */
-export function predictCalls(snap: Snapshot): number {
+/** Calls of `method` (Predict by default) the servers have answered so far (any status), summed over endpoints. */
+export function predictCalls(snap: Snapshot, method = 'Predict'): number {
   let n = 0;
   for (const samples of snap.byEndpoint.values()) {
-    for (const s of samples) if (s.name === REQUESTS_METRIC && s.labels.method === 'Predict') n += s.value;
+    for (const s of samples) if (s.name === REQUESTS_METRIC && s.labels.method === method) n += s.value;
   }
   return n;
 }

@@ -33,7 +33,11 @@ export type PayloadChoice =
   | { readonly kind: 'mixed' }
   | { readonly kind: 'file'; readonly path: string };
 
+/** The API a load test drives: `inference.v1` Predict, or the Open Inference Protocol's ModelInfer. */
+export type Protocol = 'predict' | 'oip';
+
 export interface LoadtestOptions {
+  readonly protocol: Protocol;
   /** `envoy`, `stable`, `canary`, or `host:port` as given. */
   readonly target: string;
   /** host:port ghz dials. */
@@ -61,8 +65,11 @@ export interface LoadtestOptions {
 
 export const USAGE = `Usage: npm run loadtest -- [options]
 
-Drives inference.v1.InferenceService/Predict with ghz and checks the SLOs.
+Drives inference.v1.InferenceService/Predict (or, with --protocol oip, the Open
+Inference Protocol's inference.GRPCInferenceService/ModelInfer) with ghz and
+checks the SLOs.
 
+  --protocol P            predict (default) or oip: the same records and users either way
   --target T              envoy (127.0.0.1:8080, default), stable (127.0.0.1:50051),
                           canary (127.0.0.1:50052), or HOST:PORT
   --rps N                 fixed rate, calls per second (default ${DEFAULT_RPS})
@@ -139,6 +146,7 @@ function parseMetrics(raw: string): string[] {
 export function parseLoadtestArgs(argv: readonly string[], cwd: string = process.cwd()): LoadtestOptions {
   const { values } = parseCommandLine(argv, {
     target: { type: 'string', default: 'envoy' },
+    protocol: { type: 'string', default: 'predict' },
     rps: { type: 'string' },
     concurrency: { type: 'string' },
     duration: { type: 'string', default: '30s' },
@@ -157,6 +165,10 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
     reports: { type: 'string', default: 'reports' },
   });
   const str = (k: keyof typeof values) => values[k] as string;
+  const protocol = str('protocol');
+  if (protocol !== 'predict' && protocol !== 'oip') {
+    throw new UsageError(`--protocol must be predict or oip, got "${protocol}".`);
+  }
   const target = str('target');
   const { host, slug, metrics: defaultMetrics } = resolveTarget(target);
 
@@ -203,6 +215,7 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
   };
 
   return deepFreeze({
+    protocol,
     target,
     host,
     slug,

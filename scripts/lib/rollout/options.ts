@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { VERSION_PATTERN } from '../../../server/model-manifest.js';
 import { parseCommandLine, parseDuration } from '../args.js';
 import { UsageError } from '../cli.js';
+import type { KubeRoutesTarget } from '../deploy/routes-configmap.js';
 import { DEFAULT_WEIGHTS, LOCAL_BOOTSTRAP, TOTAL_WEIGHT } from '../envoy/config.js';
 import { PROJECT_ROOT } from '../paths.js';
 import { DEFAULT_THRESHOLDS, type Thresholds } from './analysis.js';
@@ -63,7 +64,12 @@ Options:
   --stable-metrics H:P,...   the stable servers' /metrics (default 127.0.0.1:9464)
   --canary-metrics H:P,...   the canary servers' /metrics (default 127.0.0.1:9465)
   --serve-timeout 60s        how long servers may take to serve a label change (default 60s)
-  --timeout-ms 10000         how long Envoy may take to load a routes file (default 10000)
+  --timeout-ms 10000         how long Envoy may take to load a routes file (default 10000;
+                             120000 with --kube-configmap, for the kubelet's ConfigMap refresh)
+  --kube-configmap NAME      weights only: change the Helm chart's routes ConfigMap through the
+                             Kubernetes API (kubectl) instead of --routes; with --admin, wait until
+                             that Envoy serves it. --namespace NS (default "default"),
+                             --kubeconfig FILE, --context NAME pick the cluster
   --json                     \`status\` and \`analyze\`: machine-readable output on stdout
 
 Exit codes: 0 done (analyze: pass), 1 failed or rolled back (analyze: fail), 2 usage,
@@ -95,6 +101,8 @@ export interface RolloutArgs {
   readonly canaryMetrics: readonly string[];
   readonly serveTimeoutMs: number;
   readonly switchTimeoutMs: number;
+  /** `weights --kube-configmap`: the routes live in this ConfigMap (scripts/lib/deploy/routes-configmap.ts). */
+  readonly kube?: KubeRoutesTarget;
 }
 
 function num(
@@ -154,6 +162,10 @@ export function parseRolloutArgs(argv: readonly string[], cwd: string = process.
       'timeout-ms': { type: 'string' },
       // `npm run weights -- --canary N`: the weights action's own flag.
       canary: { type: 'string' },
+      'kube-configmap': { type: 'string' },
+      namespace: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      context: { type: 'string' },
     },
     true,
   );
@@ -195,6 +207,7 @@ export function parseRolloutArgs(argv: readonly string[], cwd: string = process.
   const admin = s('admin') ?? `${LOCAL_BOOTSTRAP.admin.host}:${LOCAL_BOOTSTRAP.admin.port}`;
   if (!/^(https?:\/\/)?[A-Za-z0-9.\-[\]:]+:\d{1,5}\/?$/.test(admin))
     throw new UsageError(`--admin must be host:port, got "${admin}"`);
+  const kube = kubeTarget(action, s, cwd);
   const model = s('model') ?? 'conversion';
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(model))
     throw new UsageError(`--model must be a model name, got "${model}"`);
@@ -236,6 +249,35 @@ export function parseRolloutArgs(argv: readonly string[], cwd: string = process.
     stableMetrics: endpoints(s('stable-metrics'), '--stable-metrics', '127.0.0.1:9464'),
     canaryMetrics: endpoints(s('canary-metrics'), '--canary-metrics', '127.0.0.1:9465'),
     serveTimeoutMs,
-    switchTimeoutMs: num(s('timeout-ms'), '--timeout-ms', 10_000, 100, 600_000, true),
+    switchTimeoutMs: num(s('timeout-ms'), '--timeout-ms', kube ? 120_000 : 10_000, 100, 600_000, true),
+    ...(kube ? { kube } : {}),
+  };
+}
+
+/** `--kube-configmap` and its companions, checked; undefined without it. */
+function kubeTarget(
+  action: Action,
+  s: (k: string) => string | undefined,
+  cwd: string,
+): KubeRoutesTarget | undefined {
+  const name = s('kube-configmap');
+  if (name === undefined) {
+    if ((s('namespace') ?? s('kubeconfig') ?? s('context')) !== undefined)
+      throw new UsageError('--namespace, --kubeconfig and --context go with --kube-configmap');
+    return undefined;
+  }
+  if (action !== 'weights') throw new UsageError('--kube-configmap goes with the weights action');
+  if (s('routes') !== undefined)
+    throw new UsageError('choose --routes (a local file) or --kube-configmap, not both');
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(name))
+    throw new UsageError(`--kube-configmap must be a Kubernetes object name, got "${name}"`);
+  const kubeconfig = s('kubeconfig');
+  const context = s('context');
+  return {
+    name,
+    namespace: s('namespace') ?? 'default',
+    ...(kubeconfig ? { kubeconfig: resolve(cwd, kubeconfig) } : {}),
+    ...(context ? { context } : {}),
+    waitForAdmin: s('admin') !== undefined,
   };
 }
