@@ -162,4 +162,30 @@ describe('DynamicBatcher', () => {
     expect(inner.events).to.deep.equal(['run 8,9', 'release']);
     expect(await queued).to.deep.equal([8, 9]);
   });
+
+  it('rejects every member when the inner runner throws instead of rejecting, also from the timer', async () => {
+    const boom = new Error('boom');
+    const throwing: Runner = {
+      run: () => {
+        throw boom;
+      },
+      release: async () => undefined,
+    };
+    const b = new DynamicBatcher(throwing, WIDTH, { maxBatchSize: 8, maxQueueDelayMs: 1 });
+    const results = await Promise.allSettled([b.run(rows(1), 1), b.run(rows(2), 1)]);
+    expect(results.map((r) => (r.status === 'rejected' ? r.reason : r.value))).to.deep.equal([boom, boom]);
+  });
+
+  it('release() waits for a run in progress before releasing the inner runner', async () => {
+    const inner = new FakeRunner();
+    const b = new DynamicBatcher(inner, WIDTH, { maxBatchSize: 8, maxQueueDelayMs: 50 });
+    const pending = b.run(rows(7), 1);
+    const released = b.release();
+    await Promise.resolve();
+    expect(inner.events).to.deep.equal(['run 7']);
+    inner.runs[0]?.resolve();
+    await released;
+    expect(await pending).to.deep.equal(Float32Array.from([7]));
+    expect(inner.events).to.deep.equal(['run 7', 'release']);
+  });
 });
