@@ -33,6 +33,8 @@ export class DynamicBatcher implements Runner {
   private busy = false;
   /** Callers of `release` waiting for the coalescing loop to go idle. */
   private idleWaiters: (() => void)[] = [];
+  /** Runs started and not yet settled (release waits for them). */
+  private readonly running = new Set<Promise<void>>();
 
   constructor(
     private readonly inner: Runner,
@@ -109,7 +111,15 @@ export class DynamicBatcher implements Runner {
         offset += q.n * this.width;
       }
     }
-    this.inner.run(rows, total).then(
+    // A runner that throws instead of rejecting must still settle every member
+    // (from the timer, a throw would be an uncaught exception).
+    let run: Promise<Float32Array>;
+    try {
+      run = this.inner.run(rows, total);
+    } catch (err) {
+      run = Promise.reject(err);
+    }
+    const settled = run.then(
       (scores) => {
         if (batch.length === 1) {
           (batch[0] as Queued).resolve(scores);
@@ -127,12 +137,16 @@ export class DynamicBatcher implements Runner {
         next?.();
       },
     );
+    this.running.add(settled);
+    void settled.finally(() => this.running.delete(settled));
   }
 
+  /** Runs what is queued, waits for the runs in progress, then releases the inner runner. */
   async release(): Promise<void> {
     if (!this.coalescing) this.flush();
     // Coalescing: what is queued runs after the run in progress; wait until none is left.
     if (this.busy) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    await Promise.all(this.running);
     await this.inner.release();
   }
 }
