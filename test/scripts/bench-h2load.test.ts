@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import {
-  grpcFrame,
   H2LOAD_BIN,
   h2loadArgs,
   h2loadInstalled,
@@ -18,6 +17,7 @@ import {
   predictBody,
 } from '../../scripts/lib/bench/h2load.js';
 import { h2loadPhase } from '../../scripts/lib/bench/measure.js';
+import { grpcFrame } from '../../scripts/lib/load/h2-generator.js';
 import { SEED_RECORD } from '../../scripts/lib/load/payload.js';
 import { PredictRequest } from '../../server/generated/inference/v1/inference.js';
 import { removeDir, startApp, type TestApp } from '../helpers/server.js';

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { perArm } from '../../scripts/lib/load/arms.js';
 import { parseLoadtestArgs } from '../../scripts/lib/load/options.js';
 import { expectedCall, mixedRecords } from '../../scripts/lib/load/payload.js';
 import { runLoadtest } from '../../scripts/lib/load/run.js';
@@ -33,6 +34,8 @@ describe('npm run loadtest (real ghz, real server)', function () {
 
   it('runs ghz, parses its report, reads the split, writes both reports, with no errors', async () => {
     const opts = parseLoadtestArgs([
+      '--generator',
+      'ghz',
       '--target',
       `127.0.0.1:${t.ports.grpc}`,
       '--rps',
@@ -88,6 +91,55 @@ describe('npm run loadtest (real ghz, real server)', function () {
       expect(m, String(line.requestId)).to.not.equal(null);
       const n = Number(m?.[2]);
       const want = expectedCall(records, { model: 'conversion', version: '', runId: m?.[1] as string }, n);
+      expect(line.user).to.equal(
+        new UserIds('pseudonym', DEV_PSEUDONYM_KEY).forLog(want.metadata[USER_ID_HEADER] as string),
+      );
+      expect(line.inputs).to.deep.equal(
+        (want.body as { instances: Record<string, unknown>[] }).instances.map(asLogged),
+      );
+    }
+  });
+
+  it('the project’s own generator (the default): the same calls, and each call’s arm from the response', async () => {
+    const opts = parseLoadtestArgs([
+      '--target',
+      `127.0.0.1:${t.ports.grpc}`,
+      '--rps',
+      '50',
+      '--duration',
+      '2s',
+      '--metrics',
+      `127.0.0.1:${t.ports.metrics}`,
+      '--reports',
+      reports,
+    ]);
+    expect(opts.generator).to.equal('node');
+    const before = t.logs.withMsg('Predict').length;
+    const out = await runLoadtest(opts, { modelRoot: DEMO_MODELS, progress: () => undefined });
+    const s = out.result.summary;
+    expect(out.ghzArgs).to.deep.equal([]);
+    expect(s.count).to.be.greaterThan(0);
+    expect(s.errorCount, JSON.stringify(out.result.report.errorDistribution)).to.equal(0);
+    // No Envoy in front, so no x-ab-arm: the arm is the one the Predict response names.
+    const arms = perArm(out.result.report);
+    expect(arms?.map((a) => [a.arm, a.count, a.errorCount])).to.deep.equal([['canary', s.count, 0]]);
+    const split = out.result.split;
+    if ('unavailable' in split) throw new Error(`no split: ${split.unavailable}`);
+    expect(split.byArm).to.deep.equal({ canary: s.okCount });
+    expect(JSON.parse(readFileSync(out.files.json, 'utf8')).count).to.equal(s.count);
+
+    // Call n is what ghz's templates would have sent as call n.
+    const records = mixedRecords(DEMO_MODELS, 'conversion');
+    const calls = t.logs.withMsg('Predict').slice(before);
+    expect(calls).to.have.length(s.count);
+    for (const line of calls) {
+      const m = /^(loadtest-\d{8}T\d{6}Z)-(\d+)$/.exec(String(line.requestId));
+      expect(m, String(line.requestId)).to.not.equal(null);
+      const want = expectedCall(
+        records,
+        { model: 'conversion', version: '', runId: m?.[1] as string },
+        Number(m?.[2]),
+      );
       expect(line.user).to.equal(
         new UserIds('pseudonym', DEV_PSEUDONYM_KEY).forLog(want.metadata[USER_ID_HEADER] as string),
       );

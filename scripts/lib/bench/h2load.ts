@@ -15,6 +15,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { PredictRequest } from '../../../server/generated/inference/v1/inference.js';
+import { grpcFrame } from '../load/h2-generator.js';
 import { SEED_RECORD } from '../load/payload.js';
 import { PREDICT_CALL } from '../load/run.js';
 
@@ -22,14 +23,6 @@ import { PREDICT_CALL } from '../load/run.js';
 export const H2LOAD_BIN = '/usr/bin/h2load';
 
 export const h2loadInstalled = (bin = H2LOAD_BIN) => existsSync(bin);
-
-/** A gRPC length-prefixed message (uncompressed): flag byte 0, 4-byte big-endian length, the bytes. */
-export function grpcFrame(message: Uint8Array): Buffer {
-  const out = Buffer.alloc(5 + message.length);
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
-}
 
 /** The seed record's Predict request for `model` (policy's version), framed for the wire. */
 export function predictBody(model: string): Buffer {
