@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { withExtraStableEndpoints } from '../../scripts/lib/bench/envoy.js';
+import { ENVOY_VARIANTS } from '../../scripts/lib/bench/envoy-tuning.js';
 import { modelInferArray, predictArray, USERS } from '../../scripts/lib/bench/measure.js';
 import { parseBenchArgs } from '../../scripts/lib/bench/options.js';
 import { readServerScrape } from '../../scripts/lib/bench/scrape.js';
@@ -329,7 +330,8 @@ describe('bench: options', () => {
       'scaling',
     ]);
     expect([...parseBenchArgs(['--families']).sections]).to.deep.equal(['side', 'families']);
-    expect(parseBenchArgs(['--all']).sections.size).to.equal(5);
+    expect([...parseBenchArgs(['--envoy']).sections]).to.deep.equal(['side', 'envoy']);
+    expect(parseBenchArgs(['--all']).sections.size).to.equal(6);
     expect([...parseBenchArgs(['--only', 'families,logging']).sections]).to.deep.equal([
       'families',
       'logging',
@@ -475,5 +477,52 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
       runs: 120,
     });
     expect(readServerScrape('').meanBatchRows).to.equal(undefined);
+  });
+});
+
+describe('bench: Envoy settings variants', () => {
+  const rendered = () =>
+    JSON.parse(JSON.stringify(bootstrap({ ...LOCAL_BOOTSTRAP, inlineRoutes: { stable: 90, canary: 10 } })));
+  const variant = (name: string) => {
+    const v = ENVOY_VARIANTS.find((x) => x.name === name);
+    if (!v) throw new Error(`no variant ${name}`);
+    return v;
+  };
+  /** The paths (dot-joined keys) where two JSON values differ. */
+  function diffPaths(a: unknown, b: unknown, at = ''): string[] {
+    if (JSON.stringify(a) === JSON.stringify(b)) return [];
+    if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return [at];
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    return [...keys].flatMap((k) =>
+      diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], at ? `${at}.${k}` : k),
+    );
+  }
+  const changed = (name: string) => {
+    const tune = variant(name).tune;
+    return tune ? diffPaths(rendered(), tune(rendered())) : [];
+  };
+
+  it('starts from the shipped bootstrap, unchanged', () => {
+    expect(variant('as shipped').tune).to.equal(undefined);
+    expect(variant('as shipped').concurrency).to.equal(undefined);
+  });
+
+  it('changes exactly one setting in each variant', () => {
+    expect(changed('no access log')).to.deep.equal([
+      'static_resources.listeners.0.filter_chains.0.filters.0.typed_config.access_log.0',
+    ]);
+    const hcm = 'static_resources.listeners.0.filter_chains.0.filters.0.typed_config';
+    expect(changed('no grpc_stats').every((p) => p.startsWith(`${hcm}.http_filters.`))).to.equal(true);
+    const tuned = variant('no grpc_stats').tune?.(rendered()) as ReturnType<typeof rendered>;
+    const filters = tuned.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters;
+    expect(filters.map((f: { name: string }) => f.name)).to.deep.equal(['envoy.filters.http.router']);
+    expect(changed('health checks every 5 s')).to.deep.equal([
+      'static_resources.clusters.0.health_checks.0.interval',
+      'static_resources.clusters.0.health_checks.0.no_traffic_interval',
+      'static_resources.clusters.1.health_checks.0.interval',
+      'static_resources.clusters.1.health_checks.0.no_traffic_interval',
+    ]);
+    expect(changed('2 workers')).to.deep.equal([]);
+    expect(variant('2 workers').concurrency).to.equal(2);
   });
 });
