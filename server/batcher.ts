@@ -12,8 +12,11 @@ interface Queued {
  * Dynamic micro-batching in the manner of Triton's dynamic batcher: queued
  * requests are merged into one ONNX Runtime run of at most `maxBatchSize`
  * rows, and each caller gets its own slice of the scores. A request at least
- * `maxBatchSize` rows long runs alone, at once. Off unless configured
- * (`MODEL_BATCHING`).
+ * `maxBatchSize` rows long runs alone, at once. Configured by
+ * `MODEL_BATCHING`, whose default coalesces every model (64 rows, 0 ms):
+ * `npm run bench` found it ahead at every load from 8 to 200 concurrent
+ * callers and level at one, with no added latency at 500/s (README,
+ * Benchmarks).
  *
  * Two ways to form a batch:
  * - `maxQueueDelayMs` > 0: requests that arrive within that delay of the
