@@ -7,7 +7,7 @@ import type { Config } from './config.js';
 import { ExperimentAssigner } from './experiment.js';
 import { Health } from './health.js';
 import { LogArchiver } from './log-archiver.js';
-import { LOG_FILE_STEM } from './logger.js';
+import { LOG_FILE_STEM, type LogOutput } from './logger.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { ModelRepository } from './model-repository.js';
 import { OutcomeRecorder } from './outcome-recorder.js';
@@ -22,6 +22,8 @@ export interface AppDeps {
   readonly registry?: Registry;
   /** Epoch ms, the request time for age transforms. */
   readonly clock?: () => number;
+  /** The root logger's destination (createLogger): its dropped lines are counted in the metrics. */
+  readonly logOutput?: LogOutput;
 }
 
 /** The bound ports, which differ from the config when it asked for port 0. */
@@ -55,6 +57,7 @@ export interface App {
 export function createApp(config: Config, deps: AppDeps): App {
   const logger = deps.logger;
   const metrics = new Metrics(deps.registry);
+  deps.logOutput?.onDropped((destination, lines) => metrics.logWriteErrors.inc({ destination }, lines));
   const health = new Health();
   const repository = new ModelRepository(
     {

@@ -65,6 +65,14 @@ export interface Config {
     readonly pseudonymKey: string;
     /** True when `pseudonymKey` is the built-in development key (a warning at start-up). */
     readonly pseudonymKeyIsDefault: boolean;
+    /** A longer line is replaced by a short notice naming its request id and size. */
+    readonly maxLineBytes: number;
+    /** Logged string values of `inputs` are cut to this many characters. */
+    readonly maxFieldChars: number;
+    /** Bytes a destination may hold unwritten (a slow or stuck disk) before it drops lines. */
+    readonly bufferBytes: number;
+    /** The final flush before exit waits at most this long. */
+    readonly flushTimeoutMs: number;
   };
   readonly batching: Readonly<Record<string, BatchingConfig>>;
   /** ONNX Runtime threads per inference. */
@@ -113,6 +121,10 @@ export const CONFIG_DEFAULTS = {
   LOG_INPUTS: 'true',
   LOG_USER_IDS: 'pseudonym',
   LOG_PSEUDONYM_KEY: '',
+  LOG_MAX_LINE_BYTES: String(256 * 1024),
+  LOG_MAX_FIELD_CHARS: '256',
+  LOG_BUFFER_BYTES: String(16 * 1024 * 1024),
+  LOG_FLUSH_TIMEOUT_MS: '2000',
   MODEL_BATCHING: '',
   ORT_INTRA_OP_THREADS: '1',
   INFERENCE_WORKERS: '0',
@@ -315,6 +327,10 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
       userIds: oneOf(src, 'LOG_USER_IDS', ['pseudonym', 'raw'] as const),
       pseudonymKey: str(src, 'LOG_PSEUDONYM_KEY') || DEV_PSEUDONYM_KEY,
       pseudonymKeyIsDefault: str(src, 'LOG_PSEUDONYM_KEY') === '',
+      maxLineBytes: int(src, 'LOG_MAX_LINE_BYTES', 4096, 64 * 1024 * 1024),
+      maxFieldChars: int(src, 'LOG_MAX_FIELD_CHARS', 16, 1024 * 1024),
+      bufferBytes: int(src, 'LOG_BUFFER_BYTES', 64 * 1024, 1024 * 1024 * 1024),
+      flushTimeoutMs: int(src, 'LOG_FLUSH_TIMEOUT_MS', 0, 60_000),
     },
     batching: Object.freeze(parseBatching(str(src, 'MODEL_BATCHING'))),
     intraOpThreads: int(src, 'ORT_INTRA_OP_THREADS', 1, 64),
