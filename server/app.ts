@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { UserIds } from './call-log.js';
 import type { Config } from './config.js';
 import { ExperimentAssigner } from './experiment.js';
+import { HardenedServer } from './grpc-server.js';
 import { Health } from './health.js';
 import { LogArchiver } from './log-archiver.js';
 import { LOG_FILE_STEM, type LogOutput } from './logger.js';
@@ -82,10 +83,20 @@ export function createApp(config: Config, deps: AppDeps): App {
     maxInFlight: config.maxInFlight,
     isAccepting: () => accepting,
   });
-  const grpcServer = new Server({
-    'grpc.max_receive_message_length': config.maxMessageBytes,
-    'grpc.max_send_message_length': config.maxMessageBytes,
-  });
+  const grpcServer = new HardenedServer(
+    {
+      maxMessageBytes: config.maxMessageBytes,
+      maxConcurrentStreams: config.maxConcurrentStreams,
+      maxConnections: config.maxConnections,
+      handshakeTimeoutMs: config.handshakeTimeoutMs,
+      maxConnectionIdleMs: config.maxConnectionIdleMs,
+      maxConnectionAgeMs: config.maxConnectionAgeMs,
+      maxConnectionAgeGraceMs: config.maxConnectionAgeGraceMs,
+      requestBodyTimeoutMs: config.requestBodyTimeoutMs,
+      maxPendingRequestBytes: config.maxPendingRequestBytes,
+    },
+    logger.child({ component: 'grpc' }),
+  );
   const userIds = new UserIds(config.log.userIds, config.log.pseudonymKey);
   const clock = deps.clock ?? Date.now;
   new PredictService({
@@ -182,8 +193,11 @@ export function createApp(config: Config, deps: AppDeps): App {
     await sleep(config.drainMs);
     accepting = false;
     health.closeWatchers();
+    // Requests still arriving will never be served; left open they would hold
+    // tryShutdown until the grace period ran out with nothing in flight.
+    const unfinished = grpcServer.closeUnfinished();
     logger.info(
-      { inFlight: adapter.active, graceMs: config.shutdownGraceMs },
+      { inFlight: adapter.active, unfinished, graceMs: config.shutdownGraceMs },
       'shutdown: closing the gRPC server',
     );
     await new Promise<void>((resolve) => {
@@ -197,6 +211,8 @@ export function createApp(config: Config, deps: AppDeps): App {
         resolve();
       });
     });
+    adapter.close();
+    grpcServer.stopReporting();
     await repository.stop();
     await archiver?.stop();
     await metricsServer.stop();

@@ -34,6 +34,21 @@ export interface Config {
   readonly maxOutcomesPerRequest: number;
   readonly maxMessageBytes: number;
   readonly maxInFlight: number;
+  /** HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxConcurrentStreams: number;
+  /** Open client connections; more are refused at accept. */
+  readonly maxConnections: number;
+  /** A connection that has not sent its HTTP/2 preface and SETTINGS by then is closed. */
+  readonly handshakeTimeoutMs: number;
+  /** A connection without streams for this long is closed (GOAWAY). */
+  readonly maxConnectionIdleMs: number;
+  /** Connections are asked to reconnect (GOAWAY) after this long, then given the grace below. */
+  readonly maxConnectionAgeMs: number;
+  readonly maxConnectionAgeGraceMs: number;
+  /** A request (a unary body, or one streamed message) must arrive whole within this. */
+  readonly requestBodyTimeoutMs: number;
+  /** Bytes of requests still arriving, over all connections, before new bytes are refused. */
+  readonly maxPendingRequestBytes: number;
   readonly drainMs: number;
   readonly shutdownGraceMs: number;
   readonly role: Role;
@@ -103,6 +118,14 @@ export const CONFIG_DEFAULTS = {
   MAX_OUTCOMES_PER_REQUEST: '1000',
   MAX_MESSAGE_BYTES: String(4 * 1024 * 1024),
   MAX_IN_FLIGHT: '1024',
+  GRPC_MAX_CONCURRENT_STREAMS: '100',
+  GRPC_MAX_CONNECTIONS: '1000',
+  GRPC_HANDSHAKE_TIMEOUT_MS: '10000',
+  GRPC_MAX_CONNECTION_IDLE_MS: String(5 * 60 * 1000),
+  GRPC_MAX_CONNECTION_AGE_MS: String(30 * 60 * 1000),
+  GRPC_MAX_CONNECTION_AGE_GRACE_MS: '30000',
+  REQUEST_BODY_TIMEOUT_MS: '10000',
+  MAX_PENDING_REQUEST_BYTES: String(32 * 1024 * 1024),
   DRAIN_MS: '5000',
   SHUTDOWN_GRACE_MS: '10000',
   ROLE: 'stable',
@@ -300,6 +323,14 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
     maxOutcomesPerRequest: int(src, 'MAX_OUTCOMES_PER_REQUEST', 1, 100_000),
     maxMessageBytes: int(src, 'MAX_MESSAGE_BYTES', 1024, 1024 * 1024 * 1024),
     maxInFlight: int(src, 'MAX_IN_FLIGHT', 1, 1_000_000),
+    maxConcurrentStreams: int(src, 'GRPC_MAX_CONCURRENT_STREAMS', 1, 1_000_000),
+    maxConnections: int(src, 'GRPC_MAX_CONNECTIONS', 1, 1_000_000),
+    handshakeTimeoutMs: int(src, 'GRPC_HANDSHAKE_TIMEOUT_MS', 100, 600_000),
+    maxConnectionIdleMs: int(src, 'GRPC_MAX_CONNECTION_IDLE_MS', 100, 86_400_000),
+    maxConnectionAgeMs: int(src, 'GRPC_MAX_CONNECTION_AGE_MS', 1000, 2_147_483_647),
+    maxConnectionAgeGraceMs: int(src, 'GRPC_MAX_CONNECTION_AGE_GRACE_MS', 0, 2_147_483_647),
+    requestBodyTimeoutMs: int(src, 'REQUEST_BODY_TIMEOUT_MS', 100, 600_000),
+    maxPendingRequestBytes: int(src, 'MAX_PENDING_REQUEST_BYTES', 1024 * 1024, 64 * 1024 * 1024 * 1024),
     drainMs: int(src, 'DRAIN_MS', 0, 600_000),
     shutdownGraceMs: int(src, 'SHUTDOWN_GRACE_MS', 0, 600_000),
     role: oneOf(src, 'ROLE', ['stable', 'canary'] as const),
