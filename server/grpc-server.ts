@@ -156,7 +156,8 @@ export class HardenedServer extends Server {
       this.release(t);
       answer(t.stream, status.UNAVAILABLE, 'the server is shutting down; retry on another replica');
     }
-    for (const session of this.openSessions) if (!session.destroyed && !handshaken(session)) session.destroy();
+    for (const session of this.openSessions)
+      if (!session.destroyed && !handshaken(session)) session.destroy();
     return n;
   }
 
