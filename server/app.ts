@@ -68,7 +68,11 @@ export function createApp(config: Config, deps: AppDeps): App {
       pins: config.versionPolicy.pins,
       maxLoadedVersions: config.maxLoadedVersions,
       pollMs: config.modelPollMs,
-      tuning: { intraOpThreads: config.intraOpThreads, workers: config.inferenceWorkers },
+      tuning: {
+        intraOpThreads: config.intraOpThreads,
+        workers: config.inferenceWorkers,
+        fileLimits: config.modelFileLimits,
+      },
       batching: config.batching,
     },
     logger.child({ component: 'model-repository' }),

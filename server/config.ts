@@ -29,6 +29,12 @@ export interface Config {
   /** How many of the newest valid versions of each model stay loaded. */
   readonly maxLoadedVersions: number;
   readonly modelPollMs: number;
+  /** Largest model.json, golden.json and model.onnx a version may have; refused before reading. */
+  readonly modelFileLimits: {
+    readonly manifestBytes: number;
+    readonly goldenBytes: number;
+    readonly onnxBytes: number;
+  };
   readonly maxBatchInstances: number;
   /** Outcomes per RecordOutcomes call. */
   readonly maxOutcomesPerRequest: number;
@@ -114,6 +120,9 @@ export const CONFIG_DEFAULTS = {
   MODEL_VERSION_LABEL: '',
   MODEL_MAX_LOADED_VERSIONS: '2',
   MODEL_POLL_MS: '2000',
+  MODEL_MAX_MANIFEST_BYTES: String(1024 * 1024),
+  MODEL_MAX_GOLDEN_BYTES: String(16 * 1024 * 1024),
+  MODEL_MAX_ONNX_BYTES: String(1024 * 1024 * 1024),
   MAX_BATCH_INSTANCES: '256',
   MAX_OUTCOMES_PER_REQUEST: '1000',
   MAX_MESSAGE_BYTES: String(4 * 1024 * 1024),
@@ -319,6 +328,12 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
     versionPolicy: { pins: Object.freeze(parsePolicy(str(src, 'MODEL_VERSION_POLICY'))) },
     maxLoadedVersions: int(src, 'MODEL_MAX_LOADED_VERSIONS', 1, 100),
     modelPollMs: int(src, 'MODEL_POLL_MS', 50, 3_600_000),
+    modelFileLimits: {
+      manifestBytes: int(src, 'MODEL_MAX_MANIFEST_BYTES', 1024, 256 * 1024 * 1024),
+      goldenBytes: int(src, 'MODEL_MAX_GOLDEN_BYTES', 1024, 1024 * 1024 * 1024),
+      // A Buffer holds at most 2^31 − 1 bytes here, and ONNX's protobuf format tops out at 2 GB.
+      onnxBytes: int(src, 'MODEL_MAX_ONNX_BYTES', 1024, 2 ** 31 - 1),
+    },
     maxBatchInstances: int(src, 'MAX_BATCH_INSTANCES', 1, 65536),
     maxOutcomesPerRequest: int(src, 'MAX_OUTCOMES_PER_REQUEST', 1, 100_000),
     maxMessageBytes: int(src, 'MAX_MESSAGE_BYTES', 1024, 1024 * 1024 * 1024),
