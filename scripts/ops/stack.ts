@@ -3,7 +3,8 @@
  *
  *   stable server  127.0.0.1:50051  metrics :9464  older demo version   logs/stable
  *   canary server  127.0.0.1:50052  metrics :9465  newer demo version   logs/canary
- *   Envoy          127.0.0.1:8080   admin :9901    envoy/envoy.yaml     logs/envoy
+ *   Envoy          127.0.0.1:8080   QA :8081   admin :9901 (read-only; full admin on
+ *                  envoy/run/admin.sock, mode 0600)   envoy/envoy.yaml   logs/envoy
  *
  * It waits until Envoy reports both clusters healthy, prints the endpoints and
  * a grpcurl line, and on Ctrl-C (SIGINT) or SIGTERM stops the servers first
@@ -14,11 +15,12 @@
  * envoy/run/routes/, which is not committed.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runIfMain } from '../lib/cli.js';
+import { ACCESS_LOG_ROTATION, AccessLogRotator } from '../lib/envoy/access-log.js';
 import type { EnvoyAdmin, HostHealth } from '../lib/envoy/admin.js';
 import { type BootstrapOptions, LOCAL_BOOTSTRAP } from '../lib/envoy/config.js';
 import { bootstrapText, writeFileAtomic } from '../lib/envoy/files.js';
@@ -84,6 +86,8 @@ export function stackLayout(o: { portOffset: number; stateDir?: string }): Stack
     ...LOCAL_BOOTSTRAP,
     listener: { host: '127.0.0.1', port: LOCAL_BOOTSTRAP.listener.port + o.portOffset },
     admin: { host: '127.0.0.1', port: LOCAL_BOOTSTRAP.admin.port + o.portOffset },
+    qaListener: { host: '127.0.0.1', port: (LOCAL_BOOTSTRAP.qaListener?.port ?? 8081) + o.portOffset },
+    adminSocket: join(dir, 'admin.sock'),
     stable: { host: '127.0.0.1', port: ports.stable },
     canary: { host: '127.0.0.1', port: ports.canary },
     routesPath: join(dir, 'routes', 'routes.yaml'),
@@ -338,7 +342,8 @@ async function main(argv: readonly string[]): Promise<number> {
     ];
     const busy = await busyPorts([
       { port: bootstrap.listener.port, what: 'Envoy gRPC listener' },
-      { port: bootstrap.admin.port, what: 'Envoy admin' },
+      ...(bootstrap.qaListener ? [{ port: bootstrap.qaListener.port, what: 'Envoy QA listener' }] : []),
+      { port: bootstrap.admin.port, what: 'Envoy admin (read-only view)' },
       ...specs.flatMap((s) => [
         { port: s.grpcPort, what: `${s.role} server gRPC` },
         { port: s.metricsPort, what: `${s.role} server metrics` },
@@ -353,6 +358,8 @@ async function main(argv: readonly string[]): Promise<number> {
     // pino-roll needs the log directory before it links current.log; Envoy needs its log directory.
     for (const d of Object.values(layout.logDirs)) mkdirSync(d, { recursive: true });
     if (layout.rendered !== undefined) await writeFileAtomic(layout.envoyConfig, layout.rendered);
+    // A socket left by a stack that was killed would stop Envoy binding its admin.
+    if (bootstrap.adminSocket) rmSync(resolve(PROJECT_ROOT, bootstrap.adminSocket), { force: true });
     await writeFileAtomic(
       layout.routesPath,
       readFileSync(join(PROJECT_ROOT, 'envoy', 'routes', 'routes.yaml'), 'utf8'),
@@ -399,6 +406,15 @@ async function main(argv: readonly string[]): Promise<number> {
     const envoyChild = track('envoy', envoy.proc);
     children.push(envoyChild);
     await waitHealthy(envoy.admin, 30_000, envoy);
+    // Envoy never rotates its access log file; rename it aside when large and have Envoy reopen it.
+    if (bootstrap.accessLog !== 'stdout') {
+      const running = envoy;
+      new AccessLogRotator({
+        path: resolve(PROJECT_ROOT, bootstrap.accessLog),
+        ...ACCESS_LOG_ROTATION,
+        reopen: () => running.reopenLogs(),
+      }).start();
+    }
 
     for (const c of children.filter((x) => x.name !== 'envoy')) {
       void c.exited.then((how) => {
@@ -426,10 +442,20 @@ async function main(argv: readonly string[]): Promise<number> {
       [
         '',
         `[stack] ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
-        `  gRPC via Envoy   127.0.0.1:${bootstrap.listener.port}   stable 90% / canary 10%, sticky per x-user-id; x-ab-group: stable|canary forces an arm`,
+        `  gRPC via Envoy   127.0.0.1:${bootstrap.listener.port}   stable 90% / canary 10%, sticky per x-user-id (x-ab-group is ignored here)`,
+        ...(bootstrap.qaListener
+          ? [
+              `  QA via Envoy     127.0.0.1:${bootstrap.qaListener.port}   the same, plus x-ab-group: stable|canary forces an arm`,
+            ]
+          : []),
         `  stable server    127.0.0.1:${stable.grpcPort}  conversion ${stable.version}  metrics http://127.0.0.1:${stable.metricsPort}/metrics  logs ${shown(stable.logDir)}/`,
         `  canary server    127.0.0.1:${canary.grpcPort}  conversion ${canary.version}  metrics http://127.0.0.1:${canary.metricsPort}/metrics  logs ${shown(canary.logDir)}/`,
-        `  Envoy admin      http://${admin}   (/clusters, /stats, /config_dump)  access log ${shown(join(layout.logDirs.envoy, 'access.log'))}`,
+        `  Envoy admin      http://${admin}   read-only (/clusters, /stats, /config_dump)  access log ${shown(join(layout.logDirs.envoy, 'access.log'))}`,
+        ...(bootstrap.adminSocket
+          ? [
+              `  Envoy admin, full  unix socket ${shown(resolve(PROJECT_ROOT, bootstrap.adminSocket))} (mode 0600: this user only)`,
+            ]
+          : []),
         '',
         'Try it:',
         `  ${grpcurl} -plaintext -H 'x-user-id: 42' -d '${request}' 127.0.0.1:${bootstrap.listener.port} inference.v1.InferenceService/Predict`,

@@ -15,7 +15,7 @@ import { InferenceServiceClient } from '../../server/generated/inference/v1/infe
 import { call, countArms, runCalls } from '../helpers/envoy.js';
 import { ROOT, removeDir, waitFor } from '../helpers/server.js';
 
-const BASE_PORTS = [8080, 9901, 50051, 50052, 9464, 9465];
+const BASE_PORTS = [8080, 8081, 9901, 50051, 50052, 9464, 9465];
 
 async function free(port: number): Promise<boolean> {
   return new Promise((resolve) => {

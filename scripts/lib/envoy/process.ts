@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EnvoyAdmin } from './admin.js';
 
@@ -53,6 +53,8 @@ export interface EnvoyProcess {
   readonly exited: Promise<number | string>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when Envoy has exited. */
   stop(graceMs?: number): Promise<number | string>;
+  /** SIGUSR1: Envoy reopens its access log files (after a rotation). */
+  reopenLogs(): void;
 }
 
 /**
@@ -123,9 +125,14 @@ export async function startEnvoy(o: StartEnvoyOptions): Promise<EnvoyProcess> {
     }
     if (!admin && existsSync(o.adminAddressPath)) {
       const address = readFileSync(o.adminAddressPath, 'utf8').trim();
-      if (address !== '') admin = new EnvoyAdmin(address);
+      // host:port, or a Unix socket's path (relative to Envoy's working directory).
+      if (address !== '')
+        admin = new EnvoyAdmin(/^[^/]+:\d+$/.test(address) ? address : resolve(o.cwd, address));
     }
-    if (admin && (await admin.ready())) return { proc, admin, log, exited, stop };
+    const reopenLogs = () => {
+      if (exitCode === undefined) proc.kill('SIGUSR1');
+    };
+    if (admin && (await admin.ready())) return { proc, admin, log, exited, stop, reopenLogs };
     await sleep(50);
   }
   await stop(1000);
