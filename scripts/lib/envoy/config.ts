@@ -189,6 +189,20 @@ export const CONTAINER_BOOTSTRAP: BootstrapOptions = Object.freeze({
   adminView: { host: '0.0.0.0', port: 9902 },
 });
 
+/**
+ * The container bootstrap for a production profile: the same, with mutual TLS
+ * on the public and QA listeners. Certificates are mounted at /etc/envoy/tls
+ * (server.crt, server.key, and ca.crt, the CA client certificates must chain to).
+ */
+export const CONTAINER_TLS_BOOTSTRAP: BootstrapOptions = Object.freeze({
+  ...CONTAINER_BOOTSTRAP,
+  tls: {
+    certChain: '/etc/envoy/tls/server.crt',
+    privateKey: '/etc/envoy/tls/server.key',
+    clientCa: '/etc/envoy/tls/ca.crt',
+  },
+});
+
 const TYPE = {
   hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
   router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
