@@ -38,6 +38,7 @@ import {
   status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import { BaseServerInterceptingCall } from '@grpc/grpc-js/build/src/server-interceptors.js';
 import type { Logger } from 'pino';
 import { DecodeFailure, handlesDecodeFailures, withTolerantDecoding } from './unary-handler.js';
 
@@ -51,6 +52,41 @@ export interface ServerLimits {
   readonly maxConnectionAgeGraceMs: number;
   readonly requestBodyTimeoutMs: number;
   readonly maxPendingRequestBytes: number;
+}
+
+/**
+ * A compressed request that does not decompress (a gzip or deflate body that
+ * is not one) is the caller's mistake, but grpc-js answers it with INTERNAL
+ * from inside its base call, where no interceptor sees it. Its decompression
+ * step is wrapped once, here, to answer INVALID_ARGUMENT instead (found by
+ * test/e2e/fuzz.test.ts). Too large stays RESOURCE_EXHAUSTED, an unknown
+ * encoding UNIMPLEMENTED, as grpc-js has them.
+ */
+const patched = Symbol('decompression status patched');
+
+function patchDecompressionStatus(): void {
+  const proto = BaseServerInterceptingCall.prototype as unknown as {
+    decompressMessage?: (...args: unknown[]) => unknown;
+    [patched]?: true;
+  };
+  const original = proto.decompressMessage;
+  if (typeof original !== 'function') {
+    throw new Error('grpc-js no longer has decompressMessage; server/grpc-server.ts needs updating');
+  }
+  if (proto[patched]) return;
+  proto[patched] = true;
+  proto.decompressMessage = function (this: unknown, ...args: unknown[]) {
+    const out = original.apply(this, args);
+    if (!(out instanceof Promise)) return out;
+    return out.catch((err: { code?: number }) => {
+      throw err?.code === status.INTERNAL
+        ? {
+            code: status.INVALID_ARGUMENT,
+            details: 'the request message could not be decompressed (grpc-encoding)',
+          }
+        : err;
+    });
+  };
 }
 
 /** `grpc-timeout`, exactly as PROTOCOL-HTTP2.md defines it. */
@@ -108,6 +144,7 @@ export class HardenedServer extends Server {
     private readonly limits: ServerLimits,
     private readonly logger: Logger,
   ) {
+    patchDecompressionStatus();
     const interceptor: ServerInterceptor = (method, call) => this.intercept(method.path, call);
     super({
       'grpc.max_receive_message_length': limits.maxMessageBytes,
