@@ -5,7 +5,7 @@
  */
 import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { RawClient } from '../helpers/raw-grpc.js';
+import { frame, RawClient } from '../helpers/raw-grpc.js';
 import { SAMPLE_RECORD, startApp, type TestApp, waitFor } from '../helpers/server.js';
 
 /** Field 2, length-delimited, 5 bytes announced and none sent: every decoder refuses it. */
@@ -46,6 +46,19 @@ describe('statuses of malformed calls', function () {
       });
       expect(r.grpcStatus, r.grpcMessage).to.equal(status.INVALID_ARGUMENT);
       expect(r.grpcMessage).to.match(/grpc-timeout/);
+    });
+  }
+
+  for (const encoding of ['gzip', 'deflate']) {
+    it(`answers INVALID_ARGUMENT, not INTERNAL, to a ${encoding} body that does not decompress`, async () => {
+      const r = await raw.call({
+        path: '/inference.v1.InferenceService/ListModels',
+        body: frame(Buffer.from('not compressed at all'), true),
+        framed: false,
+        headers: { 'grpc-encoding': encoding },
+      });
+      expect(r.grpcStatus, r.grpcMessage).to.equal(status.INVALID_ARGUMENT);
+      expect(r.grpcMessage).to.match(/decompressed/);
     });
   }
 
