@@ -41,6 +41,18 @@ export interface StartEnvoyOptions {
   readonly onLog?: (line: string) => void;
   /** Own process group, so a terminal's Ctrl-C reaches only the parent, which stops Envoy in order. */
   readonly detached?: boolean;
+  /**
+   * Hot restart instead of `--disable-hot-restart`: Envoys with the same base
+   * id hand their listening sockets from epoch n to epoch n + 1, and the old
+   * one drains for `drainTimeS` and exits after `parentShutdownTimeS`
+   * (https://www.envoyproxy.io/docs/envoy/v1.40.0/intro/arch_overview/operations/hot_restart).
+   */
+  readonly hotRestart?: {
+    readonly baseId: number;
+    readonly epoch: number;
+    readonly drainTimeS: number;
+    readonly parentShutdownTimeS: number;
+  };
   readonly timeoutMs?: number;
 }
 
@@ -71,7 +83,18 @@ export async function startEnvoy(o: StartEnvoyOptions): Promise<EnvoyProcess> {
     [
       '--config-path',
       o.configPath,
-      '--disable-hot-restart',
+      ...(o.hotRestart
+        ? [
+            '--base-id',
+            String(o.hotRestart.baseId),
+            '--restart-epoch',
+            String(o.hotRestart.epoch),
+            '--drain-time-s',
+            String(o.hotRestart.drainTimeS),
+            '--parent-shutdown-time-s',
+            String(o.hotRestart.parentShutdownTimeS),
+          ]
+        : ['--disable-hot-restart']),
       '--concurrency',
       String(o.concurrency ?? 1),
       '--log-level',
