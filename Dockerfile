@@ -7,6 +7,10 @@
 # Stage 1 compiles the server (and the health check) with the dev dependencies;
 # stage 2 holds production dependencies, the compiled code and the demo models,
 # and runs as the unprivileged `node` user.
+#
+# Tested by `npm run test:deploy` (podman build --format docker: the OCI format
+# has no HEALTHCHECK). Where no registry is reachable, scripts/lib/deploy/base-images.ts
+# builds a local stand-in for NODE_IMAGE first (see README, Docker).
 ARG NODE_IMAGE=node:20-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
@@ -14,9 +18,12 @@ WORKDIR /app
 # onnxruntime-node's install script would download CUDA binaries; the CPU ones ship in the package.
 ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json .npmrc ./
+COPY deploy/images/verify-install.mjs deploy/images/
 # Not `npm ci`: see scripts/dev/bootstrap.mjs (the lock omits other platforms' optional
-# binaries); --no-save installs the locked tree without touching it.
-RUN npm install --no-save --no-audit --no-fund --loglevel=error
+# binaries); --no-save installs the locked tree without touching it. npm can exit 0
+# with a broken tree ("Exit handler never called!"), so the tree is verified.
+RUN npm install --no-save --no-audit --no-fund --loglevel=error \
+  && node deploy/images/verify-install.mjs
 COPY tsconfig.json ./
 COPY deploy/tsconfig.image.json deploy/
 COPY server/ server/
@@ -29,12 +36,16 @@ ENV NODE_ENV=production \
     ONNXRUNTIME_NODE_INSTALL=skip
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-# onnxruntime-node ships binaries for six platforms (~290 MB); keep this one's.
+COPY deploy/images/verify-install.mjs deploy/images/
+# onnxruntime-node ships binaries for six platforms (~290 MB); keep this one's,
+# then verify the tree (and that this platform's binding still loads).
 RUN npm install --no-save --omit=dev --no-audit --no-fund --loglevel=error \
   && arch="$(node -p process.arch)" \
   && for d in node_modules/onnxruntime-node/bin/napi-v*/*/*; do \
        case "$d" in */linux/"$arch") ;; *) rm -rf "$d" ;; esac; \
      done \
+  && node deploy/images/verify-install.mjs --omit=dev \
+  && rm -rf deploy \
   && npm cache clean --force
 COPY --from=build /app/dist/ dist/
 # Reflection serves this descriptor set (server/reflection.ts reads it next to the sources).

@@ -11,8 +11,10 @@ import { LogArchiver } from './log-archiver.js';
 import { LOG_FILE_STEM, type LogOutput } from './logger.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { ModelRepository } from './model-repository.js';
+import { OpenInferenceService } from './open-inference-service.js';
 import { OutcomeRecorder } from './outcome-recorder.js';
 import { PredictService } from './predict-service.js';
+import { PredictionPipeline } from './prediction-pipeline.js';
 import { addReflection } from './reflection.js';
 import { UnaryAdapter } from './unary-handler.js';
 
@@ -43,7 +45,8 @@ export interface App {
 }
 
 /**
- * Builds the server: InferenceService, gRPC Health and reflection on one
+ * Builds the server: InferenceService, the Open Inference Protocol's
+ * GRPCInferenceService, gRPC Health and reflection on one
  * grpc-js server, the model repository, metrics over HTTP, and log archiving.
  *
  * Shutdown order (`stop`):
@@ -103,15 +106,21 @@ export function createApp(config: Config, deps: AppDeps): App {
   );
   const userIds = new UserIds(config.log.userIds, config.log.pseudonymKey);
   const clock = deps.clock ?? Date.now;
-  new PredictService({
+  // Predict and ModelInfer share one prediction path (prediction-pipeline.ts).
+  const pipeline = new PredictionPipeline({
     repository,
     assigner: new ExperimentAssigner(config.role, config.experiment),
     metrics,
-    adapter,
     clock,
-    maxBatchInstances: config.maxBatchInstances,
     userIds,
     logInputs: config.log.inputs,
+  });
+  new PredictService({
+    repository,
+    pipeline,
+    adapter,
+    arm: config.role,
+    maxBatchInstances: config.maxBatchInstances,
     versionLabel: config.versionLabel,
     outcomes: new OutcomeRecorder({
       repository,
@@ -121,6 +130,15 @@ export function createApp(config: Config, deps: AppDeps): App {
       maxOutcomes: config.maxOutcomesPerRequest,
       clock,
     }),
+  }).addTo(grpcServer);
+  new OpenInferenceService({
+    repository,
+    pipeline,
+    adapter,
+    health,
+    isDraining: () => draining,
+    arm: config.role,
+    maxBatchInstances: config.maxBatchInstances,
   }).addTo(grpcServer);
   health.addTo(grpcServer);
   addReflection(grpcServer);

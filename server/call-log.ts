@@ -54,7 +54,14 @@ export interface PredictionFields {
   readonly inputs?: readonly Readonly<Record<string, unknown>>[];
 }
 
-/** A successful Predict's line, as the readout reads it. */
+/**
+ * The methods whose successful calls write a prediction record (pino's `msg`
+ * and the record's `method`): `inference.v1` Predict and the Open Inference
+ * Protocol's ModelInfer, which share one prediction path.
+ */
+export const PREDICTION_METHODS: ReadonlySet<string> = new Set(['Predict', 'ModelInfer']);
+
+/** A successful Predict's (or ModelInfer's) line, as the readout reads it. */
 export type PredictionRecord = CallRecord & PredictionFields & { readonly time: string };
 
 /** One business outcome as the server logged it (RecordOutcomes). */

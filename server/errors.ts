@@ -40,6 +40,11 @@ export function unavailable(message: string): ServingError {
   return new ServingError(status.UNAVAILABLE, message);
 }
 
+/** An RPC this server declares or accepts but does not implement (Triton's extensions). */
+export function unimplemented(message: string): ServingError {
+  return new ServingError(status.UNIMPLEMENTED, message);
+}
+
 /** The caller cancelled the call; recorded, never sent (the caller is gone). */
 export function cancelled(): ServingError {
   return new ServingError(status.CANCELLED, 'the caller cancelled the call');

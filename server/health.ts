@@ -1,8 +1,12 @@
 import type { Server, ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 
-/** The service names load balancers probe: the server as a whole, and the API. */
-export const HEALTH_SERVICES = ['', 'inference.v1.InferenceService'] as const;
+/** The service names load balancers probe: the server as a whole, and each API. */
+export const HEALTH_SERVICES = [
+  '',
+  'inference.v1.InferenceService',
+  'inference.GRPCInferenceService',
+] as const;
 
 /**
  * `grpc.health.v1.Health` (Check, Watch, List), from the grpc-health-check

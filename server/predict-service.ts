@@ -1,37 +1,30 @@
 import type { Server } from '@grpc/grpc-js';
-import type { PredictionOutput, UserIds } from './call-log.js';
-import { FieldError, invalidArgument } from './errors.js';
-import type { ExperimentAssigner } from './experiment.js';
+import type { Role } from './config.js';
 import {
   type GetModelMetadataRequest,
   type GetModelMetadataResponse,
   type InferenceServiceServer,
   InferenceServiceService,
   type ListModelsResponse,
-  type Prediction,
   type PredictRequest,
   type PredictResponse,
   type RecordOutcomesRequest,
 } from './generated/inference/v1/inference.js';
-import type { AssignmentLabels, Labels, Metrics } from './metrics.js';
 import { columnsOf } from './model-manifest.js';
 import type { ModelRepository } from './model-repository.js';
 import type { OutcomeRecorder } from './outcome-recorder.js';
-import { checkModelRef, instanceUser, validatePredict } from './request-validation.js';
+import type { PredictionPipeline } from './prediction-pipeline.js';
+import { checkModelRef, validatePredict } from './request-validation.js';
 import { type CallContext, type UnaryAdapter, withTolerantDecoding } from './unary-handler.js';
 
 export interface PredictServiceDeps {
   readonly repository: ModelRepository;
-  readonly assigner: ExperimentAssigner;
-  readonly metrics: Metrics;
+  /** Validated requests go through the one prediction path (shared with ModelInfer). */
+  readonly pipeline: PredictionPipeline;
   readonly adapter: UnaryAdapter;
-  /** Request time in epoch ms, for age transforms; injected so tests can fix it. */
-  readonly clock: () => number;
+  /** This server's A/B arm (reported by ListModels). */
+  readonly arm: Role;
   readonly maxBatchInstances: number;
-  /** How user ids appear in the log (pseudonyms by default). */
-  readonly userIds: UserIds;
-  /** Log each request's raw records (`LOG_INPUTS`), with `LOG_REDACT_FIELDS` masked. */
-  readonly logInputs: boolean;
   /** RecordOutcomes (outcome-recorder.ts). */
   readonly outcomes: OutcomeRecorder;
   /** The version label this server follows (reported by ListModels). */
@@ -63,87 +56,26 @@ export class PredictService {
   }
 
   async predict(request: PredictRequest, ctx: CallContext): Promise<PredictResponse> {
-    const { repository, assigner, metrics, maxBatchInstances, userIds } = this.deps;
-    const req = validatePredict(request, ctx.metadata, maxBatchInstances);
+    const req = validatePredict(request, ctx.metadata, this.deps.maxBatchInstances);
     if (req.requestId !== undefined) ctx.requestId = req.requestId;
-    const lease = repository.lease(req.model, req.version);
-    try {
-      const model = lease.version;
-      ctx.model = model.name;
-      ctx.version = model.version;
-      const n = req.instances.length;
-      const width = model.preprocessor.width;
-      const rows = new Float32Array(n * width);
-      const now = this.deps.clock();
-      for (let i = 0; i < n; i++) {
-        try {
-          model.preprocessor.fill(
-            req.instances[i] as Readonly<Record<string, unknown>>,
-            now,
-            rows,
-            i * width,
-          );
-        } catch (err) {
-          if (err instanceof FieldError) throw invalidArgument(`instances[${i}].${err.field} ${err.reason}`);
-          throw err;
-        }
-      }
-      const scores = await model.score(rows, n);
-
-      const threshold = model.manifest.threshold;
-      const predictions: Prediction[] = new Array(n);
-      const outputs: PredictionOutput[] = new Array(n);
-      // One counter update per (group, label) per request, not per instance.
-      const tally = new Map<string, number>();
-      for (let i = 0; i < n; i++) {
-        const score = scores[i] as number;
-        const label = score >= threshold ? 1 : 0;
-        const own =
-          req.user === undefined
-            ? instanceUser(req.instances[i] as Readonly<Record<string, unknown>>)
-            : undefined;
-        const { group, action } = assigner.assign(label, req.user ?? own, () => `${ctx.requestId}#${i}`);
-        const key = `${group}|${label}`;
-        tally.set(key, (tally.get(key) ?? 0) + 1);
-        predictions[i] = { score, label, group, action };
-        outputs[i] =
-          own === undefined
-            ? { score, label, group, action }
-            : { score, label, group, action, user: userIds.forLog(own) };
-      }
-      for (const [key, count] of tally) {
-        const [group = '', label = ''] = key.split('|');
-        const labels: Labels<AssignmentLabels> = {
-          arm: assigner.role,
-          model: model.name,
-          version: model.version,
-          group,
-          label,
-        };
-        metrics.assignments.inc(labels, count);
-      }
-      ctx.log = {
-        event: 'prediction',
-        experiment: assigner.experimentName,
-        ...(req.user === undefined ? {} : { user: userIds.forLog(req.user) }),
-        outputs,
-        ...(this.deps.logInputs ? { inputs: req.instances } : {}),
-      };
-      return {
-        model: model.name,
-        version: model.version,
-        requestId: ctx.requestId,
-        arm: assigner.role,
-        predictions,
-      };
-    } finally {
-      lease.release();
-    }
+    const batch = await this.deps.pipeline.run(
+      req,
+      ctx,
+      () => req.instances,
+      (i, field) => `instances[${i}].${field}`,
+    );
+    return {
+      model: batch.model,
+      version: batch.version,
+      requestId: ctx.requestId,
+      arm: batch.arm,
+      predictions: batch.predictions,
+    };
   }
 
   listModels(): ListModelsResponse {
     return {
-      arm: this.deps.assigner.role,
+      arm: this.deps.arm,
       label: this.deps.versionLabel,
       models: this.deps.repository.list().map((m) => ({
         name: m.name,

@@ -33,22 +33,32 @@ export function isUserId(s: string): boolean {
   return /^[\x20-\x7e]{1,128}$/.test(s);
 }
 
+/** How a protocol names the model reference's fields (`model`/`version`, or OIP's `model_name`/`model_version`). */
+export interface ModelRefNames {
+  readonly model: string;
+  readonly version: string;
+}
+
+const MODEL_REF_NAMES: ModelRefNames = { model: 'model', version: 'version' };
+
 /** Checks a model reference: a model name, and a version name or empty (the served version). */
-export function checkModelRef(model: string, version: string): void {
-  if (model === '') throw invalidArgument('model is required (see ListModels for what is loaded)');
+export function checkModelRef(model: string, version: string, names: ModelRefNames = MODEL_REF_NAMES): void {
+  if (model === '') throw invalidArgument(`${names.model} is required (see ListModels for what is loaded)`);
   if (!MODEL_NAME.test(model)) {
-    throw invalidArgument('model must be a model name of 1 to 128 letters, digits, ".", "_" or "-"');
+    throw invalidArgument(`${names.model} must be a model name of 1 to 128 letters, digits, ".", "_" or "-"`);
   }
   if (version !== '' && !VERSION_PATTERN.test(version)) {
-    throw invalidArgument('version must be empty (the served version) or look like 20261120T101500Z');
+    throw invalidArgument(
+      `${names.version} must be empty (the served version) or look like 20261120T101500Z`,
+    );
   }
 }
 
-/** Checks a request id from a request body; empty means "none given". */
-export function checkRequestId(requestId: string): string | undefined {
+/** Checks a request id from a request body (`requestId`, or OIP's `id`); empty means "none given". */
+export function checkRequestId(requestId: string, name = 'requestId'): string | undefined {
   if (requestId === '') return undefined;
   if (!isRequestId(requestId)) {
-    throw invalidArgument('requestId must be 1 to 128 printable ASCII characters without spaces');
+    throw invalidArgument(`${name} must be 1 to 128 printable ASCII characters without spaces`);
   }
   return requestId;
 }

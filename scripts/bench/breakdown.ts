@@ -6,9 +6,8 @@
  * /dev/null destination) and the metrics updates. Compare the sum with
  * `npm run bench:server`, which measures the whole handler.
  *
- * Options: --iterations N (default 20000).
+ * Options: `npm run bench:breakdown -- --help`.
  */
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
@@ -16,19 +15,34 @@ import { ExperimentAssigner } from '../../server/experiment.js';
 import { PredictRequest, PredictResponse } from '../../server/generated/inference/v1/inference.js';
 import { Metrics } from '../../server/metrics.js';
 import { ModelVersion } from '../../server/model-version.js';
-import { runIfMain } from '../lib/cli.js';
+import { intOption, parseCommandLine } from '../lib/args.js';
+import { optionsOrExit, runIfMain } from '../lib/cli.js';
 import { SEED_RECORD as SAMPLE } from '../lib/load/payload.js';
-import { PROJECT_ROOT } from '../lib/paths.js';
+import { MODELS_DIR } from '../lib/paths.js';
 import { percentile } from '../lib/stats.js';
+import { newestVersion } from '../lib/versions.js';
 
-const iArg = process.argv.indexOf('--iterations');
-const ITER = iArg >= 0 ? Number(process.argv[iArg + 1]) : 20_000;
+const USAGE = `Usage: npm run bench:breakdown -- [--iterations N]
 
-/** Times `fn` ITER times after a warm-up; returns per-call microseconds, sorted. */
-async function time(fn: () => unknown | Promise<unknown>): Promise<number[]> {
-  for (let i = 0; i < Math.min(2000, ITER); i++) await fn();
-  const out = new Array<number>(ITER);
-  for (let i = 0; i < ITER; i++) {
+Times each server-side stage of one Predict alone, with the real code on the
+seed's sample record, and prints p50/p99 per stage.
+
+  --iterations N   timed calls per stage, after a warm-up (default 20000)
+  -h, --help       this text`;
+
+function parse(argv: readonly string[]): { iterations: number; help: boolean } {
+  const { values } = parseCommandLine(argv, { iterations: { type: 'string' } });
+  return {
+    iterations: intOption(values.iterations, '--iterations', 1, 10_000_000) ?? 20_000,
+    help: values.help === true,
+  };
+}
+
+/** Times `fn` `iterations` times after a warm-up; returns per-call microseconds, sorted. */
+async function time(fn: () => unknown | Promise<unknown>, iterations: number): Promise<number[]> {
+  for (let i = 0; i < Math.min(2000, iterations); i++) await fn();
+  const out = new Array<number>(iterations);
+  for (let i = 0; i < iterations; i++) {
     const t0 = performance.now();
     await fn();
     out[i] = (performance.now() - t0) * 1000;
@@ -36,9 +50,12 @@ async function time(fn: () => unknown | Promise<unknown>): Promise<number[]> {
   return out.sort((a, b) => a - b);
 }
 
-async function main(): Promise<void> {
-  const dir = join(PROJECT_ROOT, 'models', 'conversion');
-  const version = readdirSync(dir).sort().at(-1) as string;
+async function main(argv: readonly string[]): Promise<number> {
+  const opts = optionsOrExit({ name: 'bench:breakdown', usage: USAGE, parse }, argv);
+  if (typeof opts === 'number') return opts;
+  const ITER = opts.iterations;
+  const dir = join(MODELS_DIR, 'conversion');
+  const version = newestVersion(dir);
   const model = await ModelVersion.load(
     join(dir, version),
     { name: 'conversion', version },
@@ -117,15 +134,13 @@ async function main(): Promise<void> {
   console.log('| --- | --- | --- |');
   let sum50 = 0;
   for (const [name, fn] of stages) {
-    const t = await time(fn);
+    const t = await time(fn, ITER);
     sum50 += percentile(t, 50);
     console.log(`| ${name} | ${percentile(t, 50).toFixed(1)} | ${percentile(t, 99).toFixed(1)} |`);
   }
   console.log(`| **sum of p50s** | **${sum50.toFixed(1)}** | |`);
   await model.retire();
+  return 0;
 }
 
-runIfMain(import.meta.url, 'bench:breakdown', async () => {
-  await main();
-  return 0;
-});
+runIfMain(import.meta.url, 'bench:breakdown', main);

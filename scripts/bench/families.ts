@@ -6,7 +6,7 @@
  * preprocessing: this is the number to set beside the pipeline's Python
  * figures (model.json `speed.python`), which it prints alongside.
  *
- *     node dist/scripts/bench/families.js [--runs 2000] [--warmup 200] [--threads 1] [version dir]...
+ *     npm run bench:families -- [--runs 2000] [--warmup 200] [--threads 1] [version dir]...
  *
  * Without version dirs it takes the newest version of models/conversion (lr)
  * and of the test fixtures test/fixtures/models/conversion-gbdt and
@@ -18,17 +18,18 @@
 import { readFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { ModelVersion } from '../../server/model-version.js';
-import { runIfMain } from '../lib/cli.js';
-import { PROJECT_ROOT } from '../lib/paths.js';
+import { intOption, parseCommandLine } from '../lib/args.js';
+import { optionsOrExit, runIfMain } from '../lib/cli.js';
+import { FIXTURE_MODELS_DIR, MODELS_DIR } from '../lib/paths.js';
+import { percentile } from '../lib/stats.js';
 import { newestVersion } from '../lib/versions.js';
 
 const DEFAULT_MODELS = [
-  join(PROJECT_ROOT, 'models', 'conversion'),
-  join(PROJECT_ROOT, 'test', 'fixtures', 'models', 'conversion-gbdt'),
-  join(PROJECT_ROOT, 'test', 'fixtures', 'models', 'conversion-mlp'),
+  join(MODELS_DIR, 'conversion'),
+  join(FIXTURE_MODELS_DIR, 'conversion-gbdt'),
+  join(FIXTURE_MODELS_DIR, 'conversion-mlp'),
 ];
 const BATCHES = [1, 32] as const;
 
@@ -46,11 +47,30 @@ interface Cell {
   python: { p50Ms: number; p99Ms: number } | undefined;
 }
 
-function positiveInt(raw: string | undefined, fallback: number, what: string, max: number): number {
-  const n = Number(raw ?? fallback);
-  if (!Number.isInteger(n) || n < 1 || n > max)
-    throw new Error(`${what} must be an integer from 1 to ${max}`);
-  return n;
+const USAGE = `Usage: npm run bench:families -- [options] [version dir]...
+
+ONNX Runtime latency of each model family's score(), at batch 1 and 32, beside
+the pipeline's Python figures. Without version dirs: the newest version of
+models/conversion (LR) and of the GBDT and MLP test fixtures.
+
+  --runs N      timed calls per cell (default 2000)
+  --warmup N    calls per cell before timing (default 200)
+  --threads N   ONNX Runtime intra-op threads (default 1)
+  -h, --help    this text`;
+
+function parse(argv: readonly string[]) {
+  const { values, positionals } = parseCommandLine(
+    argv,
+    { runs: { type: 'string' }, warmup: { type: 'string' }, threads: { type: 'string' } },
+    true,
+  );
+  return {
+    runs: intOption(values.runs, '--runs', 1, 1_000_000) ?? 2000,
+    warmup: intOption(values.warmup, '--warmup', 1, 1_000_000) ?? 200,
+    threads: intOption(values.threads, '--threads', 1, 64) ?? 1,
+    dirs: positionals.map((p) => resolve(p)),
+    help: values.help === true,
+  };
 }
 
 function newestVersionDir(modelDir: string): string {
@@ -74,30 +94,13 @@ async function inputsFor(v: ModelVersion, batch: number, count: number): Promise
   return buffers;
 }
 
-function quantile(sorted: Float64Array, q: number): number {
-  // Nearest-rank: the smallest sample with at least q of the samples at or below it.
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[i] as number;
-}
-
 const fmt = (ms: number | undefined) => (ms === undefined ? 'n/a' : ms.toFixed(4));
 
-async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    options: {
-      runs: { type: 'string' },
-      warmup: { type: 'string' },
-      threads: { type: 'string' },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-  const runs = positiveInt(values.runs, 2000, '--runs', 1_000_000);
-  const warmup = positiveInt(values.warmup, 200, '--warmup', 1_000_000);
-  const threads = positiveInt(values.threads, 1, '--threads', 64);
-  const dirs = positionals.length
-    ? positionals.map((p) => resolve(p))
-    : await Promise.all(DEFAULT_MODELS.map(newestVersionDir));
+async function main(argv: readonly string[]): Promise<number> {
+  const opts = optionsOrExit({ name: 'bench:families', usage: USAGE, parse }, argv);
+  if (typeof opts === 'number') return opts;
+  const { runs, warmup, threads } = opts;
+  const dirs = opts.dirs.length > 0 ? opts.dirs : DEFAULT_MODELS.map(newestVersionDir);
 
   const cells: Cell[] = [];
   const loaded: ModelVersion[] = [];
@@ -146,20 +149,18 @@ async function main(): Promise<void> {
     );
     console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const c of cells) {
-      const sorted = Float64Array.from(c.times).sort();
+      const sorted = [...c.times].sort((a, b) => a - b);
       const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
       const m = c.version.manifest;
       console.log(
-        `| ${m.family} | ${m.name} | ${m.version} | ${c.batch} | ${fmt(quantile(sorted, 0.5))} | ` +
-          `${fmt(quantile(sorted, 0.99))} | ${fmt(mean)} | ${fmt(c.python?.p50Ms)} | ${fmt(c.python?.p99Ms)} |`,
+        `| ${m.family} | ${m.name} | ${m.version} | ${c.batch} | ${fmt(percentile(sorted, 50))} | ` +
+          `${fmt(percentile(sorted, 99))} | ${fmt(mean)} | ${fmt(c.python?.p50Ms)} | ${fmt(c.python?.p99Ms)} |`,
       );
     }
   } finally {
     await Promise.all(loaded.map((v) => v.retire()));
   }
+  return 0;
 }
 
-runIfMain(import.meta.url, 'bench:families', async () => {
-  await main();
-  return 0;
-});
+runIfMain(import.meta.url, 'bench:families', main);

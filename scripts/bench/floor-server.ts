@@ -31,10 +31,7 @@ export const FLOOR_RESPONSE: PredictResponse = Object.freeze({
 });
 
 /** Starts the floor server on `host:port` (0: any free port) and resolves with it and its bound port. */
-export async function startFloorServer(
-  host = '127.0.0.1',
-  port = 0,
-): Promise<{ server: Server; port: number }> {
+async function startFloorServer(host = '127.0.0.1', port = 0): Promise<{ server: Server; port: number }> {
   const server = new Server({
     // The real server's limits (MAX_MESSAGE_BYTES' default), so both accept the same requests.
     'grpc.max_receive_message_length': 4 * 1024 * 1024,

@@ -8,7 +8,7 @@
  * per call by component, the gap between the two being what the server adds
  * to grpc-js.
  *
- *     node dist/scripts/bench/profile.js [--duration 8s] [--warmup 2s] [--concurrency 50]
+ *     npm run bench:profile -- [--duration 8s] [--warmup 2s] [--concurrency 50]
  *
  * `npm run bench:breakdown` times each stage alone in a tight loop; this shows
  * the same stages in the running process, with grpc-js, HTTP/2 and GC beside
@@ -18,11 +18,11 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { durationOption, intOption, parseCommandLine } from '../lib/args.js';
+import { startFloor } from '../lib/bench/baselines.js';
 import { ghzPhase, type Progress } from '../lib/bench/measure.js';
-import { Processes, startFloor, startServer } from '../lib/bench/processes.js';
-import { runIfMain } from '../lib/cli.js';
-import { parseDuration } from '../lib/load/options.js';
+import { Processes, startBenchServer } from '../lib/bench/processes.js';
+import { optionsOrExit, runIfMain } from '../lib/cli.js';
 import { MODELS_DIR } from '../lib/paths.js';
 import { newestVersion } from '../lib/versions.js';
 
@@ -115,20 +115,35 @@ export function componentTimes(profile: CpuProfile, fromUs: number, toUs: number
 
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: 'string', default: '8s' },
-      warmup: { type: 'string', default: '2s' },
-      concurrency: { type: 'string', default: '50' },
-    },
-    strict: true,
+const USAGE = `Usage: npm run bench:profile -- [options]
+
+CPU per call by component (logging, ONNX Runtime, protobuf, grpc-js, HTTP/2,
+GC…) for the real server and the grpc-js floor under a ghz closed loop, from
+node --cpu-prof samples taken in the measured phase.
+
+  --duration D      measured phase per process (default 8s)
+  --warmup D        unmeasured load first (default 2s)
+  --concurrency C   ghz workers (default 50)
+  -h, --help        this text`;
+
+function parse(argv: readonly string[]) {
+  const { values } = parseCommandLine(argv, {
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    concurrency: { type: 'string' },
   });
-  const durationMs = parseDuration(values.duration, '--duration');
-  const warmupMs = parseDuration(values.warmup, '--warmup');
-  const concurrency = Number(values.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1)
-    throw new Error('--concurrency must be a positive integer');
+  return {
+    durationMs: durationOption(values.duration, '--duration', 1000, 600_000) ?? 8000,
+    warmupMs: durationOption(values.warmup, '--warmup', 0, 600_000) ?? 2000,
+    concurrency: intOption(values.concurrency, '--concurrency', 1, 2000) ?? 50,
+    help: values.help === true,
+  };
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const opts = optionsOrExit({ name: 'bench:profile', usage: USAGE, parse }, argv);
+  if (typeof opts === 'number') return opts;
+  const { durationMs, warmupMs, concurrency } = opts;
   const workDir = mkdtempSync(join(tmpdir(), 'bench-profile-'));
   const procs = new Processes();
   const progress: Progress = (line) => process.stderr.write(`${line}\n`);
@@ -142,7 +157,7 @@ async function main(): Promise<void> {
       const host =
         name === 'server'
           ? (
-              await startServer(procs, {
+              await startBenchServer(procs, {
                 name,
                 workDir,
                 env: { MODEL_VERSION_POLICY: `conversion=${version}` },
@@ -205,9 +220,7 @@ async function main(): Promise<void> {
   console.log(
     `| **total (busy)** | **${(total(server) / server.calls).toFixed(1)}** | 100% | **${(total(floor) / floor.calls).toFixed(1)}** |`,
   );
+  return 0;
 }
 
-runIfMain(import.meta.url, 'bench:profile', async () => {
-  await main();
-  return 0;
-});
+runIfMain(import.meta.url, 'bench:profile', main);

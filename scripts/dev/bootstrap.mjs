@@ -1,22 +1,31 @@
 #!/usr/bin/env node
 // `npm run bootstrap`: installs what is missing, idempotently (node_modules, the
 // Python venv with Envoy, the Go tools). The steps and their stamps are in
-// scripts/lib/dev/bootstrap.mjs; `--help` lists the options.
-import { pathToFileURL } from 'node:url';
-import { bootstrap, USAGE } from '../lib/dev/bootstrap.mjs';
+// scripts/lib/dev/bootstrap.mjs; `--help` lists the options. `--deploy` adds what
+// `npm run test:deploy` needs (scripts/lib/deploy/prerequisites.mjs).
+import { deployPrerequisites } from '../lib/deploy/prerequisites.mjs';
+import { USAGE as BOOTSTRAP_USAGE, bootstrap } from '../lib/dev/bootstrap.mjs';
+import { flagsOrExit } from '../lib/dev/flags.mjs';
+import { isMain } from '../lib/dev/project.mjs';
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const argv = process.argv.slice(2);
-  const unknown = argv.filter((a) => !['--node', '--quiet', '--help', '-h'].includes(a));
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(USAGE);
-  } else if (unknown.length > 0) {
-    process.stderr.write(`bootstrap: unknown option ${unknown[0]}\n${USAGE}`);
-    process.exitCode = 2;
+const USAGE = `${BOOTSTRAP_USAGE.trimEnd()}
+  --deploy  also the deployment test's prerequisites (podman, etcd, promtool,
+            kube-apiserver, kubectl, helm; Debian packages need root)
+`;
+
+if (isMain(import.meta.url)) {
+  const flags = flagsOrExit('bootstrap', USAGE, ['--node', '--quiet', '--deploy']);
+  if (typeof flags === 'number') {
+    process.exitCode = flags;
   } else {
-    bootstrap({ nodeOnly: argv.includes('--node'), quiet: argv.includes('--quiet') }).catch((err) => {
-      process.stderr.write(`[bootstrap] failed: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = 1;
-    });
+    const quiet = flags.has('--quiet');
+    bootstrap({ nodeOnly: flags.has('--node'), quiet })
+      .then(() => {
+        if (flags.has('--deploy')) deployPrerequisites({ quiet });
+      })
+      .catch((err) => {
+        process.stderr.write(`[bootstrap] failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 1;
+      });
   }
 }

@@ -2,18 +2,26 @@
 // `npm run build`: compiles server/, scripts/ and test/ into dist/ when a source
 // changed since the last build (scripts/lib/dev/build.mjs keeps the stamp).
 //   node scripts/dev/build.mjs [--force] [--quiet]
-import { pathToFileURL } from 'node:url';
 import { ensureBuilt } from '../lib/dev/build.mjs';
+import { flagsOrExit } from '../lib/dev/flags.mjs';
+import { isMain } from '../lib/dev/project.mjs';
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(
-      'Usage: node scripts/dev/build.mjs [--force] [--quiet]\n\nCompiles server/, scripts/ and test/ into dist/ when a source changed.\n',
-    );
+const USAGE = `Usage: node scripts/dev/build.mjs [--force] [--quiet]
+
+Compiles server/, scripts/ and test/ into dist/ when a source changed since the
+last build (a stamp of every source's size and mtime).
+
+  --force   compile even when nothing changed
+  --quiet   print nothing unless tsc fails
+`;
+
+if (isMain(import.meta.url)) {
+  const flags = flagsOrExit('build', USAGE, ['--force', '--quiet']);
+  if (typeof flags === 'number') {
+    process.exitCode = flags;
   } else {
     try {
-      ensureBuilt({ force: argv.includes('--force'), quiet: argv.includes('--quiet') });
+      ensureBuilt({ force: flags.has('--force'), quiet: flags.has('--quiet') });
     } catch (err) {
       process.stderr.write(`[build] ${err instanceof Error ? err.message : String(err)}\n`);
       process.exitCode = 1;

@@ -8,11 +8,19 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { flagsOrExit } from '../lib/dev/flags.mjs';
+import { isMain, ROOT as root } from '../lib/dev/project.mjs';
 
-const root = new URL('../..', import.meta.url).pathname;
 const buf = join(root, 'node_modules', '.bin', 'buf');
-const check = process.argv.includes('--check');
+
+const USAGE = `Usage: node scripts/dev/generate.mjs [--check]   (npm run generate)
+
+Regenerates server/generated/ from proto/ with buf and ts-proto, and the
+descriptor set server reflection serves.
+
+  --check   regenerate into a temporary directory and exit 1 if the committed
+            copy differs
+`;
 
 function listFiles(dir) {
   const out = [];
@@ -35,7 +43,7 @@ function generate(outBase) {
   execFileSync(buf, ['build', '-o', set], { cwd: root, stdio: 'inherit' });
 }
 
-function main() {
+function main(check) {
   if (!check) {
     generate();
     console.log('generated server/generated/ from proto/');
@@ -67,4 +75,8 @@ function main() {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) main();
+if (isMain(import.meta.url)) {
+  const flags = flagsOrExit('generate', USAGE, ['--check']);
+  if (typeof flags === 'number') process.exitCode = flags;
+  else main(flags.has('--check'));
+}

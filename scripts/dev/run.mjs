@@ -13,14 +13,31 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { bootstrap, ROOT } from '../lib/dev/bootstrap.mjs';
+import { bootstrap } from '../lib/dev/bootstrap.mjs';
 import { ensureBuilt } from '../lib/dev/build.mjs';
+import { ROOT } from '../lib/dev/project.mjs';
+
+const USAGE = `Usage: node scripts/dev/run.mjs [--full] <dir/command> [args...]
+
+Checks the bootstrap's stamps, compiles when a source changed, then runs
+dist/scripts/<dir>/<command>.js in this process with the arguments (every
+\`npm run <command>\` goes through here; package.json names the command).
+
+  --full   also the venv and the Go tools (Envoy, ghz, hey, Python), not only node_modules
+`;
 
 const argv = process.argv.slice(2);
+if (argv[0] === '--help' || argv[0] === '-h') {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const full = argv[0] === '--full';
 const [command, ...args] = full ? argv.slice(1) : argv;
 if (!command || !/^[a-z]+\/[a-z0-9-]+$/.test(command)) {
-  process.stderr.write('usage: node scripts/dev/run.mjs [--full] <dir/command> [args...]\n');
+  process.stderr.write(
+    `run: ${command === undefined ? 'missing <dir/command>' : `"${command}" is not a <dir/command>`}.\n` +
+      'See: node scripts/dev/run.mjs --help\n',
+  );
   process.exit(2);
 }
 try {

@@ -1,6 +1,6 @@
 /**
- * What the operator commands (`npm run bench`, `soak`, `loadtest`) share
- * around their own work: options or an exit status, Ctrl-C that stops the
+ * What the commands share around their own work: options or an exit status
+ * (`--help` to stdout, a bad option named on stderr), Ctrl-C that stops the
  * load and still reports, and `main`'s exit code.
  *
  * Exit statuses: 0 done (or --help), 1 a target missed or interrupted,
@@ -31,8 +31,19 @@ export interface Command<T extends { readonly help: boolean }> {
 }
 
 /**
+ * Names a bad command line on stderr, the one way every command does: the
+ * sentence, then where the usage is. Returns 2, the exit status for it.
+ */
+export function usageFailure(name: string, message: string): number {
+  const run = name === 'start' ? 'npm start' : `npm run ${name}`;
+  process.stderr.write(`${name}: ${message}\nSee: ${run} -- --help\n`);
+  return 2;
+}
+
+/**
  * The command's options, or the exit status when there is nothing to run:
- * 0 after printing the usage for --help, 2 after naming a bad option on stderr.
+ * 0 after printing the usage for --help (to stdout), 2 after naming a bad
+ * option on stderr.
  */
 export function optionsOrExit<T extends { readonly help: boolean }>(
   command: Command<T>,
@@ -42,10 +53,7 @@ export function optionsOrExit<T extends { readonly help: boolean }>(
   try {
     opts = command.parse(argv);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${command.name}: ${err.message}\nSee: npm run ${command.name} -- --help\n`);
-      return 2;
-    }
+    if (err instanceof UsageError) return usageFailure(command.name, err.message);
     throw err;
   }
   if (opts.help) {

@@ -18,6 +18,9 @@ export const SERVER_MAIN = join(DIST, 'server', 'main.js');
 /** The demo model repository. */
 export const MODELS_DIR = join(PROJECT_ROOT, 'models');
 
+/** The test fixtures' models (GBDT, MLP and large variants), which some benchmarks serve too. */
+export const FIXTURE_MODELS_DIR = join(PROJECT_ROOT, 'test', 'fixtures', 'models');
+
 /** The project's Python venv (scripts/dev/bootstrap.mjs). */
 export const VENV_PYTHON = join(PROJECT_ROOT, '.venv', 'bin', 'python');
 

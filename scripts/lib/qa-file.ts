@@ -49,9 +49,7 @@ export class QaFileError extends Error {
 }
 
 /** gRPC status names (`OK`, `CANCELLED`, …) from grpc-js's numeric enum. */
-export const STATUS_NAMES: ReadonlySet<string> = new Set(
-  Object.keys(status).filter((k) => Number.isNaN(Number(k))),
-);
+const STATUS_NAMES: ReadonlySet<string> = new Set(Object.keys(status).filter((k) => Number.isNaN(Number(k))));
 
 /** The name of a numeric gRPC status, e.g. 3 → `INVALID_ARGUMENT`. */
 export function statusName(code: number): string {

@@ -1,8 +1,8 @@
 /**
- * `npm run loadtest`: drives Predict with ghz against Envoy, one server or any
- * HOST:PORT, shows progress, prints QPS, latency percentiles, errors by gRPC
- * status and the observed A/B split, writes JSON and HTML reports, and exits
- * non-zero naming the SLO that was missed. Options: `npm run loadtest -- --help`.
+ * `npm run loadtest`: drives Predict (or, with `--protocol oip`, ModelInfer)
+ * with ghz against Envoy, one server or any HOST:PORT, shows progress, prints
+ * QPS, latency percentiles, errors by gRPC status and the observed A/B split,
+ * writes JSON and HTML reports, and exits non-zero naming the SLO that was missed. Options: `npm run loadtest -- --help`.
  *
  * The work is `runLoadtest` (scripts/lib/load/run.ts); this command adds argv,
  * signals and the exit code.

@@ -16,14 +16,14 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { durationOption, intOption, numberOption, parseCommandLine } from '../lib/args.js';
+import { startEnvoyFor } from '../lib/bench/envoy.js';
 import { describeLoad, ghzPhase, type Progress, summaryLine } from '../lib/bench/measure.js';
-import { Processes, rssBytes, startEnvoyFor, startServer } from '../lib/bench/processes.js';
-import { mib } from '../lib/bench/scrape.js';
+import { mib, rssBytes } from '../lib/bench/process-stats.js';
+import { Processes, startBenchServer } from '../lib/bench/processes.js';
 import { cpuPerCall, type GrowthResult, type Measurement, pct, rssGrowth } from '../lib/bench/verdicts.js';
 import { abortOnSignals, optionsOrExit, runIfMain, UsageError } from '../lib/cli.js';
 import { DEFAULT_WEIGHTS } from '../lib/envoy/config.js';
-import { parseDuration } from '../lib/load/options.js';
 import { MODELS_DIR } from '../lib/paths.js';
 import { olderAndNewer, versionStamp } from '../lib/versions.js';
 
@@ -48,7 +48,7 @@ export interface SoakOptions {
   readonly help: boolean;
 }
 
-export const SOAK_USAGE = `Usage: npm run soak -- [options]
+const SOAK_USAGE = `Usage: npm run soak -- [options]
 
 Runs stable + canary + Envoy (90/10) on loopback, drives Predict through Envoy
 at a share of its max QPS, samples the RSS of both servers and Envoy, and
@@ -69,63 +69,32 @@ checks that RSS stays flat after warm-up and that no request fails.
 Exit status: 0 pass, 1 a target missed (named), 2 bad options, 3 could not run.`;
 
 export function parseSoakArgs(argv: readonly string[], cwd = process.cwd()): SoakOptions {
-  let v: Record<string, string | boolean | undefined>;
-  try {
-    v = parseArgs({
-      args: [...argv],
-      options: {
-        duration: { type: 'string' },
-        'max-qps': { type: 'string' },
-        share: { type: 'string' },
-        measure: { type: 'string' },
-        warmup: { type: 'string' },
-        'sample-interval': { type: 'string' },
-        concurrency: { type: 'string' },
-        'envoy-workers': { type: 'string' },
-        'max-growth': { type: 'string' },
-        reports: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const s = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
-  const num = (k: string, fallback: number, min: number, max: number) => {
-    const raw = s(k);
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
-      throw new UsageError(`--${k} must be a number from ${min} to ${max}, got "${raw}".`);
-    }
-    return n;
-  };
-  const dur = (k: string, fallback: number, min: number, max: number) => {
-    const raw = s(k);
-    if (raw === undefined) return fallback;
-    const ms = parseDuration(raw, `--${k}`);
-    if (ms < min || ms > max)
-      throw new UsageError(`--${k} must be between ${min / 1000}s and ${max / 1000}s.`);
-    return ms;
-  };
-  const durationMs = dur('duration', 120_000, 5000, 3_600_000);
-  const warmupMs = dur('warmup', 30_000, 0, 3_600_000);
+  const { values: v } = parseCommandLine(argv, {
+    duration: { type: 'string' },
+    'max-qps': { type: 'string' },
+    share: { type: 'string' },
+    measure: { type: 'string' },
+    warmup: { type: 'string' },
+    'sample-interval': { type: 'string' },
+    concurrency: { type: 'string' },
+    'envoy-workers': { type: 'string' },
+    'max-growth': { type: 'string' },
+    reports: { type: 'string' },
+  });
+  const durationMs = durationOption(v.duration, '--duration', 5000, 3_600_000) ?? 120_000;
+  const warmupMs = durationOption(v.warmup, '--warmup', 0, 3_600_000) ?? 30_000;
   if (warmupMs >= durationMs) throw new UsageError('--warmup must be shorter than --duration.');
-  const maxQps = s('max-qps') === undefined ? undefined : num('max-qps', 0, 1, 1_000_000);
-  const share = num('share', 0.5, 0.01, 1);
-  const concurrency = Math.round(num('concurrency', 50, 1, 2000));
   return Object.freeze({
     durationMs,
-    maxQps,
-    share,
-    sampleIntervalMs: dur('sample-interval', 5000, 500, 600_000),
+    maxQps: numberOption(v['max-qps'], '--max-qps', 1, 1_000_000),
+    share: numberOption(v.share, '--share', 0.01, 1) ?? 0.5,
+    sampleIntervalMs: durationOption(v['sample-interval'], '--sample-interval', 500, 600_000) ?? 5000,
     warmupMs,
-    measureMs: dur('measure', 10_000, 1000, 600_000),
-    concurrency,
-    envoyWorkers: Math.round(num('envoy-workers', 1, 1, 64)),
-    maxGrowth: num('max-growth', 0.1, 0, 10),
-    reportsDir: resolve(cwd, s('reports') ?? 'reports'),
+    measureMs: durationOption(v.measure, '--measure', 1000, 600_000) ?? 10_000,
+    concurrency: intOption(v.concurrency, '--concurrency', 1, 2000) ?? 50,
+    envoyWorkers: intOption(v['envoy-workers'], '--envoy-workers', 1, 64) ?? 1,
+    maxGrowth: numberOption(v['max-growth'], '--max-growth', 0, 10) ?? 0.1,
+    reportsDir: resolve(cwd, v.reports ?? 'reports'),
     help: v.help === true,
   });
 }
@@ -188,12 +157,12 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     progress(`[soak] starting stable (${MODEL}@${older}), canary (${MODEL}@${newer}) and Envoy (90/10)`);
     const [stable, canary] = await Promise.all([
-      startServer(procs, {
+      startBenchServer(procs, {
         name: 'stable',
         workDir,
         env: { ROLE: 'stable', MODEL_VERSION_POLICY: `${MODEL}=${older}` },
       }),
-      startServer(procs, {
+      startBenchServer(procs, {
         name: 'canary',
         workDir,
         env: { ROLE: 'canary', MODEL_VERSION_POLICY: `${MODEL}=${newer}` },

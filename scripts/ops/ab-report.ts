@@ -24,7 +24,12 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { parseArgs as parseNodeArgs } from 'node:util';
 import { createGunzip } from 'node:zlib';
-import { asPredictionRecord, type PredictionRecord, userOfOutput } from '../../server/call-log.js';
+import {
+  asPredictionRecord,
+  PREDICTION_METHODS,
+  type PredictionRecord,
+  userOfOutput,
+} from '../../server/call-log.js';
 import { runIfMain, UsageError } from '../lib/cli.js';
 import { DEFAULT_WEIGHTS, TOTAL_WEIGHT } from '../lib/envoy/config.js';
 
@@ -136,7 +141,8 @@ export class AbTally {
       this.unparsable++;
       return;
     }
-    if (typeof rec !== 'object' || rec === null || (rec as { msg?: unknown }).msg !== 'Predict') return;
+    const msg = typeof rec === 'object' && rec !== null ? (rec as { msg?: unknown }).msg : undefined;
+    if (typeof msg !== 'string' || !PREDICTION_METHODS.has(msg)) return;
     const prediction = asPredictionRecord(rec);
     if (!prediction) {
       this.skipped++;
@@ -477,7 +483,7 @@ export async function readLines(input: Readable, gz: boolean, onLine: (line: str
 
 export const USAGE = `Usage: npm run ab-report -- [options] [files...]
 
-Reads the servers' JSON logs (lines with msg "Predict"; .gz archives too) and prints,
+Reads the servers' JSON logs (lines with msg "Predict" or "ModelInfer"; .gz archives too) and prints,
 per arm and group, counts, positive rates and observed shares with 95% intervals,
 and flags a sample ratio mismatch (chi-square test) in either split.
 

@@ -35,11 +35,11 @@
 import { constants, rmSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { VERSION_PATTERN } from '../../server/model-manifest.js';
 import { ModelLoadError, ModelVersion } from '../../server/model-version.js';
 import { MODEL_NAME } from '../../server/request-validation.js';
-import { runIfMain } from '../lib/cli.js';
+import { parseCommandLine } from '../lib/args.js';
+import { optionsOrExit, runIfMain, UsageError } from '../lib/cli.js';
 import { parseQaFile, QaFileError } from '../lib/qa-file.js';
 
 const EXIT = { ok: 0, invalid: 1, usage: 2, exists: 3, io: 4 } as const;
@@ -298,31 +298,32 @@ async function publish(sourceArg: string, repoArg: string, dryRun: boolean): Pro
   return target;
 }
 
+interface Options {
+  readonly source: string;
+  readonly to: string;
+  readonly dryRun: boolean;
+  readonly help: boolean;
+}
+
+function parseCli(argv: readonly string[]): Options {
+  const { values, positionals } = parseCommandLine(
+    argv,
+    { to: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+    true,
+  );
+  const help = values.help === true;
+  const [source, ...extra] = positionals;
+  if (!help) {
+    if (source === undefined) throw new UsageError('missing <version dir>.');
+    if (extra.length > 0) throw new UsageError(`unexpected ${extra.join(' ')}: give one <version dir>.`);
+    if (values.to === undefined) throw new UsageError('missing --to <model repository>.');
+  }
+  return { source: source ?? '', to: values.to ?? '', dryRun: values['dry-run'] === true, help };
+}
+
 async function main(argv: readonly string[]): Promise<number> {
-  let args: ReturnType<typeof parseCli>;
-  try {
-    args = parseCli(argv);
-  } catch (err) {
-    say((err as Error).message);
-    process.stderr.write(`${USAGE}\n`);
-    return EXIT.usage;
-  }
-  if (args.values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return EXIT.ok;
-  }
-  const [source, ...extra] = args.positionals;
-  if (source === undefined || extra.length > 0 || args.values.to === undefined) {
-    say(
-      source === undefined
-        ? 'missing <version dir>'
-        : extra.length
-          ? `unexpected ${extra.join(' ')}`
-          : 'missing --to',
-    );
-    process.stderr.write(`${USAGE}\n`);
-    return EXIT.usage;
-  }
+  const opts = optionsOrExit({ name: 'publish-model', usage: USAGE, parse: parseCli }, argv);
+  if (typeof opts === 'number') return opts;
 
   // A Ctrl-C mid-copy must not leave a temp directory behind.
   const onSignal = (signal: NodeJS.Signals) => {
@@ -333,7 +334,7 @@ async function main(argv: readonly string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const target = await publish(source, args.values.to, args.values['dry-run'] === true);
+    const target = await publish(opts.source, opts.to, opts.dryRun);
     process.stdout.write(`${target}\n`);
     return EXIT.ok;
   } catch (err) {
@@ -347,19 +348,6 @@ async function main(argv: readonly string[]): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
-}
-
-function parseCli(argv: readonly string[]) {
-  return parseArgs({
-    args: argv,
-    options: {
-      to: { type: 'string' },
-      'dry-run': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
 }
 
 runIfMain(import.meta.url, 'publish-model', main);

@@ -29,14 +29,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import {
   InferenceServiceClient,
   type PredictResponse,
 } from '../../server/generated/inference/v1/inference.js';
 import { USER_ID_HEADER } from '../../server/headers.js';
-import { runIfMain, UsageError } from '../lib/cli.js';
+import { parseCommandLine } from '../lib/args.js';
+import { runIfMain, UsageError, usageFailure } from '../lib/cli.js';
 import { parseQaFile, type QaCase, type QaFile, statusName } from '../lib/qa-file.js';
 
 const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
@@ -67,28 +67,15 @@ interface Options {
   metadata: Metadata;
 }
 
-const OPTIONS = {
-  target: { type: 'string' },
-  file: { type: 'string' },
-  'version-dir': { type: 'string' },
-  'deadline-ms': { type: 'string' },
-  'user-id': { type: 'string' },
-  header: { type: 'string', multiple: true },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-function parseOptions(argv: readonly string[]) {
-  return parseArgs({ args: argv, options: OPTIONS, allowPositionals: false, strict: true });
-}
-
 function parseCli(argv: readonly string[]): Options | 'help' {
-  let parsed: ReturnType<typeof parseOptions>;
-  try {
-    parsed = parseOptions(argv);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const v = parsed.values;
+  const v = parseCommandLine(argv, {
+    target: { type: 'string' },
+    file: { type: 'string' },
+    'version-dir': { type: 'string' },
+    'deadline-ms': { type: 'string' },
+    'user-id': { type: 'string' },
+    header: { type: 'string', multiple: true },
+  }).values;
   if (v.help) return 'help';
   if (!v.target) throw new UsageError('--target HOST:PORT is required');
   if (!/^[^\s:]+:\d{1,5}$/.test(v.target) && !/^\[[0-9a-fA-F:.]+\]:\d{1,5}$/.test(v.target)) {
@@ -228,8 +215,7 @@ async function main(argv: readonly string[]): Promise<number> {
     qa = await loadFile(opts.file);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`qa: ${err.message}\n${USAGE}\n`);
-    return EXIT.usage;
+    return usageFailure('qa', err.message);
   }
 
   const md = Object.entries(opts.metadata.toJSON())

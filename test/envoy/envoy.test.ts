@@ -157,46 +157,58 @@ describe('Envoy A/B routing (stage 1)', function () {
     expect(movedCheck.ok, movedCheck.text).to.equal(true);
   });
 
-  it('`npm run weights` reports before and after, and fails clearly when Envoy does not load the file', () => {
-    const script = join(ROOT, 'dist', 'scripts', 'ops', 'weights.js');
+  it("`npm run weights` (the rollout's weights action) reports before and after, and fails clearly when Envoy does not load the file", () => {
+    const script = join(ROOT, 'dist', 'scripts', 'ops', 'rollout.js');
     const admin = stack.admin.base;
     const ok = spawnSync(
       process.execPath,
-      [script, '--canary', '10', '--admin', admin, '--routes', stack.routesPath],
-      { encoding: 'utf8', timeout: 20_000 },
+      [script, 'weights', '--canary', '10', '--admin', admin, '--routes', stack.routesPath],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
     );
     expect(ok.status, ok.stderr).to.equal(0);
-    expect(ok.stdout).to.match(/^before: stable 75% \/ canary 25%/m);
     expect(ok.stdout).to.match(
-      /^after: {2}stable 90% \/ canary 10% {2}\(version "stable-90-canary-10-.*accepted/m,
+      /^weights: stable 75% \/ canary 25% → stable 90% \/ canary 10% \(Envoy accepted version "stable-90-canary-10-.*" in \d+ ms\)/m,
     );
 
-    const status = spawnSync(process.execPath, [script, '--status', '--admin', admin], { encoding: 'utf8' });
-    expect(status.stdout).to.include('stable 90% / canary 10%');
+    const status = spawnSync(
+      process.execPath,
+      [script, 'status', '--admin', admin, '--routes', stack.routesPath],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(status.stdout).to.match(/^weights: +stable 90% \/ canary 10%/m);
 
     const wrongFile = spawnSync(
       process.execPath,
       [
         script,
-        '--canary',
+        'weights',
         '30',
         '--admin',
         admin,
         '--routes',
-        join(stack.dir, 'elsewhere.yaml'),
+        join(stack.dir, 'elsewhere', 'routes', 'routes.yaml'),
         '--timeout-ms',
         '1000',
       ],
       { encoding: 'utf8', timeout: 20_000 },
     );
     expect(wrongFile.status).to.equal(1);
-    expect(wrongFile.stderr).to.match(
+    expect(wrongFile.stderr, wrongFile.stderr).to.match(
       /did not load version .* within 1000 ms.*Envoy watches ".*routes\.yaml"/,
     );
 
-    const noEnvoy = spawnSync(process.execPath, [script, '--promote', '--admin', '127.0.0.1:1'], {
-      encoding: 'utf8',
-    });
+    const noEnvoy = spawnSync(
+      process.execPath,
+      [script, 'weights', '100', '--admin', '127.0.0.1:1', '--routes', stack.routesPath],
+      {
+        encoding: 'utf8',
+      },
+    );
     expect(noEnvoy.status).to.equal(1);
     expect(noEnvoy.stderr).to.match(/did not answer.*Nothing was written/);
   });
@@ -218,19 +230,21 @@ describe('Envoy A/B routing (stage 1)', function () {
     }
     expect((await fetch(`${view}/quitquitquit`)).status).to.equal(404);
     expect(await stack.admin.ready()).to.equal(true);
-    // `npm run weights` works through it, as it does against the Docker stack's port 9902.
+    // `npm run rollout -- status` works through it, as it does against the Docker stack's port 9902.
     const status = spawnSync(
       process.execPath,
       [
-        join(ROOT, 'dist', 'scripts', 'ops', 'weights.js'),
-        '--status',
+        join(ROOT, 'dist', 'scripts', 'ops', 'rollout.js'),
+        'status',
         '--admin',
         `127.0.0.1:${stack.adminViewPort}`,
+        '--routes',
+        stack.routesPath,
       ],
       { encoding: 'utf8' },
     );
     expect(status.status, status.stderr).to.equal(0);
-    expect(status.stdout).to.include('stable 90% / canary 10%');
+    expect(status.stdout).to.match(/^weights: +stable 90% \/ canary 10%/m);
   });
 
   it('counts a rejected routes file in update_rejected and keeps serving the previous version', async () => {

@@ -222,7 +222,9 @@ describe('Envoy TLS and mutual TLS on the listener', function () {
 
   it('with mutual TLS: refuses a client without a certificate, and plaintext; serves one with a certificate from the CA', async () => {
     const stack = await startAbStack({
-      bootstrap: { tls: { certChain: ca.serverCert, privateKey: ca.serverKey, clientCa: ca.caCert } },
+      bootstrap: {
+        tls: { certChainPath: ca.serverCert, privateKeyPath: ca.serverKey, clientCaPath: ca.caCert },
+      },
     });
     try {
       const caPem = ca.read(ca.caCert);
@@ -242,7 +244,7 @@ describe('Envoy TLS and mutual TLS on the listener', function () {
 
   it('with TLS only: serves a client that trusts the CA, refuses plaintext', async () => {
     const stack = await startAbStack({
-      bootstrap: { tls: { certChain: ca.serverCert, privateKey: ca.serverKey } },
+      bootstrap: { tls: { certChainPath: ca.serverCert, privateKeyPath: ca.serverKey } },
     });
     try {
       expect(await predictWith(stack.port, credentials.createSsl(ca.read(ca.caCert)))).to.equal(status.OK);

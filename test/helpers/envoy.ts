@@ -4,28 +4,36 @@
  * loop that records which arm answered each call.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import type { EnvoyAdmin } from '../../scripts/lib/envoy/admin.js';
 import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/lib/envoy/config.js';
 import { bootstrapText, routesText } from '../../scripts/lib/envoy/files.js';
+import { waitClustersHealthy } from '../../scripts/lib/envoy/health.js';
 import { type EnvoyProcess, envoyBinary, startEnvoy } from '../../scripts/lib/envoy/process.js';
-import { demoVersions as stackVersions } from '../../scripts/ops/stack.js';
+import { freePort } from '../../scripts/lib/ports.js';
+import { parseSamples, sampleValue } from '../../scripts/lib/prometheus.js';
+import { olderAndNewer } from '../../scripts/lib/versions.js';
 import {
   InferenceServiceClient,
   type PredictRequest,
   type PredictResponse,
 } from '../../server/generated/inference/v1/inference.js';
 import { AB_ARM_HEADER, AB_OVERRIDE_HEADER, USER_ID_HEADER } from '../../server/headers.js';
-import { DEMO_MODELS, ROOT, removeDir, type SpawnedServer, spawnServer, waitFor } from './server.js';
+import {
+  copyModels,
+  DEMO_MODELS,
+  ROOT,
+  removeDir,
+  type SpawnedServer,
+  spawnServer,
+  waitFor,
+} from './server.js';
 
-/** The demo versions the two arms serve, chosen exactly as `npm start` chooses them. */
+/** The demo versions the two arms serve (models/conversion/labels.json: stable the older, canary the newer). */
 export function demoVersions(): { older: string; newer: string } {
-  const v = stackVersions(DEMO_MODELS);
-  return { older: v.stable, newer: v.canary };
+  return olderAndNewer(DEMO_MODELS, 'conversion');
 }
 
 /** One Envoy access log entry (see accessLog() in scripts/lib/envoy/config.ts). */
@@ -73,6 +81,10 @@ export interface AbStackOptions {
   readonly weights?: Weights;
   /** Active health check interval; short, so tests observe transitions quickly. */
   readonly healthCheckIntervalMs?: number;
+  /** The model repository of both servers (default: the committed demo repository). */
+  readonly modelRoot?: string;
+  /** Envoy fault injection (see BootstrapOptions.fault). */
+  readonly fault?: BootstrapOptions['fault'];
   /** Overrides of the rendered bootstrap (limits, TLS…). */
   readonly bootstrap?: Partial<BootstrapOptions>;
   /** As `npm start` renders it: the real admin on a Unix socket in the stack's dir, `admin` a read-only view. */
@@ -80,8 +92,8 @@ export interface AbStackOptions {
 }
 
 /**
- * Starts stable and canary servers on port 0 (stable pinned to the older demo
- * version, canary to the newer), then Envoy with a bootstrap rendered for
+ * Starts stable and canary servers on port 0 (each following its role's label in a
+ * copy of the demo repository: stable the older demo version, canary the newer), then Envoy with a bootstrap rendered for
  * their ports into a temp dir (listener and admin on port 0 too), and waits
  * until Envoy reports both clusters healthy. On any failure it stops what it
  * had started before rethrowing.
@@ -89,17 +101,22 @@ export interface AbStackOptions {
 export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
   const dir = mkdtempSync(join(tmpdir(), 'ab-stack-'));
   const { older, newer } = demoVersions();
+  // A private copy of the demo repository with its labels, so no test depends on (or moves) the
+  // labels of the checkout's own models/ (which `npm run rollout` on `npm start` changes).
+  const modelRoot = o.modelRoot ?? copyModels('ab-stack-models-', { labels: true });
   const env = {
     stable: {
       ROLE: 'stable',
       MODEL_VERSION_POLICY: `conversion=${older}`,
       DRAIN_MS: '500',
+      MODEL_ROOT: modelRoot,
       ...o.stableEnv,
     },
     canary: {
       ROLE: 'canary',
       MODEL_VERSION_POLICY: `conversion=${newer}`,
       DRAIN_MS: '500',
+      MODEL_ROOT: modelRoot,
       ...o.canaryEnv,
     },
   };
@@ -108,6 +125,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
     // Reverse order of start; each step is independent of the others' failures.
     for (const s of started.reverse()) await s.stop().catch(() => undefined);
     removeDir(dir);
+    if (o.modelRoot === undefined) removeDir(modelRoot);
   };
   try {
     const [stable, canary] = await Promise.all([spawnServer(env.stable), spawnServer(env.canary)]);
@@ -128,6 +146,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
       // As in the container bootstrap: admin GETs only, on a listener of its own.
       adminView: { host: '127.0.0.1', port: 0 },
       qaListener: { host: '127.0.0.1', port: 0 },
+      ...(o.fault ? { fault: o.fault } : {}),
       ...(o.adminSocket ? { adminSocket: join(dir, 'admin.sock'), adminView: undefined } : {}),
       ...o.bootstrap,
     };
@@ -143,12 +162,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
     });
     started.push(envoy);
     const admin = envoy.admin;
-    await waitFor(
-      'Envoy to see stable and canary healthy',
-      async () => (await admin.clusterHealthy('stable')) && (await admin.clusterHealthy('canary')),
-      15_000,
-      50,
-    );
+    await waitClustersHealthy(envoy, { stable: 1, canary: 1 }, { timeoutMs: 15_000, intervalMs: 50 });
     const port = await admin.listenerPort('grpc_ingress');
     const adminViewPort = await admin.listenerPort('admin_view');
     const qaPort = await admin.listenerPort('grpc_qa');
@@ -185,12 +199,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
         const next = await spawnServer({ ...env.canary, ...extra, GRPC_PORT: String(stack.canaryPort) });
         started.push(next);
         stack.canary = next;
-        await waitFor(
-          'Envoy to see the new canary healthy',
-          () => admin.clusterHealthy('canary'),
-          15_000,
-          50,
-        );
+        await waitClustersHealthy(envoy, { canary: 1 }, { timeoutMs: 15_000, intervalMs: 50 });
         return next;
       },
       stop: stopAll,
@@ -203,16 +212,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
 }
 
 /** A port free right now (bound and released); used where a config must name a port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /**
  * A positive and a negative record for a model version, taken from its QA
@@ -393,19 +393,5 @@ export function withinSigma(observed: number, n: number, p: number, k = 4): { ok
 
 /** Prometheus text → value of the sample with exactly these labels (0 when absent). */
 export function metricValue(text: string, name: string, labels: Record<string, string>): number {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const m = /^[^{]+\{([^}]*)\}\s+(\S+)/.exec(line);
-    if (!m?.[1] || !m[2]) continue;
-    const got = Object.fromEntries(
-      [...m[1].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1] as string, x[2] as string]),
-    );
-    if (
-      Object.entries(labels).every(([k, v]) => got[k] === v) &&
-      Object.keys(got).length === Object.keys(labels).length
-    ) {
-      return Number(m[2]);
-    }
-  }
-  return 0;
+  return sampleValue(parseSamples(text), name, labels) ?? 0;
 }

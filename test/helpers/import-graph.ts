@@ -12,7 +12,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
 
 /** The folders of scripts/ that hold commands. */
-export const COMMAND_DIRS = ['ops', 'load', 'bench', 'deploy', 'dev', 'pipeline'] as const;
+const COMMAND_DIRS = ['ops', 'load', 'bench', 'deploy', 'dev', 'pipeline'] as const;
 
 export type Kind = 'server' | 'library' | 'command' | 'misplaced';
 
@@ -42,7 +42,7 @@ const PY_IMPORT = /^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))/gm;
  * Python (`pipeline.x` → scripts/lib/pipeline/x.py; a bare `train` → the
  * command file of that name, which is what a command-imports-command looks like).
  */
-export function importsOf(file: SourceFile, pythonModules: ReadonlyMap<string, string>): string[] {
+function importsOf(file: SourceFile, pythonModules: ReadonlyMap<string, string>): string[] {
   const out: string[] = [];
   if (file.path.endsWith('.py')) {
     for (const m of file.text.matchAll(PY_IMPORT)) {
@@ -67,7 +67,7 @@ export function importsOf(file: SourceFile, pythonModules: ReadonlyMap<string, s
 }
 
 /** True when the file runs something when executed: a command's entry point. */
-export function hasEntryPoint(file: SourceFile): boolean {
+function hasEntryPoint(file: SourceFile): boolean {
   if (file.path.endsWith('.py')) return /^if __name__ == ["']__main__["']:/m.test(file.text);
   return /\b(?:runIfMain|isMain)\(import\.meta\.url\b|import\.meta\.url === pathToFileURL\(process\.argv\[1\]|^await main\(|^await import\(/m.test(
     file.text,

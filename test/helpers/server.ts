@@ -6,9 +6,10 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
+import { MODELS_DIR, PROJECT_ROOT } from '../../scripts/lib/paths.js';
+import { type LogRecord, type ServerProcess, startServer } from '../../scripts/lib/server-process.js';
 import { versionsIn } from '../../scripts/lib/versions.js';
 import { type App, createApp, type Ports } from '../../server/app.js';
 import { CONFIG_DEFAULTS, type Config, loadConfig } from '../../server/config.js';
@@ -20,9 +21,11 @@ import {
 import { createStreamLogger } from '../../server/logger.js';
 import { LABELS_FILE } from '../../server/version-labels.js';
 
-/** The project root (dist/test/helpers → three levels up). */
-export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-export const DEMO_MODELS = join(ROOT, 'models');
+/** The project root, with a trailing slash. */
+export const ROOT = PROJECT_ROOT;
+export const DEMO_MODELS = MODELS_DIR;
+/** Recorded reports, model versions and other test data. */
+export const FIXTURES = join(ROOT, 'test', 'fixtures');
 
 /** The demo model's committed versions, oldest first (stable serves the older, canary the newer). */
 export const DEMO_VERSIONS: readonly string[] = Object.freeze(versionsIn(join(DEMO_MODELS, 'conversion')));
@@ -176,7 +179,22 @@ export async function waitFor(
   throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
 }
 
-export { type SpawnedServer, spawnServer } from '../../scripts/lib/server-process.js';
+/** A server child process (scripts/lib/server-process.ts). */
+export type SpawnedServer = ServerProcess;
+
+/**
+ * Runs `node dist/server/main.js` as a child process on loopback with the given
+ * env (GRPC_PORT and METRICS_PORT default to 0) and resolves once it logged
+ * "server started". Use it where a test needs signals or a real process death.
+ * Its JSON log lines land in `lines`, unless `onLine` takes them.
+ */
+export function spawnServer(
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+  onLine?: (line: LogRecord) => void,
+): Promise<SpawnedServer> {
+  return startServer({ env, timeoutMs, ...(onLine ? { onLog: onLine } : {}) });
+}
 
 /** A record as the prediction log shows it with the default LOG_REDACT_FIELDS masked. */
 export function asLogged(record: Readonly<Record<string, unknown>>): Record<string, unknown> {

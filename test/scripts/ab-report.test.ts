@@ -151,10 +151,11 @@ describe('ab-report: the known log', () => {
     label?: 0 | 1;
     user?: string;
     requestId?: string;
+    method?: string;
   }): string => {
     const record: PredictionRecord = {
       requestId: o.requestId ?? 'r',
-      method: 'Predict',
+      method: o.method ?? 'Predict',
       model: 'conversion',
       version: o.arm === 'stable' ? '20261124T041750Z' : '20261124T041754Z',
       arm: o.arm,
@@ -166,8 +167,18 @@ describe('ab-report: the known log', () => {
       ...(o.user === undefined ? {} : { user: o.user }),
       outputs: [{ score: 0.5, label: o.label ?? 0, group: o.group, action: 0 }],
     };
-    return JSON.stringify({ level: 'info', ...record, msg: 'Predict' });
+    return JSON.stringify({ level: 'info', ...record, msg: record.method });
   };
+
+  it("counts ModelInfer's prediction records (the Open Inference Protocol) with Predict's, and nothing else", () => {
+    const t = new AbTally();
+    t.addLine(predictLine({ arm: 'stable', group: 'baseline', user: 'a' }));
+    t.addLine(predictLine({ arm: 'canary', group: 'canary_negative', user: 'b', method: 'ModelInfer' }));
+    t.addLine(predictLine({ arm: 'canary', group: 'canary_negative', user: 'c', method: 'ModelMetadata' }));
+    expect(t.predictLines).to.equal(2);
+    expect([...t.arms.keys()].sort()).to.deep.equal(['canary', 'stable']);
+    expect(t.skipped).to.equal(0);
+  });
 
   it('counts a user seen on both arms', () => {
     const t = new AbTally();

@@ -4,14 +4,9 @@ import { join } from 'node:path';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { FLOOR_RESPONSE } from '../../scripts/bench/floor-server.js';
-import {
-  FLASK_APP,
-  FLASK_EXIT_NOT_SAME,
-  Processes,
-  startFlask,
-  startFloor,
-  VENV_PYTHON,
-} from '../../scripts/lib/bench/processes.js';
+import { FLASK_APP, FLASK_EXIT_NOT_SAME, startFlask, startFloor } from '../../scripts/lib/bench/baselines.js';
+import { Processes } from '../../scripts/lib/bench/processes.js';
+import { VENV_PYTHON } from '../../scripts/lib/paths.js';
 import {
   InferenceServiceClient,
   type PredictRequest,

@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { errorKinds, HeyError, heyArgs, parseHeySummary } from '../../scripts/lib/bench/hey.js';
+import { FIXTURES } from '../helpers/server.js';
 
-/** Recorded hey v0.1.5 summaries (see test/fixtures): from dist/test/unit, three levels up. */
-const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
+/** Recorded hey v0.1.5 summaries (see test/fixtures). */
 const fixture = (name: string) => parseHeySummary(readFileSync(join(FIXTURES, name), 'utf8'));
 
 describe('hey wrapper: arguments', () => {

@@ -1,24 +1,24 @@
 import { expect } from 'chai';
-import { predictArray, USERS } from '../../scripts/lib/bench/measure.js';
+import { withExtraStableEndpoints } from '../../scripts/lib/bench/envoy.js';
+import { modelInferArray, predictArray, USERS } from '../../scripts/lib/bench/measure.js';
 import { parseBenchArgs } from '../../scripts/lib/bench/options.js';
-import { withExtraStableEndpoints } from '../../scripts/lib/bench/processes.js';
 import { readServerScrape } from '../../scripts/lib/bench/scrape.js';
+import { measurementTable, sideBySideTable } from '../../scripts/lib/bench/tables.js';
 import {
   combineRounds,
   cpuPerCall,
   DEFAULT_TARGETS,
   type Measurement,
-  measurementTable,
   ratios,
   rssGrowth,
   type SideBySide,
-  sideBySideTable,
   verdicts,
 } from '../../scripts/lib/bench/verdicts.js';
 import { UsageError } from '../../scripts/lib/cli.js';
 import { bootstrap, LOCAL_BOOTSTRAP } from '../../scripts/lib/envoy/config.js';
 import { SEED_RECORD } from '../../scripts/lib/load/payload.js';
 import { parseSoakArgs, soakVerdicts } from '../../scripts/load/soak.js';
+import { USER_ID_HEADER } from '../../server/headers.js';
 
 /** A made-up measurement: the figures below are inputs, not timings of anything. */
 function m(over: Partial<Measurement> = {}): Measurement {
@@ -305,8 +305,49 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
       version: '',
       instances: [{ ...SEED_RECORD, userId: 102079313 }],
     });
-    expect(metadata).to.deep.equal({ 'x-user-id': '{{add 102079311 (mod .RequestNumber 3)}}' });
+    expect(metadata).to.deep.equal({ [USER_ID_HEADER]: '{{add 102079311 (mod .RequestNumber 3)}}' });
     expect(JSON.parse(predictArray('m').data)).to.have.length(USERS);
+  });
+
+  it('sends the same requests as ModelInfer for the protocol row: one typed input per field', () => {
+    const { data, metadata } = modelInferArray('conversion', 'typed', 3);
+    const requests = JSON.parse(data) as {
+      model_name: string;
+      model_version: string;
+      inputs: { name: string; datatype: string; shape: number[]; contents: Record<string, unknown[]> }[];
+    }[];
+    expect(requests).to.have.length(3);
+    const [r] = requests.slice(2);
+    expect(r?.model_name).to.equal('conversion');
+    expect(r?.inputs.map((i) => i.name)).to.deep.equal(Object.keys(SEED_RECORD));
+    expect(r?.inputs.find((i) => i.name === 'userId')).to.deep.equal({
+      name: 'userId',
+      datatype: 'INT64',
+      shape: [1],
+      contents: { int64_contents: [102079313] },
+    });
+    const birthday = r?.inputs.find((i) => i.name === 'birthday');
+    expect(birthday?.datatype).to.equal('BYTES');
+    expect(Buffer.from(String(birthday?.contents.bytes_contents?.[0]), 'base64').toString()).to.equal(
+      SEED_RECORD.birthday,
+    );
+    expect(metadata).to.deep.equal(predictArray('conversion', 3).metadata);
+
+    // Raw, as tritonclient sends: the same inputs without contents, one little-endian buffer each.
+    const raw = JSON.parse(modelInferArray('conversion', 'raw', 3).data) as {
+      inputs: { name: string; datatype: string; contents?: unknown }[];
+      raw_input_contents: string[];
+    }[];
+    const last = raw[2];
+    expect(last?.inputs.map((i) => [i.name, i.datatype])).to.deep.equal(
+      r?.inputs.map((i) => [i.name, i.datatype]),
+    );
+    expect(last?.inputs.every((i) => i.contents === undefined)).to.equal(true);
+    const bytes = (name: string) =>
+      Buffer.from(last?.raw_input_contents[last.inputs.findIndex((i) => i.name === name)] ?? '', 'base64');
+    expect(bytes('userId').readBigInt64LE(0)).to.equal(102079313n);
+    expect(bytes('birthday').readUInt32LE(0)).to.equal(SEED_RECORD.birthday?.toString().length);
+    expect(bytes('birthday').subarray(4).toString()).to.equal(SEED_RECORD.birthday);
   });
 
   it('adds stable endpoints to a rendered bootstrap, copying the arm metadata, and leaves the input alone', () => {
@@ -333,19 +374,32 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
 
   it('reads RSS, loaded versions and rows per ONNX Runtime run from /metrics text', () => {
     const text = [
+      // Shaped like prom-client 15's output (TYPE lines, histogram buckets).
       '# HELP process_resident_memory_bytes Resident memory size in bytes.',
+      '# TYPE process_resident_memory_bytes gauge',
       'process_resident_memory_bytes 171442176',
+      '# TYPE inference_model_version_info gauge',
       'inference_model_version_info{model="conversion",version="20261124T041754Z",state="serving"} 1',
       'inference_model_version_info{model="conversion",version="20261124T041750Z",state="loaded"} 1',
       'inference_model_version_info{model="conversion",version="20261124T041000Z",state="loaded"} 0',
+      '# HELP inference_batch_instances Rows per ONNX Runtime run (after any dynamic batching).',
+      '# TYPE inference_batch_instances histogram',
+      'inference_batch_instances_bucket{le="1",model="conversion"} 80',
+      'inference_batch_instances_bucket{le="32",model="conversion"} 100',
+      'inference_batch_instances_bucket{le="+Inf",model="conversion"} 100',
       'inference_batch_instances_sum{model="conversion"} 300',
       'inference_batch_instances_count{model="conversion"} 100',
+      'inference_batch_instances_bucket{le="1",model="other"} 10',
+      'inference_batch_instances_bucket{le="32",model="other"} 20',
+      'inference_batch_instances_bucket{le="+Inf",model="other"} 20',
+      'inference_batch_instances_sum{model="other"} 100',
+      'inference_batch_instances_count{model="other"} 20',
     ].join('\n');
     expect(readServerScrape(text)).to.deep.equal({
       rssBytes: 171442176,
       versions: ['conversion@20261124T041750Z (loaded)', 'conversion@20261124T041754Z (serving)'],
-      meanBatchRows: 3,
-      runs: 100,
+      meanBatchRows: 400 / 120,
+      runs: 120,
     });
     expect(readServerScrape('').meanBatchRows).to.equal(undefined);
   });

@@ -1,27 +1,19 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { GhzError, spawnGhz } from '../../scripts/lib/load/ghz.js';
+import { type GhzRun, ghzArgs } from '../../scripts/lib/load/ghz-args.js';
+import { type GhzReport, parseGhzReport, readGhzReport } from '../../scripts/lib/load/ghz-report.js';
+import { checkSlo, DEFAULT_SLO } from '../../scripts/lib/load/slo.js';
 import {
   canonicalStatus,
-  checkSlo,
-  DEFAULT_SLO,
-  GhzError,
-  type GhzReport,
-  type GhzRun,
-  ghzArgs,
   groupByStatus,
-  parseGhzReport,
   parseGrpcError,
   percentileMs,
-  readGhzReport,
-  spawnGhz,
   summarize,
-} from '../../scripts/lib/load/ghz.js';
-
-/** Recorded ghz v0.121 reports (see test/fixtures): from dist/test/unit, three levels up. */
-const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
+} from '../../scripts/lib/load/summary.js';
+import { FIXTURES } from '../helpers/server.js';
 
 function fixture(name: string): GhzReport {
   return parseGhzReport(JSON.parse(readFileSync(join(FIXTURES, name), 'utf8')));

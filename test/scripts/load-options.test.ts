@@ -3,23 +3,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { parseDuration } from '../../scripts/lib/args.js';
 import { UsageError } from '../../scripts/lib/cli.js';
-import { checkSlo, DEFAULT_SLO, parseGhzReport, summarize } from '../../scripts/lib/load/ghz.js';
-import {
-  abSplit,
-  parsePrometheusText,
-  predictCalls,
-  type Snapshot,
-  snapshot,
-} from '../../scripts/lib/load/metrics.js';
-import {
-  isLoopback,
-  parseDuration,
-  parseLoadtestArgs,
-  resolveTarget,
-} from '../../scripts/lib/load/options.js';
+import { parseGhzReport } from '../../scripts/lib/load/ghz-report.js';
+import { abSplit, predictCalls, type Snapshot, snapshot } from '../../scripts/lib/load/metrics.js';
+import { isLoopback, parseLoadtestArgs, resolveTarget } from '../../scripts/lib/load/options.js';
 import {
   expectedCall,
   mixedRecords,
@@ -29,11 +18,12 @@ import {
   SEED_RECORD,
 } from '../../scripts/lib/load/payload.js';
 import { formatSummary, type LoadtestResult, perSecond, renderHtml } from '../../scripts/lib/load/report.js';
+import { checkSlo, DEFAULT_SLO } from '../../scripts/lib/load/slo.js';
+import { summarize } from '../../scripts/lib/load/summary.js';
+import { parseSamples } from '../../scripts/lib/prometheus.js';
 import { versionStamp as timestamp, versionsIn } from '../../scripts/lib/versions.js';
-
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const FIXTURES = join(ROOT, 'test', 'fixtures');
-const MODELS = join(ROOT, 'models');
+import { REQUEST_ID_HEADER, USER_ID_HEADER } from '../../server/headers.js';
+import { FIXTURES, DEMO_MODELS as MODELS } from '../helpers/server.js';
 
 describe('loadtest options', () => {
   const parse = (...argv: string[]) => parseLoadtestArgs(argv, '/proj');
@@ -41,6 +31,7 @@ describe('loadtest options', () => {
 
   it('defaults to Envoy at 500/s for 30 s, plaintext, the seed SLOs, reports/ in the project', () => {
     const o = parse();
+    expect(o.protocol).to.equal('predict');
     expect(o.target).to.equal('envoy');
     expect(o.host).to.equal('127.0.0.1:8080');
     expect(o.metrics).to.deep.equal(['127.0.0.1:9464', '127.0.0.1:9465']);
@@ -53,6 +44,11 @@ describe('loadtest options', () => {
     expect(o.slo).to.deep.equal({ p99Ms: 100, maxErrorRate: 0 });
     expect(o.reportsDir).to.equal('/proj/reports');
     expect(Object.isFrozen(o) && Object.isFrozen(o.mode)).to.equal(true);
+  });
+
+  it('drives the Open Inference Protocol with --protocol oip, and refuses any other protocol', () => {
+    expect(parse('--protocol', 'oip').protocol).to.equal('oip');
+    usage('--protocol', 'kserve');
   });
 
   it('resolves named targets and HOST:PORT, with their metrics endpoints', () => {
@@ -212,16 +208,16 @@ describe('loadtest request templates', () => {
   it('varies userId (a JSON number) and x-user-id (the same, as a string) per call', () => {
     const t = predictTemplate(seedOnly, opts);
     expect(t.metadata).to.deep.equal({
-      'x-user-id': '{{add 102079311 .RequestNumber}}',
-      'x-request-id': 'loadtest-x-{{.RequestNumber}}',
+      [USER_ID_HEADER]: '{{add 102079311 .RequestNumber}}',
+      [REQUEST_ID_HEADER]: 'loadtest-x-{{.RequestNumber}}',
     });
     for (const n of [0, 1, 41]) {
       const want = expectedCall(seedOnly, opts, n);
       const body = JSON.parse(expand(t.data, n)) as { instances: { userId: unknown }[] };
       expect(body).to.deep.equal(want.body);
       expect(body.instances[0]?.userId).to.be.a('number');
-      expect(expand(t.metadata['x-user-id'] as string, n)).to.equal(want.metadata['x-user-id']);
-      expect(expand(t.metadata['x-request-id'] as string, n)).to.equal(want.metadata['x-request-id']);
+      expect(expand(t.metadata[USER_ID_HEADER] as string, n)).to.equal(want.metadata[USER_ID_HEADER]);
+      expect(expand(t.metadata[REQUEST_ID_HEADER] as string, n)).to.equal(want.metadata[REQUEST_ID_HEADER]);
     }
     expect(expectedCall(seedOnly, opts, 0).metadata['x-user-id']).to.equal('102079311');
   });
@@ -294,31 +290,12 @@ inference_ab_assignments_total{arm="stable",group="baseline",label="1"} 50
 
 function snap(entries: Record<string, string>, failures: Record<string, string> = {}): Snapshot {
   return {
-    byEndpoint: new Map(Object.entries(entries).map(([ep, text]) => [ep, parsePrometheusText(text)])),
+    byEndpoint: new Map(Object.entries(entries).map(([ep, text]) => [ep, parseSamples(text)])),
     failures: new Map(Object.entries(failures)),
   };
 }
 
 describe('loadtest A/B split from server metrics', () => {
-  it('parses samples, labels (with escapes) and values, skipping comments', () => {
-    const samples = parsePrometheusText(
-      `${METRICS_BEFORE}x{a="q\\"uote",b="back\\\\slash",c="new\\nline"} 2 1700000000000\n`,
-    );
-    expect(samples.find((s) => s.name === 'process_cpu_seconds_total')).to.deep.equal({
-      name: 'process_cpu_seconds_total',
-      labels: {},
-      value: 1.5,
-    });
-    expect(samples.find((s) => s.name === 'x')).to.deep.equal({
-      name: 'x',
-      labels: { a: 'q"uote', b: 'back\\slash', c: 'new\nline' },
-      value: 2,
-    });
-    expect(parsePrometheusText(METRICS_BEFORE, new Set(['inference_ab_assignments_total']))).to.have.length(
-      2,
-    );
-  });
-
   it('diffs assignments per arm and group across endpoints, and counts Predict calls', () => {
     const before = snap({ canary: METRICS_BEFORE, stable: '' });
     const after = snap({ canary: METRICS_AFTER, stable: STABLE_AFTER });
@@ -351,6 +328,19 @@ describe('loadtest A/B split from server metrics', () => {
       up.closeAllConnections();
       await new Promise((r) => up.close(r));
     }
+  });
+
+  it('keeps each version its own series: a version swap mid-run counts both versions', () => {
+    const line = (version: string, n: number) =>
+      `inference_ab_assignments_total{arm="stable",model="conversion",version="${version}",group="baseline",label="0"} ${n}\n`;
+    // Both versions answer during the run (a label moved), each its own series.
+    const before = snap({ stable: line('20261124T041750Z', 100) + line('20261201T114452Z', 10) });
+    const after = snap({ stable: line('20261124T041750Z', 160) + line('20261201T114452Z', 40) });
+    expect(abSplit(before, after).byArm).to.deep.equal({ stable: 60 + 30 });
+    // A version that appears only after the start counts from zero.
+    expect(abSplit(snap({ stable: line('20261124T041750Z', 100) }), after).byArm).to.deep.equal({
+      stable: 60 + 40,
+    });
   });
 
   it('counts a reset counter from zero and leaves out endpoints not read both times', () => {

@@ -94,6 +94,54 @@ describe('npm run loadtest (real ghz, real server)', function () {
     }
   });
 
+  it('--protocol oip: ghz drives ModelInfer by server reflection with the same records and users as Predict', async () => {
+    const opts = parseLoadtestArgs([
+      '--protocol',
+      'oip',
+      '--reflection',
+      '--target',
+      `127.0.0.1:${t.ports.grpc}`,
+      '--rps',
+      '50',
+      '--duration',
+      '2s',
+      '--metrics',
+      `127.0.0.1:${t.ports.metrics}`,
+      '--reports',
+      reports,
+    ]);
+    const before = t.logs.withMsg('ModelInfer').length;
+    const out = await runLoadtest(opts, { modelRoot: DEMO_MODELS, progress: () => undefined });
+    const s = out.result.summary;
+    expect(out.ghzArgs).to.include('--call=inference.GRPCInferenceService/ModelInfer');
+    expect(out.ghzArgs.some((a) => a.startsWith('--proto='))).to.equal(false);
+    expect(s.count).to.be.greaterThan(0);
+    expect(s.errorCount, JSON.stringify(out.result.report.errorDistribution)).to.equal(0);
+    const split = out.result.split;
+    if ('unavailable' in split) throw new Error(`no split: ${split.unavailable}`);
+    expect(split.total).to.equal(s.okCount);
+
+    // Call n scored the very record (and user) a Predict load test sends as call n.
+    const records = mixedRecords(DEMO_MODELS, 'conversion');
+    const calls = t.logs.withMsg('ModelInfer').slice(before);
+    expect(calls).to.have.length(s.count);
+    for (const line of calls) {
+      const m = /^(loadtest-\d{8}T\d{6}Z)-(\d+)$/.exec(String(line.requestId));
+      expect(m, String(line.requestId)).to.not.equal(null);
+      const want = expectedCall(
+        records,
+        { model: 'conversion', version: '', runId: m?.[1] as string },
+        Number(m?.[2]),
+      );
+      expect(line.user).to.equal(
+        new UserIds('pseudonym', DEV_PSEUDONYM_KEY).forLog(want.metadata[USER_ID_HEADER] as string),
+      );
+      expect(line.inputs).to.deep.equal(
+        (want.body as { instances: Record<string, unknown>[] }).instances.map(asLogged),
+      );
+    }
+  });
+
   it('exits 1 from the command line, naming the SLO that was missed', async () => {
     const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
       execFile(

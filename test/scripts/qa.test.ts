@@ -1,8 +1,8 @@
 import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { freePort } from '../../scripts/lib/ports.js';
 import { VERSION_PATTERN } from '../../server/model-manifest.js';
 import { writeLabels } from '../../server/version-labels.js';
 import { type CliRun, nodeScript } from '../helpers/cli.js';
@@ -182,13 +182,8 @@ describe('qa (CLI as a child process) against a real server', function () {
   });
 
   it('exits 3 when the target cannot be reached, 2 on bad usage or a malformed file', async () => {
-    // A port that was just free: bind, read it, close.
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
+    // A port that was just free: nothing listens there.
+    const port = await freePort();
     const down = await qaCli([
       '--target',
       `127.0.0.1:${port}`,

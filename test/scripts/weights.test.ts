@@ -4,7 +4,6 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { UsageError } from '../../scripts/lib/cli.js';
 import { EnvoyAdmin } from '../../scripts/lib/envoy/admin.js';
 import {
   CLUSTER,
@@ -20,7 +19,6 @@ import {
 import { INITIAL_ROUTES_VERSION, routesText, writeFileAtomic } from '../../scripts/lib/envoy/files.js';
 import { SwitchError, switchWeights } from '../../scripts/lib/envoy/switch.js';
 import { toYaml } from '../../scripts/lib/envoy/yaml.js';
-import { parseArgs } from '../../scripts/ops/weights.js';
 
 describe('weights: validation', () => {
   it('accepts integers 0-100 and sets stable to 100 - canary', () => {
@@ -31,49 +29,6 @@ describe('weights: validation', () => {
       expect(() => weightsForCanary(bad), String(bad)).to.throw(WeightsError, /integer from 0 to 100/);
     }
     expect(() => routeConfiguration({ stable: 80, canary: 10 })).to.throw(WeightsError, /sum to 100/);
-  });
-
-  it('parses the command line, rejecting bad input with one clear sentence', () => {
-    const cwd = '/somewhere';
-    expect(parseArgs(['--canary', '25'], cwd).action).to.deep.equal({
-      kind: 'set',
-      weights: { stable: 75, canary: 25 },
-    });
-    expect(parseArgs(['--canary=0'], cwd).action).to.deep.equal({
-      kind: 'set',
-      weights: { stable: 100, canary: 0 },
-    });
-    expect(parseArgs(['--promote'], cwd).action).to.deep.equal({
-      kind: 'set',
-      weights: { stable: 0, canary: 100 },
-    });
-    expect(parseArgs(['--rollback'], cwd).action).to.deep.equal({
-      kind: 'set',
-      weights: { stable: 100, canary: 0 },
-    });
-    expect(parseArgs(['--status'], cwd).action).to.deep.equal({ kind: 'status' });
-    const a = parseArgs(
-      ['--canary', '5', '--admin', '127.0.0.1:9902', '--routes', 'envoy/routes/routes.yaml'],
-      cwd,
-    );
-    expect(a.admin).to.equal('127.0.0.1:9902');
-    expect(a.routesPath).to.equal('/somewhere/envoy/routes/routes.yaml');
-    expect(parseArgs(['--rollback'], cwd).routesPath).to.match(/\/envoy\/run\/routes\/routes\.yaml$/);
-
-    const bad: [string[], RegExp][] = [
-      [[], /choose one action/],
-      [['--canary', '25', '--promote'], /choose only one action, got --canary and --promote/],
-      [['--canary', 'ten'], /--canary must be an integer from 0 to 100, got "ten"/],
-      [['--canary', '25.5'], /got "25.5"/],
-      [['--canary', '101'], /got "101"/],
-      [['--canary', '-5'], /got "-5"/],
-      [['--canary'], /argument missing/],
-      [['--canary', '10', '--admin', 'not an address'], /--admin must be host:port/],
-      [['--canary', '10', '--timeout-ms', '5'], /--timeout-ms must be an integer from 100/],
-      [['--canary', '10', 'extra'], /unexpected argument "extra"/],
-      [['--weights', '10'], /Unknown option/],
-    ];
-    for (const [argv, re] of bad) expect(() => parseArgs(argv, cwd), argv.join(' ')).to.throw(UsageError, re);
   });
 });
 

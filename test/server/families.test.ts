@@ -1,20 +1,12 @@
-import { cpSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type {
   GetModelMetadataResponse,
   ListModelsResponse,
 } from '../../server/generated/inference/v1/inference.js';
-import { VERSION_PATTERN } from '../../server/model-manifest.js';
-import {
-  copyModels,
-  DEMO_MODELS,
-  predict,
-  ROOT,
-  removeDir,
-  startApp,
-  type TestApp,
-} from '../helpers/server.js';
+import { FAMILIES, familiesRepo } from '../helpers/families.js';
+import { predict, removeDir, startApp, type TestApp } from '../helpers/server.js';
 
 /**
  * Family parity: one server loads an LR (the demo repository), a GBDT and an
@@ -22,30 +14,6 @@ import {
  * repository and loader, and the Predict RPC reproduces each family's golden
  * vectors, computed by ONNX Runtime in Python, to 1e-5.
  */
-
-const FIXTURES = join(ROOT, 'test', 'fixtures', 'models');
-
-interface Golden {
-  referenceTime: string;
-  cases: { id: string; record: Record<string, unknown>; score: number; label: number }[];
-}
-
-const newest = (modelDir: string) =>
-  readdirSync(modelDir)
-    .filter((v) => VERSION_PATTERN.test(v))
-    .sort()
-    .pop() as string;
-
-const FAMILIES = [
-  { family: 'lr', model: 'conversion', dir: join(DEMO_MODELS, 'conversion') },
-  { family: 'gbdt', model: 'conversion-gbdt', dir: join(FIXTURES, 'conversion-gbdt') },
-  { family: 'mlp', model: 'conversion-mlp', dir: join(FIXTURES, 'conversion-mlp') },
-].map((f) => {
-  const version = newest(f.dir);
-  const golden = JSON.parse(readFileSync(join(f.dir, version, 'golden.json'), 'utf8')) as Golden;
-  return { ...f, version, golden };
-});
-
 describe('model families: LR, GBDT and MLP served through one code path', function () {
   this.timeout(60_000);
   let repo: string;
@@ -55,10 +23,7 @@ describe('model families: LR, GBDT and MLP served through one code path', functi
     // The golden vectors of all three share one reference time, so one server with a fixed clock checks them all.
     const times = new Set(FAMILIES.map((f) => f.golden.referenceTime));
     expect([...times], 'golden referenceTime of every family').to.have.length(1);
-    repo = copyModels('families-');
-    for (const f of FAMILIES.filter((x) => x.dir.startsWith(FIXTURES))) {
-      cpSync(f.dir, join(repo, f.model), { recursive: true });
-    }
+    repo = familiesRepo('families-');
     const now = Date.parse([...times][0] as string);
     t = await startApp({ MODEL_ROOT: repo, MAX_BATCH_INSTANCES: '256' }, () => now);
   });

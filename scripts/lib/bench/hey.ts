@@ -1,6 +1,6 @@
 /**
  * A small, typed wrapper around hey (github.com/rakyll/hey, pinned by
- * `HEY_VERSION` in scripts/dev/bootstrap.mjs, installed to .tools/bin/hey), the
+ * `HEY_VERSION` in scripts/lib/dev/bootstrap.mjs, installed to .tools/bin/hey), the
  * HTTP load generator `npm run bench` drives the Flask baseline with. Like
  * ghz, hey runs `-c` closed-loop workers; `-q` paces each worker, so a total
  * rate R over C workers is `-q R/C`.
@@ -13,11 +13,12 @@
  * computed here from the 2xx count.
  */
 import { existsSync } from 'node:fs';
-import { PROJECT_ROOT } from '../paths.js';
+import { join } from 'node:path';
+import { TOOLS_BIN } from '../paths.js';
 import { runTool, type ToolRunOptions } from '../tool-process.js';
 
-/** Where scripts/dev/bootstrap.mjs installs hey. */
-export const HEY_BIN = `${PROJECT_ROOT}.tools/bin/hey`;
+/** Where scripts/lib/dev/bootstrap.mjs installs hey. */
+const HEY_BIN = join(TOOLS_BIN, 'hey');
 
 /** What one hey run should do. Durations are in milliseconds. */
 export interface HeyRun {

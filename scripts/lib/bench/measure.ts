@@ -9,12 +9,21 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { USER_ID_HEADER } from '../../../server/headers.js';
-import { type GhzRun, ghzArgs, readGhzReport, spawnGhz, summarize } from '../load/ghz.js';
-import { SEED_RECORD, USER_ID_BASE } from '../load/payload.js';
-import { PREDICT_CALL, PROTO_FILE, PROTO_IMPORT_PATH } from '../load/run.js';
+import { spawnGhz } from '../load/ghz.js';
+import { type GhzRun, ghzArgs } from '../load/ghz-args.js';
+import { readGhzReport } from '../load/ghz-report.js';
+import { modelInferInputs, modelInferRaw, SEED_RECORD, USER_ID_BASE } from '../load/payload.js';
+import {
+  MODEL_INFER_CALL,
+  OIP_PROTO_FILE,
+  PREDICT_CALL,
+  PROTO_FILE,
+  PROTO_IMPORT_PATH,
+} from '../load/run.js';
+import { summarize } from '../load/summary.js';
 import type { ToolRunOptions } from '../tool-process.js';
 import { errorKinds, heyArgs, runHey } from './hey.js';
-import { cpuTimesMs } from './processes.js';
+import { cpuTimesMs } from './process-stats.js';
 import type { Measurement } from './verdicts.js';
 
 /** How hard to push: closed loop (`rps` omitted) or paced. */
@@ -99,6 +108,33 @@ export function predictArray(
   };
 }
 
+/** How a ModelInfer request carries its tensors: tritonclient's raw bytes, or typed contents (KServe SDK lists). */
+export type Encoding = 'raw' | 'typed';
+
+/**
+ * The same `USERS` requests as `predictArray`, as Open Inference Protocol
+ * ModelInfer requests (scripts/lib/load/payload.ts), for the bench rows that
+ * compare the protocols' cost per call.
+ */
+export function modelInferArray(
+  model: string,
+  encoding: Encoding,
+  users = USERS,
+): { data: string; metadata: Record<string, string> } {
+  const requests = Array.from({ length: users }, (_, i) => {
+    const record = { ...SEED_RECORD, userId: USER_ID_BASE + i };
+    return {
+      model_name: model,
+      model_version: '',
+      ...(encoding === 'raw' ? modelInferRaw(record) : { inputs: modelInferInputs(record) }),
+    };
+  });
+  return {
+    data: JSON.stringify(requests),
+    metadata: { [USER_ID_HEADER]: `{{add ${USER_ID_BASE} (mod .RequestNumber ${users})}}` },
+  };
+}
+
 /** What one phase puts load on, how hard, and what it watches meanwhile. */
 interface PhaseOf {
   readonly target: string;
@@ -164,22 +200,27 @@ async function measuredPhase<T>(
 
 let runCounter = 0;
 
-/** A ghz phase against `host` for `model` (the version the server's policy serves). */
+/**
+ * A ghz phase against `host` for `model` (the version the server's policy
+ * serves), through Predict or (`oip`) the Open Inference Protocol's
+ * ModelInfer with its tensors encoded as `encoding`.
+ */
 export async function ghzPhase(
-  o: PhaseOf & { host: string; model: string; workDir: string },
+  o: PhaseOf & { host: string; model: string; workDir: string; oip?: Encoding },
 ): Promise<Measurement> {
   // An interrupted run starts nothing new (an already-aborted signal never fires 'abort').
   if (o.signal?.aborted) throw new Error('interrupted');
   const n = ++runCounter;
   const runId = `bench-${o.target.replace(/\W+/g, '-')}-${n}`;
-  const request = predictArray(o.model);
+  const oip = o.oip !== undefined;
+  const request = o.oip ? modelInferArray(o.model, o.oip) : predictArray(o.model);
   const dataFile = join(o.workDir, `ghz-${n}.data.json`);
   writeFileSync(dataFile, request.data);
   const run: GhzRun = {
     host: o.host,
-    call: PREDICT_CALL,
+    call: oip ? MODEL_INFER_CALL : PREDICT_CALL,
     insecure: true,
-    proto: { file: PROTO_FILE, importPaths: [PROTO_IMPORT_PATH] },
+    proto: { file: oip ? OIP_PROTO_FILE : PROTO_FILE, importPaths: [PROTO_IMPORT_PATH] },
     dataFile,
     metadata: request.metadata,
     ...(o.load.rps !== undefined ? { rps: o.load.rps } : {}),

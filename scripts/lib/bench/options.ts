@@ -3,12 +3,11 @@
  * fails with one sentence naming it.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { durationOption, intOption, parseCommandLine } from '../args.js';
 import { UsageError } from '../cli.js';
-import { parseDuration } from '../load/options.js';
 
 /** What can be run; `side` is the side-by-side table (and the RSS of the direct server). */
-export const SECTIONS = ['side', 'logging', 'batching', 'scaling', 'families'] as const;
+const SECTIONS = ['side', 'logging', 'batching', 'scaling', 'families'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchOptions {
@@ -49,6 +48,12 @@ and a bare grpc-js floor server; max throughput (closed loop) and p50/p99 at a
 fixed rate, ratios, and verdicts against issue 4's targets. Writes the report
 to reports/bench-<timestamp>.md.
 
+The side section also has two rows, not judged, driving the Open Inference
+Protocol's ModelInfer on the direct server with the same records and users:
+raw_input_contents (as tritonclient sends) and typed contents (as the KServe
+SDK sends), with ModelInfer ÷ Predict throughput and server CPU per call. They
+take the load options below, like every row.
+
 Sections (default: side, about 3 minutes):
   --extras              add logging (LOG_LEVEL info vs warn), batching (off vs
                         MODEL_BATCHING) and scaling (1 → 2 servers behind Envoy)
@@ -78,60 +83,33 @@ Other:
   -h, --help            this text`;
 
 function int(raw: string | undefined, name: string, fallback: number, min: number, max: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || n < min || n > max) {
-    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${raw}".`);
-  }
-  return n;
+  return intOption(raw, `--${name}`, min, max) ?? fallback;
 }
 
-function duration(
-  raw: string | undefined,
-  name: string,
-  fallbackMs: number,
-  minMs: number,
-  maxMs: number,
-): number {
-  if (raw === undefined) return fallbackMs;
-  const ms = parseDuration(raw, `--${name}`);
-  if (ms < minMs || ms > maxMs) {
-    throw new UsageError(`--${name} must be between ${minMs / 1000}s and ${maxMs / 1000}s, got "${raw}".`);
-  }
-  return ms;
+function duration(raw: string | undefined, name: string, fallbackMs: number, minMs: number, maxMs: number) {
+  return durationOption(raw, `--${name}`, minMs, maxMs) ?? fallbackMs;
 }
 
 export function parseBenchArgs(argv: readonly string[], cwd = process.cwd()): BenchOptions {
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        extras: { type: 'boolean' },
-        families: { type: 'boolean' },
-        all: { type: 'boolean' },
-        only: { type: 'string' },
-        duration: { type: 'string' },
-        rounds: { type: 'string' },
-        warmup: { type: 'string' },
-        concurrency: { type: 'string' },
-        rate: { type: 'string' },
-        'envoy-rate': { type: 'string' },
-        'envoy-workers': { type: 'string' },
-        'batch-concurrency': { type: 'string' },
-        batching: { type: 'string' },
-        'families-rate': { type: 'string' },
-        'flask-version': { type: 'string' },
-        reports: { type: 'string' },
-        strict: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const parsed = parseCommandLine(argv, {
+    extras: { type: 'boolean' },
+    families: { type: 'boolean' },
+    all: { type: 'boolean' },
+    only: { type: 'string' },
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    warmup: { type: 'string' },
+    concurrency: { type: 'string' },
+    rate: { type: 'string' },
+    'envoy-rate': { type: 'string' },
+    'envoy-workers': { type: 'string' },
+    'batch-concurrency': { type: 'string' },
+    batching: { type: 'string' },
+    'families-rate': { type: 'string' },
+    'flask-version': { type: 'string' },
+    reports: { type: 'string' },
+    strict: { type: 'boolean' },
+  });
   const v = parsed.values as Record<string, string | boolean | undefined>;
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   let sections: Set<Section>;

@@ -1,10 +1,11 @@
 /**
  * What the benchmarks read from a server's `/metrics`: its resident memory
  * (prom-client's `process_resident_memory_bytes`, from /proc/self/status),
- * the model versions it holds, and the mean rows per ONNX Runtime run (which
- * shows whether dynamic batching formed batches).
+ * the model versions it holds, and the mean rows per ONNX Runtime run (the
+ * `inference_batch_instances` histogram, which shows whether dynamic
+ * batching formed batches).
  */
-import { parsePrometheusText } from '../load/metrics.js';
+import { histogramSeries, parsePrometheus } from '../prometheus.js';
 
 export interface ServerScrape {
   readonly rssBytes: number | undefined;
@@ -16,26 +17,17 @@ export interface ServerScrape {
   readonly runs: number;
 }
 
-const WANTED = new Set([
-  'process_resident_memory_bytes',
-  'inference_model_version_info',
-  'inference_batch_instances_sum',
-  'inference_batch_instances_count',
-]);
-
 export function readServerScrape(text: string): ServerScrape {
-  const samples = parsePrometheusText(text, WANTED);
-  const rss = samples.find((s) => s.name === 'process_resident_memory_bytes')?.value;
-  const versions = samples
-    .filter((s) => s.name === 'inference_model_version_info' && s.value === 1)
+  const families = parsePrometheus(text);
+  const rss = families.get('process_resident_memory_bytes')?.samples[0]?.value;
+  const versions = (families.get('inference_model_version_info')?.samples ?? [])
+    .filter((s) => s.value === 1)
     .map((s) => `${s.labels.model}@${s.labels.version} (${s.labels.state})`)
     .sort();
-  const sum = samples
-    .filter((s) => s.name === 'inference_batch_instances_sum')
-    .reduce((a, s) => a + s.value, 0);
-  const runs = samples
-    .filter((s) => s.name === 'inference_batch_instances_count')
-    .reduce((a, s) => a + s.value, 0);
+  const batches = families.get('inference_batch_instances');
+  const series = batches ? histogramSeries(batches) : [];
+  const sum = series.reduce((a, s) => a + s.sum, 0);
+  const runs = series.reduce((a, s) => a + s.count, 0);
   return { rssBytes: rss, versions, meanBatchRows: runs > 0 ? sum / runs : undefined, runs };
 }
 
@@ -45,6 +37,3 @@ export async function scrapeServer(metricsPort: number): Promise<ServerScrape> {
   if (!res.ok) throw new Error(`/metrics on port ${metricsPort} answered HTTP ${res.status}`);
   return readServerScrape(await res.text());
 }
-
-export const mib = (bytes: number | undefined) =>
-  bytes === undefined ? 'n/a' : `${(bytes / 2 ** 20).toFixed(1)} MiB`;

@@ -27,7 +27,7 @@ import { type BootstrapOptions, DEFAULT_WEIGHTS } from '../envoy/config.js';
 import { bootstrapText, routesText } from '../envoy/files.js';
 import { type EnvoyProcess, envoyBinary, startEnvoy } from '../envoy/process.js';
 import { MODELS_DIR, PROJECT_ROOT } from '../paths.js';
-import { type SpawnedServer, spawnServer } from '../server-process.js';
+import { type ServerProcess, startServer } from '../server-process.js';
 
 export type Arm = 'stable' | 'canary';
 
@@ -84,7 +84,7 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, timeo
 }
 
 export class ChaosStack {
-  readonly servers: Record<Arm, SpawnedServer>;
+  readonly servers: Record<Arm, ServerProcess>;
   envoy: EnvoyProcess;
   private epoch = 0;
 
@@ -98,7 +98,7 @@ export class ChaosStack {
     private readonly configPath: string,
     private readonly baseId: number,
     private readonly serverEnv: Record<Arm, Record<string, string>>,
-    servers: Record<Arm, SpawnedServer>,
+    servers: Record<Arm, ServerProcess>,
     envoy: EnvoyProcess,
   ) {
     this.servers = servers;
@@ -138,9 +138,13 @@ export class ChaosStack {
     });
     const serverEnv = { stable: env('stable'), canary: env('canary') };
     const spawnArm = (arm: Arm, port = 0) =>
-      spawnServer({ ...serverEnv[arm], GRPC_PORT: String(port) }, 30_000, (line) => {
-        // Lifecycle lines only; Predict lines would pile up in memory.
-        if (line.msg !== 'Predict' && line.level !== 'info') o.say(`[${arm}] ${line.level}: ${line.msg}`);
+      startServer({
+        env: { ...serverEnv[arm], GRPC_PORT: String(port) },
+        timeoutMs: 30_000,
+        // Warnings and errors only; Predict lines would pile up in memory.
+        onLog: (line) => {
+          if (line.msg !== 'Predict' && line.level !== 'info') o.say(`[${arm}] ${line.level}: ${line.msg}`);
+        },
       });
     const [stable, canary] = await Promise.all([spawnArm('stable'), spawnArm('canary')]);
     const ports = { listener: await freePort(), admin: await freePort() };
@@ -206,11 +210,11 @@ export class ChaosStack {
   /** Starts a fresh server for `arm` on the same port (after a kill or a drain). */
   async restart(arm: Arm): Promise<void> {
     const port = this.servers[arm].grpcPort;
-    this.servers[arm] = await spawnServer(
-      { ...this.serverEnv[arm], GRPC_PORT: String(port) },
-      30_000,
-      () => undefined,
-    );
+    this.servers[arm] = await startServer({
+      env: { ...this.serverEnv[arm], GRPC_PORT: String(port) },
+      timeoutMs: 30_000,
+      onLog: () => undefined,
+    });
   }
 
   /**

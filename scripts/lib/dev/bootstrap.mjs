@@ -15,13 +15,13 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from './project.mjs';
 
-export const GHZ_VERSION = 'v0.121.0';
-export const HEY_VERSION = 'v0.1.5';
-export const GRPCURL_VERSION = 'v1.9.3';
+const GHZ_VERSION = 'v0.121.0';
+const HEY_VERSION = 'v0.1.5';
+const GRPCURL_VERSION = 'v1.9.3';
 /** Docker Compose, built only to check docker-compose.yml (`config`); v5.7 needs Go ≥ 1.26.10. */
-export const COMPOSE_VERSION = 'v5.6.0';
+const COMPOSE_VERSION = 'v5.6.0';
 
 /** Go tools installed into .tools/bin; each keeps its own stamp. */
 const GO_TOOLS = [
@@ -30,7 +30,6 @@ const GO_TOOLS = [
   { name: 'grpcurl', module: 'github.com/fullstorydev/grpcurl/cmd/grpcurl', version: GRPCURL_VERSION },
 ];
 
-export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const REQUIREMENTS = join(ROOT, 'scripts', 'pipeline', 'requirements.txt');
 
 export const USAGE = `Usage: node scripts/dev/bootstrap.mjs [--node] [--quiet]

@@ -6,9 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from './project.mjs';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const STAMP = join(ROOT, 'dist', '.build-stamp');
 /** What tsconfig.json compiles, plus what changes how it compiles. */
 const SOURCE_DIRS = ['server', 'scripts', 'test'];
@@ -30,7 +29,7 @@ function walk(dir, out) {
 }
 
 /** A hash of every input's path, size and mtime. */
-export function sourceFingerprint() {
+function sourceFingerprint() {
   const files = [];
   for (const d of SOURCE_DIRS) walk(join(ROOT, d), files);
   files.push(...CONFIG_FILES.map((f) => join(ROOT, f)));

@@ -87,18 +87,31 @@ export interface BootstrapOptions {
    * listener strips it before routing). Bind it where only QA can reach it.
    */
   readonly qaListener?: Endpoint;
-  /** TLS on the public and QA listeners; with `clientCa`, mutual TLS (a client certificate is required). */
+  /**
+   * Terminate TLS (HTTP/2 by ALPN) on the public and QA listeners with these
+   * PEM files; with `clientCaPath`, mutual TLS (a client certificate is required).
+   */
   readonly tls?: TlsFiles;
+  /**
+   * Fault injection (tests and chaos drills only): abort a share of the calls bound for one
+   * upstream cluster with a gRPC status, as a canary that fails for real would. After
+   * grpc_stats in the chain, so Envoy's per-cluster counters see the aborted calls.
+   */
+  readonly fault?: {
+    readonly upstreamCluster: string;
+    readonly abortPercent: number;
+    readonly grpcStatus: number;
+  };
   /** Limits; each one defaults to DEFAULT_ENVOY_LIMITS. */
   readonly limits?: Partial<EnvoyLimits>;
 }
 
 /** PEM files for the listeners' TLS. */
 export interface TlsFiles {
-  readonly certChain: string;
-  readonly privateKey: string;
+  readonly certChainPath: string;
+  readonly privateKeyPath: string;
   /** The CA that client certificates must chain to; set = mutual TLS. */
-  readonly clientCa?: string;
+  readonly clientCaPath?: string;
 }
 
 /**
@@ -197,10 +210,35 @@ export const CONTAINER_BOOTSTRAP: BootstrapOptions = Object.freeze({
 export const CONTAINER_TLS_BOOTSTRAP: BootstrapOptions = Object.freeze({
   ...CONTAINER_BOOTSTRAP,
   tls: {
-    certChain: '/etc/envoy/tls/server.crt',
-    privateKey: '/etc/envoy/tls/server.key',
-    clientCa: '/etc/envoy/tls/ca.crt',
+    certChainPath: '/etc/envoy/tls/server.crt',
+    privateKeyPath: '/etc/envoy/tls/server.key',
+    clientCaPath: '/etc/envoy/tls/ca.crt',
   },
+});
+
+/**
+ * Host names the Helm chart replaces with its headless Services' names
+ * (deploy/helm/inference-ab/templates/envoy-config.yaml), which depend on the release.
+ */
+export const KUBE_HOST_PLACEHOLDER = Object.freeze({ stable: '__STABLE_HOST__', canary: '__CANARY_HOST__' });
+
+/**
+ * The Helm chart's Envoy: STRICT_DNS on the arms' headless Services (one
+ * address per ready pod), both arms on 50051 (one pod each), routes from the
+ * ConfigMap mounted at /etc/envoy/routes. Kubernetes updates a mounted
+ * ConfigMap by renaming a `..data` symlink inside that directory, which
+ * `watched_directory` sees as a move.
+ */
+export const KUBE_BOOTSTRAP: BootstrapOptions = Object.freeze({
+  ...CONTAINER_BOOTSTRAP,
+  stable: { host: KUBE_HOST_PLACEHOLDER.stable, port: 50051 },
+  canary: { host: KUBE_HOST_PLACEHOLDER.canary, port: 50051 },
+});
+
+/** KUBE_BOOTSTRAP terminating TLS with the certificate of a kubernetes.io/tls Secret mounted at /etc/envoy/tls. */
+export const KUBE_TLS_BOOTSTRAP: BootstrapOptions = Object.freeze({
+  ...KUBE_BOOTSTRAP,
+  tls: { certChainPath: '/etc/envoy/tls/tls.crt', privateKeyPath: '/etc/envoy/tls/tls.key' },
 });
 
 const TYPE = {
@@ -219,6 +257,7 @@ const TYPE = {
   earlyHeaderMutation:
     'type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation',
   downstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+  fault: 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault',
 } as const;
 
 const ARM = `%UPSTREAM_METADATA(${ARM_METADATA_NAMESPACE}:arm)%`;
@@ -475,12 +514,15 @@ function downstreamTls(tls: TlsFiles) {
       common_tls_context: {
         tls_params: { tls_minimum_protocol_version: 'TLSv1_2' },
         tls_certificates: [
-          { certificate_chain: { filename: tls.certChain }, private_key: { filename: tls.privateKey } },
+          {
+            certificate_chain: { filename: tls.certChainPath },
+            private_key: { filename: tls.privateKeyPath },
+          },
         ],
         alpn_protocols: ['h2'],
-        ...(tls.clientCa ? { validation_context: { trusted_ca: { filename: tls.clientCa } } } : {}),
+        ...(tls.clientCaPath ? { validation_context: { trusted_ca: { filename: tls.clientCaPath } } } : {}),
       },
-      ...(tls.clientCa ? { require_client_certificate: true } : {}),
+      ...(tls.clientCaPath ? { require_client_certificate: true } : {}),
     },
   };
 }
@@ -568,6 +610,21 @@ function ingressListener(o: BootstrapOptions, kind: ListenerKind) {
                     enable_upstream_stats: true,
                   },
                 },
+                ...(o.fault
+                  ? [
+                      {
+                        name: 'envoy.filters.http.fault',
+                        typed_config: {
+                          '@type': TYPE.fault,
+                          upstream_cluster: o.fault.upstreamCluster,
+                          abort: {
+                            grpc_status: o.fault.grpcStatus,
+                            percentage: { numerator: o.fault.abortPercent, denominator: 'HUNDRED' },
+                          },
+                        },
+                      },
+                    ]
+                  : []),
                 { name: 'envoy.filters.http.router', typed_config: { '@type': TYPE.router } },
               ],
             },

@@ -12,6 +12,8 @@ import {
   CONTAINER_BOOTSTRAP,
   CONTAINER_TLS_BOOTSTRAP,
   DEFAULT_WEIGHTS,
+  KUBE_BOOTSTRAP,
+  KUBE_TLS_BOOTSTRAP,
   LOCAL_BOOTSTRAP,
   routesFile,
   type Weights,
@@ -54,6 +56,16 @@ export function committedEnvoyFiles(): Record<string, string> {
       'Production profile: envoy.docker.yaml with mutual TLS; certificates mounted at /etc/envoy/tls.',
     ),
     'envoy/routes/routes.yaml': routesText(DEFAULT_WEIGHTS, INITIAL_ROUTES_VERSION),
+    // The Helm chart's copies (a chart reads only files inside itself).
+    'deploy/helm/inference-ab/files/envoy.yaml': bootstrapText(
+      KUBE_BOOTSTRAP,
+      'Helm chart: headless Services (placeholders filled by the chart), routes ConfigMap at /etc/envoy/routes.',
+    ),
+    'deploy/helm/inference-ab/files/envoy-tls.yaml': bootstrapText(
+      KUBE_TLS_BOOTSTRAP,
+      'Helm chart with envoy.tls.enabled: as envoy.yaml, terminating TLS with the Secret at /etc/envoy/tls.',
+    ),
+    'deploy/helm/inference-ab/files/routes.yaml': routesText(DEFAULT_WEIGHTS, INITIAL_ROUTES_VERSION),
   };
 }
 

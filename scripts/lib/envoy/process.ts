@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { onLines } from '../lines.js';
 import { EnvoyAdmin } from './admin.js';
 
 /**
@@ -107,20 +108,12 @@ export async function startEnvoy(o: StartEnvoyOptions): Promise<EnvoyProcess> {
     { cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: o.detached ?? false },
   );
   const log: string[] = [];
-  let buf = '';
-  const onData = (d: Buffer) => {
-    buf += d.toString('utf8');
-    let nl = buf.indexOf('\n');
-    while (nl >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      nl = buf.indexOf('\n');
-      log.push(line);
-      o.onLog?.(line);
-    }
+  const onLine = (line: string) => {
+    log.push(line);
+    o.onLog?.(line);
   };
-  proc.stdout?.on('data', onData);
-  proc.stderr?.on('data', onData);
+  onLines(proc.stdout, onLine);
+  onLines(proc.stderr, onLine);
   const exited = new Promise<number | string>((resolve) =>
     proc.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
   );

@@ -10,50 +10,15 @@
  * else that hit the servers during the run; the summary compares the total
  * with ghz's successful calls to make that visible.
  */
-
-/** One sample of the Prometheus text exposition format. */
-export interface Sample {
-  readonly name: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-/** Label values escape `\`, `"` and newline (Prometheus exposition format spec). */
-function unescapeLabel(v: string): string {
-  return v.replace(/\\(["\\n])/g, (_m, c: string) => (c === 'n' ? '\n' : c));
-}
-
-const SAMPLE_RE = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$/;
-const LABEL_RE = /([A-Za-z_]\w*)="((?:[^"\\]|\\.)*)"/g;
-
-/**
- * Parses the samples of `names` (all when omitted) from Prometheus text format
- * (https://prometheus.io/docs/instrumenting/exposition_formats/). Comments and
- * unparsable lines are skipped.
- */
-export function parsePrometheusText(text: string, names?: ReadonlySet<string>): Sample[] {
-  const out: Sample[] = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const m = SAMPLE_RE.exec(line);
-    if (!m?.[1] || m[3] === undefined) continue;
-    if (names && !names.has(m[1])) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(LABEL_RE)) labels[l[1] as string] = unescapeLabel(l[2] as string);
-    const value = Number(m[3]);
-    if (!Number.isNaN(value)) out.push({ name: m[1], labels, value });
-  }
-  return out;
-}
+import { parseSamples, type Sample } from '../prometheus.js';
 
 /** The metrics URL of an endpoint given as `host:port` or a full http(s) URL. */
 export function metricsUrl(endpoint: string): string {
   return /^https?:\/\//.test(endpoint) ? endpoint : `http://${endpoint}/metrics`;
 }
 
-export const AB_METRIC = 'inference_ab_assignments_total';
-export const REQUESTS_METRIC = 'inference_requests_total';
+const AB_METRIC = 'inference_ab_assignments_total';
+const REQUESTS_METRIC = 'inference_requests_total';
 const WANTED = new Set([AB_METRIC, REQUESTS_METRIC]);
 
 /** The samples of each endpoint that answered, at one moment. */
@@ -73,7 +38,7 @@ export async function snapshot(endpoints: readonly string[], timeoutMs = 1000): 
       try {
         const res = await fetch(metricsUrl(ep), { signal: AbortSignal.timeout(timeoutMs) });
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        byEndpoint.set(ep, parsePrometheusText(await res.text(), WANTED));
+        byEndpoint.set(ep, parseSamples(await res.text(), WANTED));
       } catch (err) {
         // fetch says only "fetch failed"; the reason (ECONNREFUSED, …) is in its cause.
         const cause = (err as { cause?: { code?: string; message?: string } }).cause;
@@ -84,11 +49,11 @@ export async function snapshot(endpoints: readonly string[], timeoutMs = 1000): 
   return { byEndpoint, failures };
 }
 
-/** Predict calls the servers have answered so far (any status), summed over endpoints. */
-export function predictCalls(snap: Snapshot): number {
+/** Calls of `method` (Predict by default) the servers have answered so far (any status), summed over endpoints. */
+export function predictCalls(snap: Snapshot, method = 'Predict'): number {
   let n = 0;
   for (const samples of snap.byEndpoint.values()) {
-    for (const s of samples) if (s.name === REQUESTS_METRIC && s.labels.method === 'Predict') n += s.value;
+    for (const s of samples) if (s.name === REQUESTS_METRIC && s.labels.method === method) n += s.value;
   }
   return n;
 }
@@ -106,8 +71,9 @@ export interface AbSplit {
   readonly unreachable: Readonly<Record<string, string>>;
 }
 
+/** A series is its full label set (model and version too: a version swap mid-run starts new series). */
 function seriesKey(s: Sample): string {
-  return JSON.stringify([s.labels.arm, s.labels.group, s.labels.label]);
+  return JSON.stringify(Object.entries(s.labels).sort(([a], [b]) => a.localeCompare(b)));
 }
 
 /**

@@ -3,25 +3,24 @@
  * frozen object. A bad option fails with one sentence naming it.
  */
 import { isAbsolute, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { durationOption, intOption, numberOption, parseCommandLine } from '../args.js';
 import { UsageError } from '../cli.js';
 import { VERSION_PATTERN } from '../versions.js';
-import { DEFAULT_SLO, type Slo } from './ghz.js';
+import { DEFAULT_SLO, type Slo } from './slo.js';
 
 /** The local stack's named targets (scripts/ops/stack.ts): gRPC address and metrics endpoints. */
-export const TARGETS = Object.freeze({
+const TARGETS = Object.freeze({
   envoy: { host: '127.0.0.1:8080', metrics: ['127.0.0.1:9464', '127.0.0.1:9465'] },
   stable: { host: '127.0.0.1:50051', metrics: ['127.0.0.1:9464'] },
   canary: { host: '127.0.0.1:50052', metrics: ['127.0.0.1:9465'] },
 } as const);
 
-export type TargetName = keyof typeof TARGETS;
+type TargetName = keyof typeof TARGETS;
 
 /** The seed notes' 10-million-daily-users tier ("QPS > 500"). */
-export const DEFAULT_RPS = 500;
-export const DEFAULT_WORKERS = 50;
-export const DEFAULT_DURATION_MS = 30_000;
-export const MAX_DURATION_MS = 60 * 60_000;
+const DEFAULT_RPS = 500;
+const DEFAULT_WORKERS = 50;
+const MAX_DURATION_MS = 60 * 60_000;
 
 export type LoadMode =
   /** Open-ish loop: ghz paces calls at `rps`, served by `workers`. */
@@ -34,7 +33,11 @@ export type PayloadChoice =
   | { readonly kind: 'mixed' }
   | { readonly kind: 'file'; readonly path: string };
 
+/** The API a load test drives: `inference.v1` Predict, or the Open Inference Protocol's ModelInfer. */
+export type Protocol = 'predict' | 'oip';
+
 export interface LoadtestOptions {
+  readonly protocol: Protocol;
   /** `envoy`, `stable`, `canary`, or `host:port` as given. */
   readonly target: string;
   /** host:port ghz dials. */
@@ -62,8 +65,11 @@ export interface LoadtestOptions {
 
 export const USAGE = `Usage: npm run loadtest -- [options]
 
-Drives inference.v1.InferenceService/Predict with ghz and checks the SLOs.
+Drives inference.v1.InferenceService/Predict (or, with --protocol oip, the Open
+Inference Protocol's inference.GRPCInferenceService/ModelInfer) with ghz and
+checks the SLOs.
 
+  --protocol P            predict (default) or oip: the same records and users either way
   --target T              envoy (127.0.0.1:8080, default), stable (127.0.0.1:50051),
                           canary (127.0.0.1:50052), or HOST:PORT
   --rps N                 fixed rate, calls per second (default ${DEFAULT_RPS})
@@ -94,37 +100,10 @@ Drives inference.v1.InferenceService/Predict with ghz and checks the SLOs.
 Exit status: 0 SLOs met, 1 an SLO missed (named in the output), 2 bad options,
 3 ghz could not run (not installed, target unreachable).`;
 
-/** Parses `10s`, `500ms`, `2m`, `1.5s` into milliseconds. */
-export function parseDuration(raw: string, option: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(raw.trim());
-  if (!m) throw new UsageError(`${option} must be a duration like 500ms, 30s or 2m, got "${raw}".`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
-}
-
-function intOption(raw: string | undefined, option: string, min: number, max: number): number | undefined {
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || n < min || n > max) {
-    throw new UsageError(`${option} must be an integer from ${min} to ${max}, got "${raw}".`);
-  }
-  return n;
-}
-
-function numOption(raw: string | undefined, option: string, min: number, max: number, minExclusive = false) {
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max || (minExclusive && n === min)) {
-    const range = minExclusive ? `greater than ${min} and at most ${max}` : `from ${min} to ${max}`;
-    throw new UsageError(`${option} must be a number ${range}, got "${raw}".`);
-  }
-  return n;
-}
-
 const HOST_PORT_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$/;
 
 /** Splits and checks `host:port` (IPv6 in brackets). */
-export function parseHostPort(raw: string, option: string): { host: string; port: number } {
+function parseHostPort(raw: string, option: string): { host: string; port: number } {
   const m = HOST_PORT_RE.exec(raw.trim());
   const port = Number(m?.[2]);
   if (!m?.[1] || port < 1 || port > 65535) {
@@ -165,56 +144,43 @@ function parseMetrics(raw: string): string[] {
  * (npm runs scripts from the project root).
  */
 export function parseLoadtestArgs(argv: readonly string[], cwd: string = process.cwd()): LoadtestOptions {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        target: { type: 'string', default: 'envoy' },
-        rps: { type: 'string' },
-        concurrency: { type: 'string' },
-        duration: { type: 'string', default: '30s' },
-        model: { type: 'string', default: 'conversion' },
-        'model-version': { type: 'string', default: '' },
-        payload: { type: 'string', default: 'mixed' },
-        insecure: { type: 'boolean', default: false },
-        cacert: { type: 'string' },
-        connections: { type: 'string', default: '1' },
-        timeout: { type: 'string', default: '10s' },
-        reflection: { type: 'boolean', default: false },
-        metrics: { type: 'string' },
-        'slo-p99-ms': { type: 'string' },
-        'slo-max-error-rate': { type: 'string' },
-        'slo-min-rps': { type: 'string' },
-        reports: { type: 'string', default: 'reports' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (err) {
-    // parseArgs' messages name the option; keep them, minus its error-code suffix.
-    throw new UsageError(`${(err as Error).message.replace(/\. To specify .*$/s, '.')}`);
+  const { values } = parseCommandLine(argv, {
+    target: { type: 'string', default: 'envoy' },
+    protocol: { type: 'string', default: 'predict' },
+    rps: { type: 'string' },
+    concurrency: { type: 'string' },
+    duration: { type: 'string', default: '30s' },
+    model: { type: 'string', default: 'conversion' },
+    'model-version': { type: 'string', default: '' },
+    payload: { type: 'string', default: 'mixed' },
+    insecure: { type: 'boolean', default: false },
+    cacert: { type: 'string' },
+    connections: { type: 'string', default: '1' },
+    timeout: { type: 'string', default: '10s' },
+    reflection: { type: 'boolean', default: false },
+    metrics: { type: 'string' },
+    'slo-p99-ms': { type: 'string' },
+    'slo-max-error-rate': { type: 'string' },
+    'slo-min-rps': { type: 'string' },
+    reports: { type: 'string', default: 'reports' },
+  });
+  const str = (k: keyof typeof values) => values[k] as string;
+  const protocol = str('protocol');
+  if (protocol !== 'predict' && protocol !== 'oip') {
+    throw new UsageError(`--protocol must be predict or oip, got "${protocol}".`);
   }
-  const str = (k: string) => values[k] as string;
   const target = str('target');
   const { host, slug, metrics: defaultMetrics } = resolveTarget(target);
 
-  const rps = intOption(values.rps as string | undefined, '--rps', 1, 100_000);
-  const concurrency = intOption(values.concurrency as string | undefined, '--concurrency', 1, 10_000);
+  const rps = intOption(values.rps, '--rps', 1, 100_000);
+  const concurrency = intOption(values.concurrency, '--concurrency', 1, 10_000);
   const mode: LoadMode =
     rps === undefined && concurrency !== undefined
       ? { kind: 'closed', concurrency }
       : { kind: 'rate', rps: rps ?? DEFAULT_RPS, workers: concurrency ?? DEFAULT_WORKERS };
 
-  const durationMs = parseDuration(str('duration'), '--duration');
-  if (durationMs < 100 || durationMs > MAX_DURATION_MS) {
-    throw new UsageError(`--duration must be from 100ms to 1h, got "${str('duration')}".`);
-  }
-  const timeoutMs = parseDuration(str('timeout'), '--timeout');
-  if (timeoutMs < 1 || timeoutMs > 600_000) {
-    throw new UsageError(`--timeout must be from 1ms to 10m, got "${str('timeout')}".`);
-  }
+  const durationMs = durationOption(str('duration'), '--duration', 100, MAX_DURATION_MS) as number;
+  const timeoutMs = durationOption(str('timeout'), '--timeout', 1, 600_000) as number;
 
   const model = str('model');
   if (!/^[A-Za-z0-9_.-]+$/.test(model)) {
@@ -240,15 +206,16 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
   const insecure = insecureFlag || (cacert === undefined && isLoopback(dialHost));
 
   const slo: Slo = {
-    p99Ms: numOption(str('slo-p99-ms'), '--slo-p99-ms', 0, 600_000, true) ?? DEFAULT_SLO.p99Ms,
+    p99Ms: numberOption(str('slo-p99-ms'), '--slo-p99-ms', 0, 600_000, true) ?? DEFAULT_SLO.p99Ms,
     maxErrorRate:
-      numOption(str('slo-max-error-rate'), '--slo-max-error-rate', 0, 1) ?? DEFAULT_SLO.maxErrorRate,
+      numberOption(str('slo-max-error-rate'), '--slo-max-error-rate', 0, 1) ?? DEFAULT_SLO.maxErrorRate,
     ...(values['slo-min-rps'] === undefined
       ? {}
-      : { minRps: numOption(str('slo-min-rps'), '--slo-min-rps', 0, 1_000_000, true) as number }),
+      : { minRps: numberOption(str('slo-min-rps'), '--slo-min-rps', 0, 1_000_000, true) as number }),
   };
 
   return deepFreeze({
+    protocol,
     target,
     host,
     slug,
@@ -265,7 +232,7 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
     metrics: values.metrics === undefined ? defaultMetrics : parseMetrics(str('metrics')),
     slo,
     reportsDir: resolvePath(cwd, str('reports')),
-    help: values.help as boolean,
+    help: values.help === true,
   });
 }
 

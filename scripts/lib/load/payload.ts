@@ -40,7 +40,7 @@ export const USER_ID_BASE = SEED_RECORD.userId as number;
 const USER_ID_EXPR = `add ${USER_ID_BASE} .RequestNumber`;
 
 /** The user id of call n, as a template. */
-export const USER_ID_TEMPLATE = `{{${USER_ID_EXPR}}}`;
+const USER_ID_TEMPLATE = `{{${USER_ID_EXPR}}}`;
 
 /** A record to send, and where it came from (for the summary). */
 export interface PayloadRecord {
@@ -77,28 +77,123 @@ export function predictTemplate(
   records: readonly PayloadRecord[],
   opts: { model: string; version: string; runId: string },
 ): PredictTemplate {
-  if (records.length === 0) throw new Error('at least one payload record is needed');
   const head = JSON.stringify({ model: opts.model, version: opts.version }).slice(0, -1);
-  let instance: string;
-  if (records.length === 1) {
-    instance = recordTemplate((records[0] as PayloadRecord).record);
-  } else {
-    // `{{if eq $i 0}}…{{else if eq $i 1}}…{{end}}`: text/template has no literals to index.
-    instance = records
-      .map((r, i) => `{{${i === 0 ? 'if' : 'else if'} eq $i ${i}}}${recordTemplate(r.record)}`)
-      .join('');
-    instance += '{{end}}';
-  }
+  return perCallTemplate(records, opts.runId, (record) => `${head},"instances":[${recordTemplate(record)}]}`);
+}
+
+/**
+ * The body and metadata templates of a load test: call n sends the body of
+ * `records[n mod records.length]` (`bodyOf` writes it, with `{{$u}}` for the
+ * call's user), `x-user-id` `USER_ID_BASE + n` and `x-request-id` `<runId>-<n>`.
+ */
+function perCallTemplate(
+  records: readonly PayloadRecord[],
+  runId: string,
+  bodyOf: (record: Readonly<Record<string, unknown>>) => string,
+): PredictTemplate {
+  if (records.length === 0) throw new Error('at least one payload record is needed');
+  const body =
+    records.length === 1
+      ? bodyOf((records[0] as PayloadRecord).record)
+      : // `{{if eq $i 0}}…{{else if eq $i 1}}…{{end}}`: text/template has no literals to index.
+        `${records.map((r, i) => `{{${i === 0 ? 'if' : 'else if'} eq $i ${i}}}${bodyOf(r.record)}`).join('')}{{end}}`;
   const vars =
     `{{$u := ${USER_ID_EXPR}}}` +
     (records.length > 1 ? `{{$i := mod .RequestNumber ${records.length}}}` : '');
   return {
-    data: `${vars}${head},"instances":[${instance}]}`,
+    data: `${vars}${body}`,
     metadata: {
       [USER_ID_HEADER]: USER_ID_TEMPLATE,
-      [REQUEST_ID_HEADER]: `${opts.runId}-{{.RequestNumber}}`,
+      [REQUEST_ID_HEADER]: `${runId}-{{.RequestNumber}}`,
     },
   };
+}
+
+/** One ModelInfer input in proto JSON, as ghz reads it. */
+export interface ModelInferInputJson {
+  readonly name: string;
+  readonly datatype: 'INT64' | 'FP64' | 'BYTES';
+  readonly shape: readonly [1];
+  readonly contents:
+    | { readonly int64_contents: readonly number[] }
+    | { readonly fp64_contents: readonly number[] }
+    | { readonly bytes_contents: readonly string[] };
+}
+
+/**
+ * One record as the inputs of a ModelInfer request (the Open Inference
+ * Protocol, server/open-inference-tensors.ts): one input of shape [1] per
+ * field, in typed `contents` (JSON cannot write raw little-endian bytes, nor
+ * a template compute them per call), integers as INT64, other numbers as
+ * FP64, strings as BYTES (base64, as proto JSON writes bytes).
+ */
+export function modelInferInputs(record: Readonly<Record<string, unknown>>): ModelInferInputJson[] {
+  return Object.entries(record).map(([name, v]) =>
+    typeof v === 'number'
+      ? Number.isInteger(v)
+        ? { name, datatype: 'INT64', shape: [1], contents: { int64_contents: [v] } }
+        : { name, datatype: 'FP64', shape: [1], contents: { fp64_contents: [v] } }
+      : {
+          name,
+          datatype: 'BYTES',
+          shape: [1],
+          contents: { bytes_contents: [Buffer.from(String(v), 'utf8').toString('base64')] },
+        },
+  );
+}
+
+/**
+ * One record as ModelInfer inputs with `raw_input_contents`, the encoding
+ * tritonclient always sends (proto JSON: bytes in base64): each field's one
+ * element little-endian, a BYTES element as a 4-byte little-endian length
+ * then its UTF-8 bytes. Datatypes as `modelInferInputs`.
+ */
+export function modelInferRaw(record: Readonly<Record<string, unknown>>): {
+  inputs: { name: string; datatype: string; shape: [1] }[];
+  raw_input_contents: string[];
+} {
+  const inputs: { name: string; datatype: string; shape: [1] }[] = [];
+  const raw: string[] = [];
+  for (const t of modelInferInputs(record)) {
+    let b: Buffer;
+    if ('int64_contents' in t.contents) {
+      b = Buffer.alloc(8);
+      b.writeBigInt64LE(BigInt(t.contents.int64_contents[0] as number));
+    } else if ('fp64_contents' in t.contents) {
+      b = Buffer.alloc(8);
+      b.writeDoubleLE(t.contents.fp64_contents[0] as number);
+    } else {
+      const text = Buffer.from(t.contents.bytes_contents[0] as string, 'base64');
+      b = Buffer.alloc(4 + text.length);
+      b.writeUInt32LE(text.length);
+      text.copy(b, 4);
+    }
+    inputs.push({ name: t.name, datatype: t.datatype, shape: [1] });
+    raw.push(b.toString('base64'));
+  }
+  return { inputs, raw_input_contents: raw };
+}
+
+/** A record's ModelInfer inputs as a template whose userId input is the per-call user. */
+function inputsTemplate(record: Readonly<Record<string, unknown>>): string {
+  const { userId: _u, ...rest } = record;
+  const json = JSON.stringify(modelInferInputs(rest));
+  if (json.includes('{{')) throw new Error('payload records must not contain "{{"');
+  const user = '{"name":"userId","datatype":"INT64","shape":[1],"contents":{"int64_contents":[{{$u}}]}}';
+  return json === '[]' ? `[${user}]` : `[${user},${json.slice(1)}`;
+}
+
+/**
+ * The ghz templates for the Open Inference Protocol's ModelInfer: the same
+ * records, users and request ids as `predictTemplate`, call for call, so the
+ * server scores and logs exactly the records a Predict load test would send.
+ */
+export function modelInferTemplate(
+  records: readonly PayloadRecord[],
+  opts: { model: string; version: string; runId: string },
+): PredictTemplate {
+  const head = JSON.stringify({ model_name: opts.model, model_version: opts.version }).slice(0, -1);
+  return perCallTemplate(records, opts.runId, (record) => `${head},"inputs":${inputsTemplate(record)}}`);
 }
 
 /**

@@ -12,8 +12,10 @@
  * truth, no external assets.
  */
 
-import type { GhzReport, RunSummary, SloVerdict } from './ghz.js';
+import type { GhzReport } from './ghz-report.js';
 import type { AbSplit } from './metrics.js';
+import type { SloVerdict } from './slo.js';
+import type { RunSummary } from './summary.js';
 
 /** Everything one load test produced. */
 export interface LoadtestResult {
@@ -43,7 +45,7 @@ function pct(n: number, total: number): string {
 }
 
 /** Achieved rate below 90% of the requested one: the load generator or server could not keep up. */
-export function rateShortfall(r: LoadtestResult): string | undefined {
+function rateShortfall(r: LoadtestResult): string | undefined {
   if (r.requestedRps === undefined || r.summary.rps >= 0.9 * r.requestedRps) return undefined;
   return `achieved ${r.summary.rps.toFixed(1)}/s of the requested ${r.requestedRps}/s: ghz's workers or the server could not keep up (try more --concurrency)`;
 }

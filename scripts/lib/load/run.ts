@@ -8,23 +8,37 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MODELS_DIR, PROTO_DIR } from '../paths.js';
 import { versionStamp } from '../versions.js';
-import { checkSlo, type GhzRun, ghzArgs, readGhzReport, spawnGhz, summarize } from './ghz.js';
+import { spawnGhz } from './ghz.js';
+import { type GhzRun, ghzArgs } from './ghz-args.js';
+import { readGhzReport } from './ghz-report.js';
 import { abSplit, predictCalls, type Snapshot, snapshot } from './metrics.js';
 import type { LoadtestOptions } from './options.js';
 import {
   mixedRecords,
+  modelInferTemplate,
   type PayloadRecord,
   predictTemplate,
   recordsFromFile,
   SEED_RECORD,
 } from './payload.js';
 import { type LoadtestResult, passed, renderHtml } from './report.js';
+import { checkSlo } from './slo.js';
+import { summarize } from './summary.js';
 
 /** The method a load test drives. */
 export const PREDICT_CALL = 'inference.v1.InferenceService/Predict';
 /** The contract, for ghz runs that do not use server reflection. */
 export const PROTO_FILE = join(PROTO_DIR, 'inference', 'v1', 'inference.proto');
 export const PROTO_IMPORT_PATH = PROTO_DIR;
+/** The Open Inference Protocol's inference call and contract (`--protocol oip`). */
+export const MODEL_INFER_CALL = 'inference.GRPCInferenceService/ModelInfer';
+export const OIP_PROTO_FILE = join(PROTO_DIR, 'inference', 'oip', 'open_inference_grpc.proto');
+
+/** What each protocol's load test calls, and the method label its calls are counted under. */
+const PROTOCOLS = {
+  predict: { call: PREDICT_CALL, proto: PROTO_FILE, method: 'Predict', template: predictTemplate },
+  oip: { call: MODEL_INFER_CALL, proto: OIP_PROTO_FILE, method: 'ModelInfer', template: modelInferTemplate },
+} as const;
 
 export interface LoadtestDeps {
   /** The ghz binary (default .tools/bin/ghz). */
@@ -91,7 +105,8 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
   const stamp = versionStamp(now());
   const runId = `loadtest-${stamp}`;
   const { records, text: payloadText } = payloadRecords(opts, deps.modelRoot ?? MODELS_DIR);
-  const template = predictTemplate(records, { model: opts.model, version: opts.modelVersion, runId });
+  const protocol = PROTOCOLS[opts.protocol];
+  const template = protocol.template(records, { model: opts.model, version: opts.modelVersion, runId });
 
   mkdirSync(opts.reportsDir, { recursive: true });
   const base = join(opts.reportsDir, `${stamp}-${opts.slug}`);
@@ -107,10 +122,10 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
 
   const run: GhzRun = {
     host: opts.host,
-    call: PREDICT_CALL,
+    call: protocol.call,
     insecure: opts.insecure,
     ...(opts.cacert ? { cacert: opts.cacert } : {}),
-    ...(opts.reflection ? {} : { proto: { file: PROTO_FILE, importPaths: [PROTO_IMPORT_PATH] } }),
+    ...(opts.reflection ? {} : { proto: { file: protocol.proto, importPaths: [PROTO_IMPORT_PATH] } }),
     dataFile,
     metadata: template.metadata,
     ...(opts.mode.kind === 'rate'
@@ -122,12 +137,18 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
     connectTimeoutMs: 5000,
     outputFile: files.json,
     name: `loadtest ${opts.target}`,
-    tags: { target: opts.target, model: opts.model, payload: opts.payload.kind, runId },
+    tags: {
+      target: opts.target,
+      protocol: opts.protocol,
+      model: opts.model,
+      payload: opts.payload.kind,
+      runId,
+    },
   };
   const args = ghzArgs(run);
 
   const before: Snapshot | undefined = opts.metrics.length > 0 ? await snapshot(opts.metrics) : undefined;
-  const baseline = before ? predictCalls(before) : 0;
+  const baseline = before ? predictCalls(before, protocol.method) : 0;
   const live = before !== undefined && before.byEndpoint.size > 0;
   let lastServed = 0;
   let lastElapsedMs = 0;
@@ -143,7 +164,7 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
     scraping = true;
     void snapshot([...before.byEndpoint.keys()], 500).then((snap) => {
       scraping = false;
-      const served = predictCalls(snap) - baseline;
+      const served = predictCalls(snap, protocol.method) - baseline;
       const rate = (1000 * Math.max(0, served - lastServed)) / Math.max(1, elapsedMs - lastElapsedMs);
       progress(`${head}  served ${served} (${rate.toFixed(0)}/s)`, false);
       lastServed = served;
@@ -183,7 +204,7 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
           };
   }
   const result: LoadtestResult = {
-    title: `Load test of ${opts.target}`,
+    title: `Load test of ${opts.target}${opts.protocol === 'oip' ? ' (Open Inference Protocol, ModelInfer)' : ''}`,
     target: opts.target,
     host: opts.host,
     load: loadText(opts),

@@ -37,7 +37,8 @@ TRAIN_USAGE = """Train, validate, export and publish a `conversion` model versio
     .venv/bin/python scripts/pipeline/train.py --family lr --drift    # newer, drifted data
 
 Writes <out>/<name>/<version>/{model.onnx,model.json,golden.json,qa.json,
-report.md,*.png}; <version> is the UTC time at which training ended. The
+report.md,*.png}, by default under staging/ (no server reads it; publish with
+`npm run publish-model -- staging/conversion/<version> --to models`); <version> is the UTC time at which training ended. The
 version directory appears atomically (temp dir + rename). Progress goes to
 stderr; the published directory is printed on stdout.
 """
@@ -47,7 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=TRAIN_USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--family", choices=MD.FAMILIES, default="lr")
     ap.add_argument("--name", default="conversion", help="model name (directory under --out)")
-    ap.add_argument("--out", default=str(REPO / "models"), help="model repository root")
+    ap.add_argument("--out", default=str(REPO / "staging"),
+                    help="where the version is written (default staging/: not a repository any server reads; "
+                         "`npm run publish-model -- <version dir> --to models` is the one way into a repository)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--rows", type=int, default=30000, help="synthetic rows to generate")
     ap.add_argument("--drift", action="store_true", help="use the drifted data-generating process")
@@ -168,5 +171,5 @@ def run(args: argparse.Namespace) -> Path:
         log(f"rebuilt report/speed of {final} in {time.time() - t0:.1f}s")
         return final
     final = P.publish(model_dir, version, files, extra_writer=write_report)
-    log(f"published {final} in {time.time() - t0:.1f}s")
+    log(f"wrote {final} in {time.time() - t0:.1f}s; publish it with: npm run publish-model -- {final} --to <repository>")
     return final
