@@ -17,7 +17,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { intOption, parseCommandLine } from '../lib/args.js';
 import { faults } from '../lib/chaos/faults.js';
 import { type FaultResult, runFault, table } from '../lib/chaos/run.js';
 import { ChaosStack } from '../lib/chaos/stack.js';
@@ -34,7 +34,7 @@ export const USAGE = `Usage: npm run chaos [-- options]
   --deadline-ms <n>   each call's deadline (default 5000)
   --reports <dir>     where the JSON and Markdown report go (default reports)
   --settle-ms <n>     quiet traffic before each fault and after its recovery (default 1500)
-  --help
+  -h, --help          this text
 `;
 
 export interface ChaosOptions {
@@ -46,49 +46,31 @@ export interface ChaosOptions {
   readonly settleMs: number;
 }
 
-function positive(raw: string | undefined, name: string, dflt: number, max: number): number {
-  if (raw === undefined) return dflt;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1 || n > max)
-    throw new UsageError(`--${name} must be an integer from 1 to ${max}, got "${raw}"`);
-  return n;
-}
-
 export function parseChaosArgs(argv: readonly string[]): ChaosOptions {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      options: {
-        faults: { type: 'string' },
-        concurrency: { type: 'string' },
-        'deadline-ms': { type: 'string' },
-        reports: { type: 'string' },
-        'settle-ms': { type: 'string' },
-        help: { type: 'boolean' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const { values } = parseCommandLine(argv, {
+    faults: { type: 'string' },
+    concurrency: { type: 'string' },
+    'deadline-ms': { type: 'string' },
+    reports: { type: 'string' },
+    'settle-ms': { type: 'string' },
+  });
   const list =
-    typeof values.faults === 'string'
-      ? values.faults
+    values.faults === undefined
+      ? NAMES
+      : values.faults
           .split(',')
           .map((s) => s.trim())
-          .filter(Boolean)
-      : NAMES;
+          .filter(Boolean);
   const unknown = list.filter((f) => !NAMES.includes(f));
   if (unknown.length > 0)
-    throw new UsageError(`unknown fault ${unknown.join(', ')}; faults: ${NAMES.join(', ')}`);
+    throw new UsageError(`unknown fault ${unknown.join(', ')}; faults: ${NAMES.join(', ')}.`);
   return {
     help: values.help === true,
     faults: list,
-    concurrency: positive(values.concurrency as string | undefined, 'concurrency', 4, 64),
-    deadlineMs: positive(values['deadline-ms'] as string | undefined, 'deadline-ms', 5000, 60_000),
-    reports: resolve(PROJECT_ROOT, typeof values.reports === 'string' ? values.reports : 'reports'),
-    settleMs: positive(values['settle-ms'] as string | undefined, 'settle-ms', 1500, 60_000),
+    concurrency: intOption(values.concurrency, '--concurrency', 1, 64) ?? 4,
+    deadlineMs: intOption(values['deadline-ms'], '--deadline-ms', 1, 60_000) ?? 5000,
+    reports: resolve(PROJECT_ROOT, values.reports ?? 'reports'),
+    settleMs: intOption(values['settle-ms'], '--settle-ms', 0, 60_000) ?? 1500,
   };
 }
 

@@ -27,6 +27,7 @@ const NPM_COMMANDS = [
   'train',
   'rollout',
   'weights',
+  'chaos',
 ];
 
 /**
