@@ -90,20 +90,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     maxInFlight: config.maxInFlight,
     isAccepting: () => accepting,
   });
-  const grpcServer = new HardenedServer(
-    {
-      maxMessageBytes: config.maxMessageBytes,
-      maxConcurrentStreams: config.maxConcurrentStreams,
-      maxConnections: config.maxConnections,
-      handshakeTimeoutMs: config.handshakeTimeoutMs,
-      maxConnectionIdleMs: config.maxConnectionIdleMs,
-      maxConnectionAgeMs: config.maxConnectionAgeMs,
-      maxConnectionAgeGraceMs: config.maxConnectionAgeGraceMs,
-      requestBodyTimeoutMs: config.requestBodyTimeoutMs,
-      maxPendingRequestBytes: config.maxPendingRequestBytes,
-    },
-    logger.child({ component: 'grpc' }),
-  );
+  const grpcServer = new HardenedServer(config, logger.child({ component: 'grpc' }));
   const userIds = new UserIds(config.log.userIds, config.log.pseudonymKey);
   const clock = deps.clock ?? Date.now;
   // Predict and ModelInfer share one prediction path (prediction-pipeline.ts).

@@ -40,19 +40,22 @@ import {
 } from '@grpc/grpc-js';
 import { BaseServerInterceptingCall } from '@grpc/grpc-js/build/src/server-interceptors.js';
 import type { Logger } from 'pino';
+import type { Config } from './config.js';
 import { DecodeFailure, handlesDecodeFailures, withTolerantDecoding } from './unary-handler.js';
 
-export interface ServerLimits {
-  readonly maxMessageBytes: number;
-  readonly maxConcurrentStreams: number;
-  readonly maxConnections: number;
-  readonly handshakeTimeoutMs: number;
-  readonly maxConnectionIdleMs: number;
-  readonly maxConnectionAgeMs: number;
-  readonly maxConnectionAgeGraceMs: number;
-  readonly requestBodyTimeoutMs: number;
-  readonly maxPendingRequestBytes: number;
-}
+/** The limits it enforces, as config.ts reads and documents them. */
+export type ServerLimits = Pick<
+  Config,
+  | 'maxMessageBytes'
+  | 'maxConcurrentStreams'
+  | 'maxConnections'
+  | 'handshakeTimeoutMs'
+  | 'maxConnectionIdleMs'
+  | 'maxConnectionAgeMs'
+  | 'maxConnectionAgeGraceMs'
+  | 'requestBodyTimeoutMs'
+  | 'maxPendingRequestBytes'
+>;
 
 /**
  * A compressed request that does not decompress (a gzip or deflate body that

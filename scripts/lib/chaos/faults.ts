@@ -3,7 +3,7 @@
  * runs, holds it for a while, applies the remedy an operator (or a
  * supervisor) would, and says when the stack is back to normal.
  */
-import { cpSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readLabels, writeLabels } from '../../../server/version-labels.js';
@@ -47,6 +47,18 @@ async function metric(port: number, name: string): Promise<number | undefined> {
 /** The canary's `inference_model_version_mismatch`: 1 while its label names a version it cannot serve. */
 const canaryMismatch = async (ctx: FaultContext) =>
   metric(ctx.stack.servers.canary.metricsPort, 'inference_model_version_mismatch');
+
+/** Moves the canary's label to `version`; resolves with the labels as they were. */
+async function moveCanaryLabel(
+  stack: ChaosStack,
+  version: string,
+): Promise<Readonly<Record<string, string>>> {
+  const modelDir = join(stack.modelRoot, MODEL);
+  const before = (await readLabels(modelDir)) ?? {};
+  if (!before.canary) throw new Error('the model has no canary label');
+  await writeLabels(modelDir, { ...before, canary: version });
+  return before;
+}
 
 /** The size of each arm's active log file. */
 function logSizes(stack: ChaosStack): number[] {
@@ -154,17 +166,16 @@ export function faults(): Fault[] {
       holdMs: 3000,
       async inject({ stack }) {
         const modelDir = join(stack.modelRoot, MODEL);
-        labelsBefore = (await readLabels(modelDir)) ?? {};
-        const from = labelsBefore.canary;
+        const from = (await readLabels(modelDir))?.canary;
         if (!from) throw new Error('the model has no canary label');
+        // Published as publish-model does it: a complete copy under a name the server ignores, renamed in.
         const tmp = join(modelDir, `.tmp-${corrupt}`);
         cpSync(join(modelDir, from), tmp, { recursive: true });
         const manifest = JSON.parse(readFileSync(join(tmp, 'model.json'), 'utf8')) as Record<string, unknown>;
         writeFileSync(join(tmp, 'model.json'), JSON.stringify({ ...manifest, version: corrupt }));
         writeFileSync(join(tmp, 'model.onnx'), Buffer.from('not the model the manifest describes'));
-        cpSync(tmp, join(modelDir, corrupt), { recursive: true });
-        rmSync(tmp, { recursive: true, force: true });
-        await writeLabels(modelDir, { ...labelsBefore, canary: corrupt });
+        renameSync(tmp, join(modelDir, corrupt));
+        labelsBefore = await moveCanaryLabel(stack, corrupt);
       },
       absorbed: async (ctx) => (await canaryMismatch(ctx)) === 1,
       async remedy({ stack }) {
@@ -180,9 +191,7 @@ export function faults(): Fault[] {
       what: "the canary's label is moved to a version that is not in the repository",
       holdMs: 3000,
       async inject({ stack }) {
-        const modelDir = join(stack.modelRoot, MODEL);
-        labelsBefore = (await readLabels(modelDir)) ?? {};
-        await writeLabels(modelDir, { ...labelsBefore, canary: '29990101T000000Z' });
+        labelsBefore = await moveCanaryLabel(stack, '29990101T000000Z');
       },
       absorbed: async (ctx) => (await canaryMismatch(ctx)) === 1,
       async remedy({ stack }) {
