@@ -65,6 +65,7 @@ async function main(argv: readonly string[]): Promise<number> {
     thresholds: args.thresholds,
     serveTimeoutMs: args.serveTimeoutMs,
     switchTimeoutMs: args.switchTimeoutMs,
+    business: args.business,
     baseCanary: args.baseCanary,
     out,
     signal: controller.signal,

@@ -7,7 +7,8 @@
  * one rollout at a time; Ctrl-C leaving a consistent state.
  */
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { expect } from 'chai';
@@ -32,8 +33,9 @@ function publishTrial(repo: string, version = TRIAL, edit?: (dir: string) => voi
 }
 
 /** The rollout command against one test stack, as an operator runs it. */
-function rolloutCli(stack: AbStack, repo: string) {
+function rolloutCli(stack: AbStack, repo: string, business: readonly string[] = ['--business', 'off']) {
   const common = [
+    ...business,
     '--admin',
     stack.admin.base,
     '--routes',
@@ -70,15 +72,15 @@ describe('rollout: publish → canary → steps gated by analysis → promote', 
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function stackWith(o: { fault?: boolean; trial?: (dir: string) => void } = {}) {
+  async function stackWith(o: { fault?: boolean; trial?: (dir: string) => void; logs?: string } = {}) {
     const repo = copyModels('rollout-', { labels: true });
     cleanups.push(() => removeDir(repo));
     publishTrial(repo, TRIAL, o.trial);
     const env = { MODEL_POLL_MS: '200' };
     const stack = await startAbStack({
       modelRoot: repo,
-      stableEnv: env,
-      canaryEnv: env,
+      stableEnv: o.logs ? { ...env, LOG_DIR: join(o.logs, 'stable') } : env,
+      canaryEnv: o.logs ? { ...env, LOG_DIR: join(o.logs, 'canary') } : env,
       ...(o.fault
         ? {
             fault: {
@@ -90,7 +92,11 @@ describe('rollout: publish → canary → steps gated by analysis → promote', 
         : {}),
     });
     cleanups.push(() => stack.stop());
-    return { repo, stack, cli: rolloutCli(stack, repo) };
+    return {
+      repo,
+      stack,
+      cli: rolloutCli(stack, repo, o.logs ? ['--business', 'require', '--logs', o.logs] : undefined),
+    };
   }
 
   it('carries a version from publish to stable on one running stack, with zero failed calls', async () => {
@@ -249,5 +255,40 @@ describe('rollout: publish → canary → steps gated by analysis → promote', 
     expect(await liveCanaryWeight(stack)).to.equal(10);
     // The lock is free again: status and weights work.
     expect((await cli.run(['weights', '0'])).code).to.equal(0);
+  });
+
+  it("reads the business metric from the servers' logs: a step passes without outcomes (guard), promote --business require refuses", async () => {
+    const logs = mkdtempSync(join(tmpdir(), 'rollout-logs-'));
+    cleanups.push(() => removeDir(logs));
+    const { stack, cli } = await stackWith({ logs });
+    const loop = new LoadLoop(stack.client, (i) => ({ user: `biz-${i % 300}` }), {
+      maxCalls: 50_000,
+      maxMs: 60_000,
+      concurrency: 6,
+    });
+    cleanups.push(async () => void (await loop.stop()));
+    await loop.waitForResults(100);
+    expect((await cli.run(['canary', TRIAL])).code).to.equal(0);
+    const start = await cli.run([
+      'start',
+      '--steps',
+      '50',
+      '--interval',
+      '3s',
+      '--min-calls',
+      '20',
+      '--max-p99-ratio',
+      '1000',
+      '--max-p99-ms',
+      '60000',
+    ]);
+    expect(start.code, start.stdout + start.stderr).to.equal(0);
+    // The real readout ran on the real logs: no outcomes yet, so no verdict, which does not hold the step.
+    expect(start.stdout).to.match(/pass +business: inconclusive: .*outcome/);
+    const promote = await cli.run(['promote']);
+    expect(promote.code, promote.stdout + promote.stderr).to.equal(1);
+    expect(promote.stderr).to.match(/--business require: not promoting 20261201T084232Z: inconclusive/);
+    expect(cli.state().phase).to.equal('complete');
+    await loop.stop();
   });
 });

@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { findLogFiles } from '../../scripts/ops/ab-report.js';
+import { findLogFiles } from '../../scripts/lib/ab/log-files.js';
 import { asPredictionRecord, userOfOutput } from '../../server/call-log.js';
 import {
   type AbStack,
@@ -198,23 +198,41 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
     );
     expect(window.status, window.stderr).to.equal(0);
     const report = JSON.parse(window.stdout) as {
-      arms: { srm: boolean; rows: { name: string; count: number }[] };
-      experiment: { srm: boolean; rows: { name: string; count: number }[] };
+      pairs: {
+        assignment: {
+          arms: { srm: boolean; rows: { name: string; count: number }[] };
+          experiment: { srm: boolean; rows: { name: string; count: number }[] };
+        };
+      }[];
     };
-    const arms = countArms(split);
-    expect(report.arms.rows.map((r) => [r.name, r.count])).to.deep.equal([
-      ['stable', arms.stable],
-      ['canary', arms.canary],
+    expect(report.pairs).to.have.length(1);
+    const { assignment } = report.pairs[0] as (typeof report.pairs)[number];
+    // The readout counts a version pair from the moment both arms serve: the split's calls
+    // logged from the first instant that both arms had answered one.
+    const splitUsers = new Set(split.map((r) => r.user as string));
+    const logged = predictLinesIn(logs)
+      .map((l) => asPredictionRecord(l))
+      .filter((r): r is NonNullable<typeof r> => r !== undefined && splitUsers.has(r.user ?? ''));
+    const start = Math.max(
+      ...(['stable', 'canary'] as const).map((arm) =>
+        Math.min(...logged.filter((r) => r.arm === arm).map((r) => Date.parse(r.time))),
+      ),
+    );
+    const inWindow = logged.filter((r) => Date.parse(r.time) >= start);
+    const users = (f: (r: (typeof inWindow)[number]) => boolean) =>
+      new Set(inWindow.filter(f).map((r) => r.user)).size;
+    expect(start - Math.min(...logged.map((r) => Date.parse(r.time)))).to.be.below(5000);
+    expect(assignment.arms.rows.map((r) => [r.name, r.count])).to.deep.equal([
+      ['stable', users((r) => r.arm === 'stable')],
+      ['canary', users((r) => r.arm === 'canary')],
     ]);
-    expect(report.arms.srm).to.equal(false);
-    const canaryGroups = split
-      .filter((r) => r.response?.arm === 'canary')
-      .map((r) => r.response?.predictions[0]?.group);
-    expect(report.experiment.rows.map((r) => [r.name, r.count])).to.deep.equal([
-      ['experiment', canaryGroups.filter((g) => g === 'experiment').length],
-      ['control', canaryGroups.filter((g) => g === 'control').length],
+    expect(assignment.arms.srm).to.equal(false);
+    const group = (g: string) => users((r) => r.arm === 'canary' && r.outputs[0]?.group === g);
+    expect(assignment.experiment.rows.map((r) => [r.name, r.count])).to.deep.equal([
+      ['experiment', group('experiment')],
+      ['control', group('control')],
     ]);
-    expect(report.experiment.srm).to.equal(false);
+    expect(assignment.experiment.srm).to.equal(false);
 
     // The QA-forced canary calls break the 90/10 ratio: the report must say so.
     const whole = spawnSync(process.execPath, [script, '--logs', logs, '--experiment-share', '0.3'], {

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { Readout } from '../../scripts/lib/ab/readout.js';
 import { UsageError } from '../../scripts/lib/cli.js';
 import {
   type ArmCounters,
@@ -8,6 +9,7 @@ import {
   histogramQuantile,
   type Snapshot,
 } from '../../scripts/lib/rollout/analysis.js';
+import { businessCheck, promoteAllowed } from '../../scripts/lib/rollout/business.js';
 import { parseRolloutArgs } from '../../scripts/lib/rollout/options.js';
 
 const INF = Number.POSITIVE_INFINITY;
@@ -191,5 +193,27 @@ describe('rollout analysis at a 100% canary step', () => {
       previous,
     );
     expect(worse.verdict).to.equal('fail');
+  });
+});
+
+describe('rollout business check (the experiment readout as a gate)', () => {
+  const r = (verdict: string, winner?: string) => ({ verdict, winner, reason: 'why' }) as unknown as Readout;
+  it('fails a step on a stable winner or a sample-ratio mismatch, passes otherwise (guard)', () => {
+    expect(businessCheck(r('winner', 'stable')).verdict).to.equal('fail');
+    expect(businessCheck(r('srm')).verdict).to.equal('fail');
+    for (const ok of [r('winner', 'canary'), r('no-difference'), r('inconclusive')]) {
+      expect(businessCheck(ok).verdict).to.equal('pass');
+    }
+    expect(businessCheck('no server logs at /x')).to.include({
+      verdict: 'pass',
+      detail: 'not judged: no server logs at /x',
+    });
+  });
+  it('lets promote --business require through only on a canary winner or no difference', () => {
+    expect(promoteAllowed(r('winner', 'canary')).ok).to.equal(true);
+    expect(promoteAllowed(r('no-difference')).ok).to.equal(true);
+    for (const no of [r('winner', 'stable'), r('srm'), r('inconclusive')])
+      expect(promoteAllowed(no).ok).to.equal(false);
+    expect(promoteAllowed('no server logs').ok).to.equal(false);
   });
 });

@@ -13,7 +13,15 @@ import type { EnvoyAdmin } from '../envoy/admin.js';
 import { type Weights, weightsForCanary } from '../envoy/config.js';
 import { switchWeights } from '../envoy/switch.js';
 import { versionsIn } from '../versions.js';
-import { type Analysis, type Arm, type ArmFigures, analyse, type Thresholds } from './analysis.js';
+import {
+  type Analysis,
+  type Arm,
+  type ArmFigures,
+  analyse,
+  type Check,
+  type Thresholds,
+} from './analysis.js';
+import { type BusinessOptions, businessCheck, businessReadout, promoteAllowed } from './business.js';
 import { type MetricsEndpoints, modelOn, type ServerView, servers, snapshot } from './sources.js';
 import { initialState, type RolloutState, readState, saveState } from './state.js';
 
@@ -41,6 +49,8 @@ export interface RolloutContext {
   readonly switchTimeoutMs: number;
   /** The canary weight of the base split (restored by `promote`). */
   readonly baseCanary: number;
+  /** The business metric check (business.ts). */
+  readonly business: BusinessOptions;
   readonly out: (line: string) => void;
   readonly signal: AbortSignal;
 }
@@ -201,6 +211,13 @@ export interface StartOptions {
   readonly maxHolds: number;
 }
 
+/** The analysis with one more check; a failing check fails it. */
+function withCheck(a: Analysis, c: Check): Analysis {
+  return c.verdict === 'fail'
+    ? { ...a, checks: [...a.checks, c], verdict: 'fail', summary: `fail: ${c.name} ${c.detail}` }
+    : { ...a, checks: [...a.checks, c] };
+}
+
 /** Stable's figures when `a` measured stable itself on a full sample, else the previous baseline. */
 function nextBaseline(s: RolloutState, a: Analysis): ArmFigures | undefined {
   return !a.stableFromBaseline && a.arms.stable.calls >= a.thresholds.minCalls
@@ -243,10 +260,17 @@ export async function start(ctx: RolloutContext, o: StartOptions): Promise<Rollo
       `canary ${weight}%`,
     );
     await setCanaryWeight(ctx, weight);
+    const stepStart = Date.now();
     let failures = 0;
     let holds = 0;
     for (;;) {
-      const a = await analyseOnce(ctx, o.intervalMs, s.stableBaseline);
+      let a = await analyseOnce(ctx, o.intervalMs, s.stableBaseline);
+      if (ctx.business.mode !== 'off' && a.verdict === 'pass') {
+        a = withCheck(
+          a,
+          businessCheck(await businessReadout(ctx.business, { since: stepStart, canaryShare: weight / 100 })),
+        );
+      }
       printAnalysis(ctx, a);
       s = await saveState(
         ctx.statePath,
@@ -306,6 +330,20 @@ export async function promote(ctx: RolloutContext, force: boolean): Promise<Roll
       `the rollout of ${version} is ${s.canaryVersion === version ? s.phase : 'not started'}, not complete; ` +
         'finish `start` (every step passing), or `promote --force` to promote without it',
     );
+  }
+  if (ctx.business.mode === 'require' && !force) {
+    const since = Date.parse([...s.history].reverse().find((h) => h.event === 'canary')?.at ?? '') || 0;
+    const r = await businessReadout(ctx.business, {
+      since,
+      canaryShare: (s.steps.at(-1) ?? ctx.baseCanary) / 100,
+    });
+    const allowed = promoteAllowed(r);
+    ctx.out(`business readout since the trial began: ${allowed.why}`);
+    if (!allowed.ok) {
+      throw new RolloutError(
+        `--business require: not promoting ${version}: ${allowed.why} (promote --force overrides)`,
+      );
+    }
   }
   const previous = l.stable;
   await writeLabels(modelDir(ctx), { ...l, stable: version });

@@ -4,6 +4,7 @@
  * one sentence naming it (UsageError).
  */
 import { resolve } from 'node:path';
+import { DEV_PSEUDONYM_KEY } from '../../../server/config.js';
 import { VERSION_PATTERN } from '../../../server/model-manifest.js';
 import { parseCommandLine, parseDuration } from '../args.js';
 import { UsageError } from '../cli.js';
@@ -11,6 +12,7 @@ import type { KubeRoutesTarget } from '../deploy/routes-configmap.js';
 import { DEFAULT_WEIGHTS, LOCAL_BOOTSTRAP, TOTAL_WEIGHT } from '../envoy/config.js';
 import { PROJECT_ROOT } from '../paths.js';
 import { DEFAULT_THRESHOLDS, type Thresholds } from './analysis.js';
+import type { BusinessMode, BusinessOptions } from './business.js';
 import { statePathFor } from './state.js';
 
 /** Exit codes, as the usage says. */
@@ -103,6 +105,8 @@ export interface RolloutArgs {
   readonly switchTimeoutMs: number;
   /** `weights --kube-configmap`: the routes live in this ConfigMap (scripts/lib/deploy/routes-configmap.ts). */
   readonly kube?: KubeRoutesTarget;
+  /** The business metric check of `start` and `promote`. */
+  readonly business: BusinessOptions;
 }
 
 function num(
@@ -133,6 +137,14 @@ function endpoints(raw: string | undefined, option: string, dflt: string): strin
   return list;
 }
 
+function businessMode(raw: string | undefined): BusinessMode {
+  const v = raw ?? 'guard';
+  if (v !== 'off' && v !== 'guard' && v !== 'require') {
+    throw new UsageError(`--business must be off, guard or require, got "${v}"`);
+  }
+  return v;
+}
+
 /** Parses the command line (after `--`); throws UsageError with one sentence. */
 export function parseRolloutArgs(argv: readonly string[], cwd: string = process.cwd()): RolloutArgs {
   const parsed = parseCommandLine(
@@ -160,6 +172,9 @@ export function parseRolloutArgs(argv: readonly string[], cwd: string = process.
       'canary-metrics': { type: 'string' },
       'serve-timeout': { type: 'string' },
       'timeout-ms': { type: 'string' },
+      business: { type: 'string' },
+      logs: { type: 'string' },
+      'experiment-share': { type: 'string' },
       // `npm run weights -- --canary N`: the weights action's own flag.
       canary: { type: 'string' },
       'kube-configmap': { type: 'string' },
@@ -250,6 +265,12 @@ export function parseRolloutArgs(argv: readonly string[], cwd: string = process.
     canaryMetrics: endpoints(s('canary-metrics'), '--canary-metrics', '127.0.0.1:9465'),
     serveTimeoutMs,
     switchTimeoutMs: num(s('timeout-ms'), '--timeout-ms', kube ? 120_000 : 10_000, 100, 600_000, true),
+    business: {
+      mode: businessMode(s('business')),
+      logs: [resolve(cwd, s('logs') ?? resolve(PROJECT_ROOT, 'logs'))],
+      experimentShare: num(s('experiment-share'), '--experiment-share', 0.5, 0, 1),
+      pseudonymKey: process.env.LOG_PSEUDONYM_KEY || DEV_PSEUDONYM_KEY,
+    },
     ...(kube ? { kube } : {}),
   };
 }
