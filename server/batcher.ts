@@ -19,6 +19,8 @@ export class DynamicBatcher implements Runner {
   private queue: Queued[] = [];
   private queuedRows = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Runs started and not yet settled (release waits for them). */
+  private readonly running = new Set<Promise<void>>();
 
   constructor(
     private readonly inner: Runner,
@@ -56,7 +58,15 @@ export class DynamicBatcher implements Runner {
         offset += q.n * this.width;
       }
     }
-    this.inner.run(rows, total).then(
+    // A runner that throws instead of rejecting must still settle every member
+    // (from the timer, a throw would be an uncaught exception).
+    let run: Promise<Float32Array>;
+    try {
+      run = this.inner.run(rows, total);
+    } catch (err) {
+      run = Promise.reject(err);
+    }
+    const settled = run.then(
       (scores) => {
         let at = 0;
         for (const q of batch) {
@@ -68,10 +78,14 @@ export class DynamicBatcher implements Runner {
         for (const q of batch) q.reject(err);
       },
     );
+    this.running.add(settled);
+    void settled.finally(() => this.running.delete(settled));
   }
 
+  /** Runs what is queued, waits for the runs in progress, then releases the inner runner. */
   async release(): Promise<void> {
     this.flush();
+    await Promise.all(this.running);
     await this.inner.release();
   }
 }

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { durationOption, intOption, parseCommandLine } from '../lib/args.js';
 import { startFloor } from '../lib/bench/baselines.js';
 import { ghzPhase, type Progress } from '../lib/bench/measure.js';
-import { Processes, startBenchServer } from '../lib/bench/processes.js';
+import { benchRepository, Processes, startBenchServer } from '../lib/bench/processes.js';
 import { optionsOrExit, runIfMain } from '../lib/cli.js';
 import { MODELS_DIR } from '../lib/paths.js';
 import { newestVersion } from '../lib/versions.js';
@@ -160,7 +160,10 @@ async function main(argv: readonly string[]): Promise<number> {
               await startBenchServer(procs, {
                 name,
                 workDir,
-                env: { MODEL_VERSION_POLICY: `conversion=${version}` },
+                env: {
+                  MODEL_ROOT: benchRepository(workDir, [version]),
+                  MODEL_VERSION_POLICY: `conversion=${version}`,
+                },
                 nodeArgs: prof(name),
               })
             ).host

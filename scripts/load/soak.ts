@@ -20,7 +20,7 @@ import { durationOption, intOption, numberOption, parseCommandLine } from '../li
 import { startEnvoyFor } from '../lib/bench/envoy.js';
 import { describeLoad, ghzPhase, type Progress, summaryLine } from '../lib/bench/measure.js';
 import { mib, rssBytes } from '../lib/bench/process-stats.js';
-import { Processes, startBenchServer } from '../lib/bench/processes.js';
+import { benchRepository, Processes, startBenchServer } from '../lib/bench/processes.js';
 import { cpuPerCall, type GrowthResult, type Measurement, pct, rssGrowth } from '../lib/bench/verdicts.js';
 import { abortOnSignals, optionsOrExit, runIfMain, UsageError } from '../lib/cli.js';
 import { DEFAULT_WEIGHTS } from '../lib/envoy/config.js';
@@ -153,6 +153,7 @@ async function main(argv: readonly string[]): Promise<number> {
   );
   const command = `npm run soak${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
   const { older, newer } = olderAndNewer(MODELS_DIR, MODEL, false);
+  const repo = benchRepository(workDir, [older, newer], MODEL);
   const timer: { id?: NodeJS.Timeout } = {};
   try {
     progress(`[soak] starting stable (${MODEL}@${older}), canary (${MODEL}@${newer}) and Envoy (90/10)`);
@@ -160,12 +161,12 @@ async function main(argv: readonly string[]): Promise<number> {
       startBenchServer(procs, {
         name: 'stable',
         workDir,
-        env: { ROLE: 'stable', MODEL_VERSION_POLICY: `${MODEL}=${older}` },
+        env: { ROLE: 'stable', MODEL_ROOT: repo, MODEL_VERSION_POLICY: `${MODEL}=${older}` },
       }),
       startBenchServer(procs, {
         name: 'canary',
         workDir,
-        env: { ROLE: 'canary', MODEL_VERSION_POLICY: `${MODEL}=${newer}` },
+        env: { ROLE: 'canary', MODEL_ROOT: repo, MODEL_VERSION_POLICY: `${MODEL}=${newer}` },
       }),
     ]);
     // Routes at DEFAULT_WEIGHTS (startEnvoyFor's default), as the report says.

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
+import type { GetModelMetadataResponse } from '../../server/generated/inference/v1/inference.js';
 import {
   copyModels,
   predict,
@@ -76,6 +77,14 @@ describe('research to production: train → publish-model → served live → qa
         const res = await predict(client, { instances: [{ ...SAMPLE_RECORD }] });
         return res.version === version;
       });
+
+      // The server describes it as the family that was asked for.
+      const meta = await new Promise<GetModelMetadataResponse>((resolve, reject) =>
+        client.getModelMetadata({ model: 'conversion', version }, (err, res) =>
+          err ? reject(err) : resolve(res),
+        ),
+      );
+      expect(meta.family).to.equal(family);
 
       const qa = await run(
         process.execPath,

@@ -140,6 +140,8 @@ describe('npm start (scripts/ops/stack.ts)', function () {
       const one = await call(client, { user: '42' });
       expect(one.error).to.equal(undefined);
       expect(one.armHeader).to.be.oneOf(['stable', 'canary']);
+      // Envoy's tag names the server that answered.
+      expect(one.response?.arm).to.equal(one.armHeader);
       const weights = spawnSync(
         process.execPath,
         [

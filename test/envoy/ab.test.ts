@@ -162,6 +162,17 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
   });
 
   it('logs every assignment with its user, group and action', async () => {
+    // The calls of the tests above, every group among them: with none, the comparison below would hold vacuously.
+    const groups = [...tallyGroups(all).keys()];
+    expect(
+      groups.some((k) => k.startsWith('stable/baseline/')),
+      groups.join(' '),
+    ).to.equal(true);
+    expect(groups, 'groups the calls above were assigned').to.include.members([
+      'canary/experiment/1',
+      'canary/control/1',
+      'canary/canary_negative/0',
+    ]);
     const expected = [...tallyGroups(all).values()].reduce((a, b) => a + b, 0);
     let lines: Record<string, unknown>[] = [];
     await waitFor(

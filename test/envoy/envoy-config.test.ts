@@ -56,7 +56,18 @@ describe('Envoy and Compose configuration', function () {
   after(() => removeDir(dir));
 
   it('commits exactly what scripts/lib/envoy/config.ts renders', () => {
-    for (const [rel, text] of Object.entries(committedEnvoyFiles())) {
+    const files = committedEnvoyFiles();
+    // Every committed Envoy file is compared (an empty list would compare nothing; a file
+    // dropped from the renderer would go unchecked).
+    expect(Object.keys(files).sort()).to.deep.equal([
+      'deploy/helm/inference-ab/files/envoy-tls.yaml',
+      'deploy/helm/inference-ab/files/envoy.yaml',
+      'deploy/helm/inference-ab/files/routes.yaml',
+      'envoy/envoy.docker.yaml',
+      'envoy/envoy.yaml',
+      'envoy/routes/routes.yaml',
+    ]);
+    for (const [rel, text] of Object.entries(files)) {
       expect(
         readFileSync(join(ROOT, rel), 'utf8'),
         `${rel} is stale: run node dist/scripts/ops/envoy-config.js`,
@@ -196,7 +207,8 @@ describe('Envoy and Compose configuration', function () {
       expect(svc.pids_limit, `${name} pids_limit`).to.be.a('number');
       expect(svc.cap_drop, `${name} cap_drop`).to.deep.equal(['ALL']);
     }
-    // Host ports on loopback only.
+    // Host ports on loopback only (Envoy publishes some, so the loop checks something).
+    expect(envoy?.ports ?? [], 'ports Envoy publishes').to.not.deep.equal([]);
     for (const s of Object.values(cfg.services))
       for (const p of s.ports ?? []) expect(p.host_ip).to.equal('127.0.0.1');
     // Scalable: no fixed container names or host ports on the servers.

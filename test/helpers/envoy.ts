@@ -211,6 +211,27 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
   }
 }
 
+/**
+ * Envoy's access log entries of `results` (one call per user), written after entry
+ * `since`; waits until the log holds every one of them (Envoy flushes it every 100 ms).
+ */
+export async function loggedCalls(
+  stack: AbStack,
+  results: readonly CallResult[],
+  since = 0,
+): Promise<AccessLogEntry[]> {
+  const users = new Set(results.map((r) => r.user));
+  let entries: AccessLogEntry[] = [];
+  await waitFor(`access log entries for ${users.size} calls`, () => {
+    entries = stack
+      .accessLog()
+      .slice(since)
+      .filter((e) => users.has(e.user ?? ''));
+    return entries.length >= users.size;
+  });
+  return entries;
+}
+
 /** A port free right now (bound and released); used where a config must name a port. */
 export { freePort };
 

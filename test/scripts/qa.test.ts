@@ -111,6 +111,9 @@ describe('qa (CLI as a child process) against a real server', function () {
     await serve('conversion', OLDER);
     const run = await qaCli(['--target', target, '--version-dir', OLDER_DIR]);
     expect(run.code, run.stdout + run.stderr).to.equal(0);
+    // It ran that version's cases, all of them (exit 0 alone would also hold for no case at all).
+    const n = readQa(join(OLDER_DIR, 'qa.json')).cases.length;
+    expect(run.stdout).to.contain(`qa: ${n} passed, 0 failed of ${n} cases`);
   });
 
   it('fails, naming each case, when expectations are altered: a label, a score, a status code', async () => {

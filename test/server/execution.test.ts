@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { WorkerPoolRunner } from '../../server/inference-runner.js';
 import { DEMO_MODELS, NEWER, predict, startApp, type TestApp } from '../helpers/server.js';
 
 const golden = JSON.parse(readFileSync(join(DEMO_MODELS, 'conversion', NEWER, 'golden.json'), 'utf8')) as {
@@ -26,6 +27,27 @@ async function histogram(t: TestApp, name: string): Promise<{ count: number; sum
   return { count, sum };
 }
 
+/**
+ * The runners the serving version scores through, outermost first (reached
+ * through private fields: the modes differ in nothing a client can see but
+ * where and how ONNX Runtime runs).
+ */
+function runners(t: TestApp): { name: string; size?: number }[] {
+  const out: { name: string; size?: number }[] = [];
+  let r = (t.app.repository.resolve('conversion', '') as unknown as { runner?: unknown }).runner as
+    | { inner?: unknown; size?: number; constructor: { name: string } }
+    | undefined;
+  while (r) {
+    out.push(
+      r instanceof WorkerPoolRunner
+        ? { name: r.constructor.name, size: r.size }
+        : { name: r.constructor.name },
+    );
+    r = r.inner as typeof r;
+  }
+  return out;
+}
+
 describe('execution modes', function () {
   this.timeout(30_000);
   let t: TestApp | undefined;
@@ -36,6 +58,7 @@ describe('execution modes', function () {
 
   it('worker threads (INFERENCE_WORKERS=2) give the same scores as inline, under concurrency', async () => {
     t = await startApp({ INFERENCE_WORKERS: '2' }, () => now);
+    expect(runners(t)).to.deep.equal([{ name: 'MeteredRunner' }, { name: 'WorkerPoolRunner', size: 2 }]);
     await concurrentGolden(t);
     const batch = await predict(t.client, { instances: golden.cases.map((c) => c.record) });
     batch.predictions.forEach((p, i) => {
@@ -45,6 +68,7 @@ describe('execution modes', function () {
 
   it('dynamic batching merges concurrent requests into fewer ONNX Runtime runs, each caller getting its own scores', async () => {
     t = await startApp({ MODEL_BATCHING: 'conversion=64/20ms' }, () => now);
+    expect(runners(t).map((r) => r.name)).to.deep.equal(['DynamicBatcher', 'MeteredRunner', 'InlineRunner']);
     const before = await histogram(t, 'inference_batch_instances');
     await concurrentGolden(t);
     const after = await histogram(t, 'inference_batch_instances');
@@ -56,6 +80,7 @@ describe('execution modes', function () {
 
   it('without batching, every request is its own run', async () => {
     t = await startApp({}, () => now);
+    expect(runners(t).map((r) => r.name)).to.deep.equal(['MeteredRunner', 'InlineRunner']);
     const before = await histogram(t, 'inference_batch_instances');
     await concurrentGolden(t);
     const after = await histogram(t, 'inference_batch_instances');

@@ -5,7 +5,7 @@ import { ManifestError, parseManifest } from '../../server/model-manifest.js';
 import { DEMO_MODELS, NEWER } from '../helpers/server.js';
 
 /** The newest demo manifest, as committed: every error case below bends one entry of it. */
-function demo(): Record<string, unknown> & { fields: Record<string, unknown>[] } {
+function demo(): Record<string, unknown> & { fields: Record<string, unknown>[]; featureNames: string[] } {
   return JSON.parse(readFileSync(join(DEMO_MODELS, 'conversion', NEWER, 'model.json'), 'utf8'));
 }
 
@@ -114,4 +114,218 @@ describe('parseManifest', () => {
         .that.matches(message);
     });
   }
+});
+
+/** The demo manifest after `edit` (a top-level or nested change). */
+function edited(edit: (m: Record<string, unknown> & { fields: Record<string, unknown>[] }) => void): unknown {
+  const m = demo();
+  edit(m);
+  return m;
+}
+
+const HASH = 11;
+
+describe('parseManifest: every other ManifestError, each naming its entry', () => {
+  // Each message is matched whole, so a case reaching a different check fails.
+  const cases: [string, unknown, RegExp][] = [
+    ['a manifest that is not an object (null)', null, /^manifest must be an object$/],
+    ['a manifest that is a list', [demo()], /^manifest must be an object$/],
+    ['schemaVersion 2', edited((m) => (m.schemaVersion = 2)), /^schemaVersion must be 1$/],
+    ['schemaVersion "1"', edited((m) => (m.schemaVersion = '1')), /^schemaVersion must be 1$/],
+    ['a missing name', edited((m) => delete m.name), /^name must be a non-empty string$/],
+    ['an empty version', edited((m) => (m.version = '')), /^version must be a non-empty string$/],
+    [
+      'a name that is not the directory',
+      edited((m) => (m.name = 'other')),
+      /^name "other" does not match directory "conversion"$/,
+    ],
+    [
+      'a version that is not the directory',
+      edited((m) => (m.version = '20200101T000000Z')),
+      new RegExp(`^version "20200101T000000Z" does not match directory "${NEWER}"$`),
+    ],
+    ['a numeric sha256', edited((m) => (m.sha256 = 7)), /^sha256 must be a non-empty string$/],
+    ['a short sha256', edited((m) => (m.sha256 = 'abc123')), /^sha256 must be 64 hex digits$/],
+    [
+      'a sha256 with a non-hex digit',
+      edited((m) => (m.sha256 = `${'0'.repeat(63)}g`)),
+      /^sha256 must be 64 hex digits$/,
+    ],
+    ['a string threshold', edited((m) => (m.threshold = '0.5')), /^threshold must be a finite number$/],
+    ['a threshold above 1', edited((m) => (m.threshold = 1.01)), /^threshold must be within \[0, 1\]$/],
+    ['a negative threshold', edited((m) => (m.threshold = -0.01)), /^threshold must be within \[0, 1\]$/],
+    ['a missing onnx block', edited((m) => delete m.onnx), /^onnx must be an object$/],
+    [
+      'a non-numeric positiveIndex',
+      edited((m) => ((m.onnx as Record<string, unknown>).positiveIndex = 'one')),
+      /^onnx\.positiveIndex must be a finite number$/,
+    ],
+    [
+      'a negative positiveIndex',
+      edited((m) => ((m.onnx as Record<string, unknown>).positiveIndex = -1)),
+      /^onnx\.positiveIndex must be ≥ 0$/,
+    ],
+    [
+      'a fractional positiveIndex',
+      edited((m) => ((m.onnx as Record<string, unknown>).positiveIndex = 0.5)),
+      /^onnx\.positiveIndex must be ≥ 0$/,
+    ],
+    [
+      'a missing onnx input name',
+      edited((m) => delete (m.onnx as Record<string, unknown>).input),
+      /^onnx\.input must be a non-empty string$/,
+    ],
+    [
+      'a missing onnx output name',
+      edited((m) => delete (m.onnx as Record<string, unknown>).output),
+      /^onnx\.output must be a non-empty string$/,
+    ],
+    ['no fields', edited((m) => (m.fields = [])), /^fields must be a non-empty list$/],
+    [
+      'fields that are not a list',
+      edited((m) => (m.fields = {} as never)),
+      /^fields must be a non-empty list$/,
+    ],
+    [
+      'a field that is not an object',
+      edited((m) => (m.fields[2] = 'createTime' as never)),
+      /^fields\[2\] must be an object$/,
+    ],
+    [
+      'a field without a name',
+      withField(BIRTHDAY, { name: '' }),
+      /^fields\[1\]\.name must be a non-empty string$/,
+    ],
+    [
+      'an unknown field type',
+      withField(BIRTHDAY, { type: 'date' }),
+      /^fields\[1\]\.type must be number or string$/,
+    ],
+    [
+      'a transform that is not an object',
+      withField(BIRTHDAY, { transform: 'age' }),
+      /^fields\[1\]\.transform must be an object$/,
+    ],
+    [
+      'an unknown transform kind',
+      withField(BIRTHDAY, { transform: { kind: 'embedding' } }),
+      /^fields\[1\]\.transform\.kind "embedding" is not a known transform$/,
+    ],
+    [
+      'a numeric transform on a string field',
+      withField(BIRTHDAY, { transform: { kind: 'numeric' }, range: undefined }),
+      /^fields\[1\]\.transform: numeric needs a number field$/,
+    ],
+    [
+      'an age transform on a number field',
+      withField(APP_ID, { transform: { kind: 'age', unit: 'years' } }),
+      /^fields\[3\]\.transform: age needs a string field$/,
+    ],
+    [
+      'a screen transform on a number field',
+      withField(APP_ID, { transform: { kind: 'screen' } }),
+      /^fields\[3\]\.transform: screen needs a string field$/,
+    ],
+    [
+      'an age in months',
+      withField(BIRTHDAY, { transform: { kind: 'age', unit: 'months' } }),
+      /^fields\[1\]\.transform\.unit must be years or days$/,
+    ],
+    [
+      'an empty vocabulary',
+      withField(APP_ID, { transform: { kind: 'vocabulary', values: [] } }),
+      /^fields\[3\]\.transform\.values must be a non-empty list of strings$/,
+    ],
+    [
+      'a vocabulary of numbers',
+      withField(APP_ID, { transform: { kind: 'vocabulary', values: [1, 2] } }),
+      /^fields\[3\]\.transform\.values must be a non-empty list of strings$/,
+    ],
+    [
+      'a vocabulary that is not a list',
+      withField(APP_ID, { transform: { kind: 'vocabulary', values: '1,2' } }),
+      /^fields\[3\]\.transform\.values must be a non-empty list of strings$/,
+    ],
+    [
+      'hash buckets that are not a number',
+      withField(HASH, { transform: { kind: 'hash', buckets: '16' } }),
+      /^fields\[11\]\.transform\.buckets must be a finite number$/,
+    ],
+    [
+      'zero hash buckets',
+      withField(HASH, { transform: { kind: 'hash', buckets: 0 } }),
+      /^fields\[11\]\.transform\.buckets must be 1\.\.1e6$/,
+    ],
+    [
+      'fractional hash buckets',
+      withField(HASH, { transform: { kind: 'hash', buckets: 2.5 } }),
+      /^fields\[11\]\.transform\.buckets must be 1\.\.1e6$/,
+    ],
+    [
+      'more than a million hash buckets',
+      withField(HASH, { transform: { kind: 'hash', buckets: 1_000_001 } }),
+      /^fields\[11\]\.transform\.buckets must be 1\.\.1e6$/,
+    ],
+    [
+      'a NaN default on a number field',
+      withField(USER_ID, { required: false, default: Number.NaN }),
+      /^fields\[0\]\.default must be a finite number$/,
+    ],
+    [
+      'a field declared twice',
+      edited((m) => m.fields.push({ ...m.fields[USER_ID] })),
+      /^field "userId" is declared twice$/,
+    ],
+    [
+      'no field with a transform',
+      edited((m) => {
+        m.fields = [m.fields[USER_ID] as Record<string, unknown>];
+        m.featureNames = [];
+      }),
+      /^no field has a transform, so the model would get no inputs$/,
+    ],
+    [
+      'one feature name too few',
+      edited((m) => (m.featureNames as string[]).pop()),
+      new RegExp(
+        `^featureNames has ${demo().featureNames.length - 1} entries but the fields produce ${demo().featureNames.length} columns$`,
+      ),
+    ],
+    [
+      'no featureNames',
+      edited((m) => delete m.featureNames),
+      new RegExp(`^featureNames has 0 entries but the fields produce ${demo().featureNames.length} columns$`),
+    ],
+    [
+      'an empty feature name',
+      edited((m) => ((m.featureNames as string[])[4] = '')),
+      /^featureNames\[4\] must be a non-empty string$/,
+    ],
+    ['metrics that are not an object', edited((m) => (m.metrics = [0.7])), /^metrics must be an object$/],
+  ];
+  for (const [what, json, message] of cases) {
+    it(`refuses ${what}`, () => {
+      expect(() => parseManifest(json, EXPECT))
+        .to.throw(ManifestError)
+        .with.property('message')
+        .that.matches(message);
+    });
+  }
+
+  it('ignores non-finite metrics and defaults the optional descriptive fields', () => {
+    const m = parseManifest(
+      edited((x) => {
+        x.metrics = { auc: 0.75, broken: 'n/a', inf: null };
+        delete x.family;
+        delete x.trainedAt;
+        (x.onnx as Record<string, unknown>).positiveIndex = undefined;
+        x.sha256 = String(x.sha256).toUpperCase();
+      }),
+      EXPECT,
+    );
+    expect(m.metrics).to.deep.equal({ auc: 0.75 });
+    expect([m.family, m.trainedAt, m.onnx.positiveIndex]).to.deep.equal(['unknown', '', 1]);
+    expect(m.sha256).to.equal(demo().sha256);
+    expect(Object.isFrozen(m) && Object.isFrozen(m.fields) && Object.isFrozen(m.onnx)).to.equal(true);
+  });
 });

@@ -1,12 +1,14 @@
 import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:http2';
 import { join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { asPredictionRecord } from '../../server/call-log.js';
 import { INTERNAL_MESSAGE } from '../../server/errors.js';
-import type {
-  GetModelMetadataResponse,
-  ListModelsResponse,
+import {
+  type GetModelMetadataResponse,
+  type ListModelsResponse,
+  PredictRequest,
 } from '../../server/generated/inference/v1/inference.js';
 import {
   asLogged,
@@ -29,6 +31,46 @@ interface Golden {
   cases: { id: string; record: Record<string, unknown>; score: number; label: number }[];
 }
 
+/**
+ * One unary call over raw HTTP/2 (gRPC's wire format: a 5-byte length prefix, then
+ * the message) with a `grpc-timeout` header and no client-side deadline; resolves
+ * with the grpc-status the server ends it with.
+ */
+function unaryWithTimeout(
+  port: number,
+  path: string,
+  message: Uint8Array,
+  grpcTimeout: string,
+): Promise<{ grpcStatus: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const session = connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': grpcTimeout,
+    });
+    let grpcStatus: string | undefined;
+    const take = (h: Record<string, unknown>) => {
+      if (h['grpc-status'] !== undefined) grpcStatus = String(h['grpc-status']);
+    };
+    req.on('response', take);
+    req.on('trailers', take);
+    req.on('data', () => undefined);
+    req.on('error', reject);
+    req.on('close', () => {
+      session.close();
+      resolve({ grpcStatus });
+    });
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    frame.set(message, 5);
+    req.end(frame);
+  });
+}
+
 function golden(version: string): Golden {
   return JSON.parse(readFileSync(join(DEMO_MODELS, 'conversion', version, 'golden.json'), 'utf8')) as Golden;
 }
@@ -38,7 +80,10 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
   let t: TestApp;
   const referenceTime = Date.parse(golden(NEWER).referenceTime);
 
+  let startedAt = 0;
+
   before(async () => {
+    startedAt = Date.now();
     // The clock is fixed at the golden vectors' reference time, so age features match Python's.
     t = await startApp({ MAX_BATCH_INSTANCES: '256' }, () => referenceTime);
   });
@@ -89,7 +134,9 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
   });
 
   it('logs each prediction at info with request id, model, version, inputs, outputs and latency', async () => {
+    const sentAt = performance.now();
     await predict(t.client, { requestId: 'log-me', instances: [{ ...SAMPLE_RECORD }] });
+    const roundTripMs = performance.now() - sentAt;
     await waitFor('the prediction log line', () => t.logs.lines.some((l) => l.requestId === 'log-me'));
     const line = t.logs.lines.find((l) => l.requestId === 'log-me') as Record<string, unknown>;
     expect(line.level).to.equal('info');
@@ -97,7 +144,8 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
     expect(line.model).to.equal('conversion');
     expect(line.version).to.equal(NEWER);
     expect(line.code).to.equal('OK');
-    expect(line.latencyMs).to.be.a('number');
+    // Server-side time: more than nothing, and within what the client waited.
+    expect(line.latencyMs).to.be.a('number').that.is.greaterThan(0).and.at.most(roundTripMs);
     // By default the personal fields are masked (LOG_REDACT_FIELDS=userId,birthday,deviceName).
     expect(line.inputs).to.deep.equal([asLogged(SAMPLE_RECORD)]);
     expect((line.inputs as Record<string, unknown>[])[0]?.birthday).to.equal('[redacted]');
@@ -127,15 +175,25 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
     );
     expect(meta.version).to.equal(OLDER);
     expect(meta.family).to.equal('lr');
-    expect(meta.threshold).to.be.within(0, 1);
-    expect(meta.loadedAt).to.be.instanceOf(Date);
-    expect(meta.sha256).to.match(/^[0-9a-f]{64}$/);
+    const manifest = JSON.parse(
+      readFileSync(join(DEMO_MODELS, 'conversion', OLDER, 'model.json'), 'utf8'),
+    ) as { threshold: number; sha256: string };
+    expect(meta.threshold).to.equal(manifest.threshold);
+    expect(meta.sha256).to.equal(manifest.sha256);
+    // Loaded by this suite's server (a wall-clock time, not the fixed request clock).
+    expect(meta.loadedAt?.getTime()).to.be.within(startedAt, Date.now());
     const birthday = meta.inputs.find((f) => f.name === 'birthday');
     expect(birthday).to.include({ type: 'string', required: true, transform: 'age', columns: 1 });
     expect(meta.featureNames.length).to.equal(meta.inputs.reduce((n, f) => n + f.columns, 0));
   });
 
   describe('bad input gets a clear status', () => {
+    // After every bad request, whichever ran and in whatever order, the server still serves.
+    afterEach(async () => {
+      const res = await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] });
+      expect(res.predictions, 'a good request after the bad one').to.have.length(1);
+    });
+
     it('unknown model → NOT_FOUND naming the models that exist', async () => {
       const err = await expectGrpcError(
         predict(t.client, { model: 'nope', instances: [{ ...SAMPLE_RECORD }] }),
@@ -271,11 +329,6 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
       expect(err.details).to.contain('model is required');
     });
   });
-
-  it('keeps serving after every bad request above', async () => {
-    const res = await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] });
-    expect(res.predictions).to.have.length(1);
-  });
 });
 
 describe('Predict limits and availability', function () {
@@ -340,13 +393,30 @@ describe('Predict limits and availability', function () {
   });
 
   it('a caller whose deadline passes is counted as DEADLINE_EXCEEDED and frees its slot at once', async () => {
-    // A long batching delay holds the call past the caller's 50 ms deadline.
-    const t = await startApp({ MODEL_BATCHING: 'conversion=64/400ms' });
+    // A long batching delay holds the call past its 50 ms deadline.
+    const t = await startApp({ MODEL_BATCHING: 'conversion=64/1000ms' });
     try {
-      const err = await expectGrpcError(
-        predict(t.client, { instances: [{ ...SAMPLE_RECORD }] }, undefined, 50),
+      const runs = async () =>
+        (await t.registry.getSingleMetric('inference_model_run_duration_seconds')?.get())?.values.find(
+          (v) => (v as { metricName?: string }).metricName === 'inference_model_run_duration_seconds_count',
+        )?.value ?? 0;
+      const runsBefore = await runs();
+      // A grpc-js client cancels at its own deadline, and its RST_STREAM can reach the
+      // server before the server's deadline (arrival + grpc-timeout) passes: the server
+      // then sees a plain cancellation. Over raw HTTP/2 nothing cancels, so only the
+      // deadline can end the call.
+      const answer = await unaryWithTimeout(
+        t.ports.grpc,
+        '/inference.v1.InferenceService/Predict',
+        PredictRequest.encode({
+          model: 'conversion',
+          version: '',
+          requestId: 'late-1',
+          instances: [{ ...SAMPLE_RECORD }],
+        }).finish(),
+        '50m',
       );
-      expect(err.code).to.equal(status.DEADLINE_EXCEEDED);
+      expect(answer.grpcStatus).to.equal(String(status.DEADLINE_EXCEEDED));
       const app = t;
       const count = async (code: string) =>
         (await app.registry.getSingleMetric('inference_requests_total')?.get())?.values.find(
@@ -360,6 +430,8 @@ describe('Predict limits and availability', function () {
       const inFlight = (await t.registry.getSingleMetric('inference_in_flight_requests')?.get())?.values[0]
         ?.value;
       expect(inFlight).to.equal(0);
+      // At once: the slot is free while the batch holding the call has not even run.
+      expect(await runs(), 'model runs since the call').to.equal(runsBefore);
     } finally {
       await t.stop();
     }

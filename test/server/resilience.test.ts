@@ -35,16 +35,24 @@ describe('resilience', function () {
     try {
       const rows = () => new Float32Array(io.width);
       expect((await pool.run(rows(), 1)).length).to.equal(1);
-      const [first] = (pool as unknown as { workers: { worker: { terminate(): Promise<number> } }[] })
-        .workers;
-      // A call in flight when the worker dies settles (rejects) rather than hanging.
+      const workers = () =>
+        (pool as unknown as { workers: { worker: { terminate(): Promise<number> } }[] }).workers;
+      const first = workers()[0];
+      if (!first) throw new Error('the pool has no worker');
+      // Posted after terminate() began: the dying worker runs no more JavaScript, so
+      // the call can only settle through the pool noticing the exit; a pool that did
+      // not fail pending calls would leave it hanging.
+      const dying = first.worker.terminate();
       const inFlight = pool.run(rows(), 1).then(
         () => 'resolved',
         (e: Error) => e.message,
       );
-      await first?.worker.terminate();
-      expect(await inFlight).to.match(/resolved|inference worker exited/);
-      await waitFor('a replacement worker', () => pool.size === 1);
+      await dying;
+      const pending = new Promise<string>((r) =>
+        setTimeout(() => r('still pending after 5 s'), 5000).unref(),
+      );
+      expect(await Promise.race([inFlight, pending])).to.match(/^inference worker exited with \d+$/);
+      await waitFor('a replacement worker', () => pool.size === 1 && workers()[0] !== first);
       expect((await pool.run(rows(), 1)).length).to.equal(1);
     } finally {
       await pool.release();

@@ -10,11 +10,28 @@
  * and warm), not on the "server started" log line, which `LOG_LEVEL=warn`
  * would not print.
  */
+import { cpSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { stopChild } from '../children.js';
+import { MODELS_DIR } from '../paths.js';
 import { type ServerProcess, startServer } from '../server-process.js';
 
 /** Stops registered in start order; `stopAll` runs them in reverse, each once, ignoring failures. */
+/**
+ * A repository in `workDir` holding only these versions of the demo model and
+ * no labels.json, so a server pinned with MODEL_VERSION_POLICY serves exactly
+ * the pin (a model with labels serves its label, whatever the pin says).
+ * Copied once per work dir; returns its root.
+ */
+export function benchRepository(workDir: string, versions: readonly string[], model = 'conversion'): string {
+  const root = join(workDir, 'models');
+  for (const v of versions) {
+    const to = join(root, model, v);
+    if (!existsSync(to)) cpSync(join(MODELS_DIR, model, v), to, { recursive: true });
+  }
+  return root;
+}
+
 export class Processes {
   private readonly stops: { name: string; stop: () => Promise<unknown> }[] = [];
 

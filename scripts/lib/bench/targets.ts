@@ -11,6 +11,7 @@ import { type BenchEnvoy, startEnvoyFor } from './envoy.js';
 import { type Encoding, ghzPhase, heyPhase, type Load, type Progress, type Watched } from './measure.js';
 import type { BenchOptions } from './options.js';
 import type { BenchServer, Processes } from './processes.js';
+import { benchRepository } from './processes.js';
 import { combineRounds, type Measurement } from './verdicts.js';
 
 /** The model every LR target serves. */
@@ -120,7 +121,11 @@ export async function interleaved(
 
 /** Env pinning the demo version, so direct, Envoy's servers and Flask hold the same weights. */
 export function pinned(ctx: BenchContext, extra: Record<string, string> = {}): Record<string, string> {
-  return { MODEL_VERSION_POLICY: `${MODEL}=${ctx.version}`, ...extra };
+  return {
+    MODEL_ROOT: benchRepository(ctx.workDir, [ctx.version]),
+    MODEL_VERSION_POLICY: `${MODEL}=${ctx.version}`,
+    ...extra,
+  };
 }
 
 export const watchServer = (s: BenchServer, name = s.name): Watched => ({ name, pid: s.pid });
