@@ -63,6 +63,7 @@ describe('Envoy and Compose configuration', function () {
       'deploy/helm/inference-ab/files/envoy-tls.yaml',
       'deploy/helm/inference-ab/files/envoy.yaml',
       'deploy/helm/inference-ab/files/routes.yaml',
+      'envoy/envoy.docker.tls.yaml',
       'envoy/envoy.docker.yaml',
       'envoy/envoy.yaml',
       'envoy/routes/routes.yaml',
