@@ -6,6 +6,7 @@
  * so a failure reproduces; FUZZ_SEED and FUZZ_CALLS change it.
  */
 import { expect } from 'chai';
+import { mulberry32 } from '../../scripts/lib/random.js';
 import {
   GetModelMetadataRequest,
   ListModelsRequest,
@@ -19,18 +20,6 @@ import { SAMPLE_RECORD } from '../helpers/server.js';
 const SEED = Number(process.env.FUZZ_SEED ?? 20261201);
 const CALLS_PER_TARGET = Number(process.env.FUZZ_CALLS ?? 3000);
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Rng {
   float(): number;
   int(n: number): number;
@@ -39,7 +28,7 @@ interface Rng {
 }
 
 function rngOf(seed: number): Rng {
-  const next = prng(seed);
+  const next = mulberry32(seed);
   return {
     float: next,
     int: (n) => Math.floor(next() * n),
