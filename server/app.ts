@@ -1,13 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { UserIds } from './call-log.js';
 import type { Config } from './config.js';
 import { ExperimentAssigner } from './experiment.js';
+import { HardenedServer } from './grpc-server.js';
 import { Health } from './health.js';
 import { LogArchiver } from './log-archiver.js';
-import { LOG_FILE_STEM } from './logger.js';
+import { LOG_FILE_STEM, type LogOutput } from './logger.js';
 import { Metrics, MetricsServer } from './metrics.js';
 import { ModelRepository } from './model-repository.js';
 import { OpenInferenceService } from './open-inference-service.js';
@@ -25,6 +26,8 @@ export interface AppDeps {
   readonly registry?: Registry;
   /** Epoch ms, the request time for age transforms. */
   readonly clock?: () => number;
+  /** The root logger's destination (createLogger): its dropped lines are counted in the metrics. */
+  readonly logOutput?: LogOutput;
 }
 
 /** The bound ports, which differ from the config when it asked for port 0. */
@@ -59,6 +62,7 @@ export interface App {
 export function createApp(config: Config, deps: AppDeps): App {
   const logger = deps.logger;
   const metrics = new Metrics(deps.registry);
+  deps.logOutput?.onDropped((destination, lines) => metrics.logWriteErrors.inc({ destination }, lines));
   const health = new Health();
   const repository = new ModelRepository(
     {
@@ -68,7 +72,11 @@ export function createApp(config: Config, deps: AppDeps): App {
       pins: config.versionPolicy.pins,
       maxLoadedVersions: config.maxLoadedVersions,
       pollMs: config.modelPollMs,
-      tuning: { intraOpThreads: config.intraOpThreads, workers: config.inferenceWorkers },
+      tuning: {
+        intraOpThreads: config.intraOpThreads,
+        workers: config.inferenceWorkers,
+        fileLimits: config.modelFileLimits,
+      },
       batching: config.batching,
     },
     logger.child({ component: 'model-repository' }),
@@ -85,10 +93,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     isAccepting: () => accepting,
     predictionLine: PredictionLine.for(rpcLogger, config.log.redactFields),
   });
-  const grpcServer = new Server({
-    'grpc.max_receive_message_length': config.maxMessageBytes,
-    'grpc.max_send_message_length': config.maxMessageBytes,
-  });
+  const grpcServer = new HardenedServer(config, logger.child({ component: 'grpc' }));
   const userIds = new UserIds(config.log.userIds, config.log.pseudonymKey);
   const clock = deps.clock ?? Date.now;
   // Predict and ModelInfer share one prediction path (prediction-pipeline.ts).
@@ -200,8 +205,11 @@ export function createApp(config: Config, deps: AppDeps): App {
     await sleep(config.drainMs);
     accepting = false;
     health.closeWatchers();
+    // Requests still arriving will never be served; left open they would hold
+    // tryShutdown until the grace period ran out with nothing in flight.
+    const unfinished = grpcServer.closeUnfinished();
     logger.info(
-      { inFlight: adapter.active, graceMs: config.shutdownGraceMs },
+      { inFlight: adapter.active, unfinished, graceMs: config.shutdownGraceMs },
       'shutdown: closing the gRPC server',
     );
     await new Promise<void>((resolve) => {
@@ -215,6 +223,8 @@ export function createApp(config: Config, deps: AppDeps): App {
         resolve();
       });
     });
+    adapter.close();
+    grpcServer.stopReporting();
     await repository.stop();
     await archiver?.stop();
     await metricsServer.stop();

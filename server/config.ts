@@ -29,11 +29,32 @@ export interface Config {
   /** How many of the newest valid versions of each model stay loaded. */
   readonly maxLoadedVersions: number;
   readonly modelPollMs: number;
+  /** Largest model.json, golden.json and model.onnx a version may have; refused before reading. */
+  readonly modelFileLimits: {
+    readonly manifestBytes: number;
+    readonly goldenBytes: number;
+    readonly onnxBytes: number;
+  };
   readonly maxBatchInstances: number;
   /** Outcomes per RecordOutcomes call. */
   readonly maxOutcomesPerRequest: number;
   readonly maxMessageBytes: number;
   readonly maxInFlight: number;
+  /** HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxConcurrentStreams: number;
+  /** Open client connections; more are refused at accept. */
+  readonly maxConnections: number;
+  /** A connection that has not sent its HTTP/2 preface and SETTINGS by then is closed. */
+  readonly handshakeTimeoutMs: number;
+  /** A connection without streams for this long is closed (GOAWAY). */
+  readonly maxConnectionIdleMs: number;
+  /** Connections are asked to reconnect (GOAWAY) after this long, then given the grace below. */
+  readonly maxConnectionAgeMs: number;
+  readonly maxConnectionAgeGraceMs: number;
+  /** A request (a unary body, or one streamed message) must arrive whole within this. */
+  readonly requestBodyTimeoutMs: number;
+  /** Bytes of requests still arriving, over all connections, before new bytes are refused. */
+  readonly maxPendingRequestBytes: number;
   readonly drainMs: number;
   readonly shutdownGraceMs: number;
   readonly role: Role;
@@ -65,6 +86,14 @@ export interface Config {
     readonly pseudonymKey: string;
     /** True when `pseudonymKey` is the built-in development key (a warning at start-up). */
     readonly pseudonymKeyIsDefault: boolean;
+    /** A longer line is replaced by a short notice naming its request id and size. */
+    readonly maxLineBytes: number;
+    /** Logged string values of `inputs` are cut to this many characters. */
+    readonly maxFieldChars: number;
+    /** Bytes a destination may hold unwritten (a slow or stuck disk) before it drops lines. */
+    readonly bufferBytes: number;
+    /** The final flush before exit waits at most this long. */
+    readonly flushTimeoutMs: number;
   };
   readonly batching: Readonly<Record<string, BatchingConfig>>;
   /** ONNX Runtime threads per inference. */
@@ -91,10 +120,21 @@ export const CONFIG_DEFAULTS = {
   MODEL_VERSION_LABEL: '',
   MODEL_MAX_LOADED_VERSIONS: '2',
   MODEL_POLL_MS: '2000',
+  MODEL_MAX_MANIFEST_BYTES: String(1024 * 1024),
+  MODEL_MAX_GOLDEN_BYTES: String(16 * 1024 * 1024),
+  MODEL_MAX_ONNX_BYTES: String(1024 * 1024 * 1024),
   MAX_BATCH_INSTANCES: '256',
   MAX_OUTCOMES_PER_REQUEST: '1000',
   MAX_MESSAGE_BYTES: String(4 * 1024 * 1024),
   MAX_IN_FLIGHT: '1024',
+  GRPC_MAX_CONCURRENT_STREAMS: '100',
+  GRPC_MAX_CONNECTIONS: '1000',
+  GRPC_HANDSHAKE_TIMEOUT_MS: '10000',
+  GRPC_MAX_CONNECTION_IDLE_MS: String(5 * 60 * 1000),
+  GRPC_MAX_CONNECTION_AGE_MS: String(30 * 60 * 1000),
+  GRPC_MAX_CONNECTION_AGE_GRACE_MS: '30000',
+  REQUEST_BODY_TIMEOUT_MS: '10000',
+  MAX_PENDING_REQUEST_BYTES: String(32 * 1024 * 1024),
   DRAIN_MS: '5000',
   SHUTDOWN_GRACE_MS: '10000',
   ROLE: 'stable',
@@ -113,6 +153,10 @@ export const CONFIG_DEFAULTS = {
   LOG_INPUTS: 'true',
   LOG_USER_IDS: 'pseudonym',
   LOG_PSEUDONYM_KEY: '',
+  LOG_MAX_LINE_BYTES: String(256 * 1024),
+  LOG_MAX_FIELD_CHARS: '256',
+  LOG_BUFFER_BYTES: String(16 * 1024 * 1024),
+  LOG_FLUSH_TIMEOUT_MS: '2000',
   // Zero-delay coalescing for every model (see batcher.ts): chosen by `npm run bench` (README, Benchmarks).
   MODEL_BATCHING: '*=64/0ms',
   ORT_INTRA_OP_THREADS: '1',
@@ -296,10 +340,24 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
     versionPolicy: { pins: Object.freeze(parsePolicy(str(src, 'MODEL_VERSION_POLICY'))) },
     maxLoadedVersions: int(src, 'MODEL_MAX_LOADED_VERSIONS', 1, 100),
     modelPollMs: int(src, 'MODEL_POLL_MS', 50, 3_600_000),
+    modelFileLimits: {
+      manifestBytes: int(src, 'MODEL_MAX_MANIFEST_BYTES', 1024, 256 * 1024 * 1024),
+      goldenBytes: int(src, 'MODEL_MAX_GOLDEN_BYTES', 1024, 1024 * 1024 * 1024),
+      // A Buffer holds at most 2^31 − 1 bytes here, and ONNX's protobuf format tops out at 2 GB.
+      onnxBytes: int(src, 'MODEL_MAX_ONNX_BYTES', 1024, 2 ** 31 - 1),
+    },
     maxBatchInstances: int(src, 'MAX_BATCH_INSTANCES', 1, 65536),
     maxOutcomesPerRequest: int(src, 'MAX_OUTCOMES_PER_REQUEST', 1, 100_000),
     maxMessageBytes: int(src, 'MAX_MESSAGE_BYTES', 1024, 1024 * 1024 * 1024),
     maxInFlight: int(src, 'MAX_IN_FLIGHT', 1, 1_000_000),
+    maxConcurrentStreams: int(src, 'GRPC_MAX_CONCURRENT_STREAMS', 1, 1_000_000),
+    maxConnections: int(src, 'GRPC_MAX_CONNECTIONS', 1, 1_000_000),
+    handshakeTimeoutMs: int(src, 'GRPC_HANDSHAKE_TIMEOUT_MS', 100, 600_000),
+    maxConnectionIdleMs: int(src, 'GRPC_MAX_CONNECTION_IDLE_MS', 100, 86_400_000),
+    maxConnectionAgeMs: int(src, 'GRPC_MAX_CONNECTION_AGE_MS', 1000, 2_147_483_647),
+    maxConnectionAgeGraceMs: int(src, 'GRPC_MAX_CONNECTION_AGE_GRACE_MS', 0, 2_147_483_647),
+    requestBodyTimeoutMs: int(src, 'REQUEST_BODY_TIMEOUT_MS', 100, 600_000),
+    maxPendingRequestBytes: int(src, 'MAX_PENDING_REQUEST_BYTES', 1024 * 1024, 64 * 1024 * 1024 * 1024),
     drainMs: int(src, 'DRAIN_MS', 0, 600_000),
     shutdownGraceMs: int(src, 'SHUTDOWN_GRACE_MS', 0, 600_000),
     role: oneOf(src, 'ROLE', ['stable', 'canary'] as const),
@@ -327,6 +385,10 @@ export function loadConfig(env: Source, cwd: string = process.cwd()): Config {
       userIds: oneOf(src, 'LOG_USER_IDS', ['pseudonym', 'raw'] as const),
       pseudonymKey: str(src, 'LOG_PSEUDONYM_KEY') || DEV_PSEUDONYM_KEY,
       pseudonymKeyIsDefault: str(src, 'LOG_PSEUDONYM_KEY') === '',
+      maxLineBytes: int(src, 'LOG_MAX_LINE_BYTES', 4096, 64 * 1024 * 1024),
+      maxFieldChars: int(src, 'LOG_MAX_FIELD_CHARS', 16, 1024 * 1024),
+      bufferBytes: int(src, 'LOG_BUFFER_BYTES', 64 * 1024, 1024 * 1024 * 1024),
+      flushTimeoutMs: int(src, 'LOG_FLUSH_TIMEOUT_MS', 0, 60_000),
     },
     batching: Object.freeze(parseBatching(str(src, 'MODEL_BATCHING'))),
     intraOpThreads: int(src, 'ORT_INTRA_OP_THREADS', 1, 64),

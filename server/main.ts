@@ -17,23 +17,38 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = await createLogger(config.log);
-  const app = createApp(config, { logger });
+  const { logger, output } = await createLogger(config.log);
+  const app = createApp(config, { logger, logOutput: output });
+
+  // Every exit writes what the logs hold first, bounded in time: a full disk
+  // or a stalled stdout must not keep the process alive. A later call (a
+  // second signal during shutdown) can only raise the exit code.
+  let exitCode: number | undefined;
+  const exit = (code: number) => {
+    const first = exitCode === undefined;
+    exitCode = Math.max(exitCode ?? 0, code);
+    if (!first) return;
+    setTimeout(() => process.exit(exitCode), config.log.flushTimeoutMs + 500).unref();
+    void output.flush(config.log.flushTimeoutMs).finally(() => {
+      output.close();
+      process.exit(exitCode);
+    });
+  };
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals > 1) {
       logger.warn({ signal }, 'second signal: exiting now');
-      setTimeout(() => process.exit(1), 1000).unref(); // if the flush cannot finish
-      logger.flush(() => process.exit(1));
+      exit(1);
+      return;
     }
     logger.info({ signal }, 'signal received; shutting down');
     app.stop().then(
-      () => logger.flush(() => process.exit(0)),
+      () => exit(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
-        logger.flush(() => process.exit(1));
+        exit(1);
       },
     );
   };
@@ -44,7 +59,7 @@ async function main(): Promise<void> {
     await app.start();
   } catch (err) {
     logger.fatal({ err }, 'start-up failed');
-    logger.flush(() => process.exit(1));
+    exit(1);
   }
 }
 

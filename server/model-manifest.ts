@@ -52,6 +52,27 @@ export interface Manifest {
   readonly metrics: Readonly<Record<string, number>>;
 }
 
+/**
+ * The top-level keys of a schemaVersion 1 manifest (models/README.md), plus
+ * `speed`, the latency table the pipeline adds (scripts/lib/pipeline/training.py).
+ */
+export const MANIFEST_KEYS: ReadonlySet<string> = new Set([
+  'schemaVersion',
+  'name',
+  'version',
+  'family',
+  'pipelineVersion',
+  'trainedAt',
+  'sha256',
+  'dataHash',
+  'threshold',
+  'onnx',
+  'fields',
+  'featureNames',
+  'metrics',
+  'speed',
+]);
+
 /** Version directory names: the UTC end of training, `YYYYMMDDTHHMMSSZ`. */
 export const VERSION_PATTERN = /^\d{8}T\d{6}Z$/;
 
@@ -191,6 +212,17 @@ function parseField(v: unknown, i: number): FieldSpec {
 export function parseManifest(json: unknown, expect: { name: string; version: string }): Manifest {
   const m = obj(json, 'manifest');
   if (m.schemaVersion !== 1) throw new ManifestError('schemaVersion must be 1');
+  // A manifest is what the pipeline writes and nothing else: unknown content (a
+  // 300 MB padding key, a typo) is refused rather than carried into memory.
+  const unknown = Object.keys(m).filter((k) => !MANIFEST_KEYS.has(k));
+  if (unknown.length > 0) {
+    throw new ManifestError(
+      `unknown top-level ${unknown.length === 1 ? 'key' : 'keys'} ${unknown
+        .slice(0, 5)
+        .map((k) => JSON.stringify(k.slice(0, 64)))
+        .join(', ')}${unknown.length > 5 ? ', …' : ''} (allowed: ${[...MANIFEST_KEYS].join(', ')})`,
+    );
+  }
   const name = string(m.name, 'name');
   const version = string(m.version, 'version');
   if (name !== expect.name)

@@ -67,17 +67,19 @@ export function numberOption(
   return n;
 }
 
-/** Parses `10s`, `500ms`, `2m`, `1.5s`, `1h` into milliseconds. */
+const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** Parses `10s`, `500ms`, `2m`, `1.5s`, `1h`, `7d` into milliseconds. */
 export function parseDuration(raw: string, option: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(raw.trim());
-  if (!m) throw new UsageError(`${option} must be a duration like 500ms, 30s or 2m, got "${raw}".`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(raw.trim());
+  if (!m) throw new UsageError(`${option} must be a duration like 500ms, 30s, 2m, 36h or 7d, got "${raw}".`);
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2] as keyof typeof DURATION_UNITS]);
 }
 
-/** Milliseconds as the shortest exact duration option: `100ms`, `30s`, `2m`, `1h`. */
+/** Milliseconds as the shortest exact duration option: `100ms`, `30s`, `2m`, `1h`, `7d`. */
 export function durationText(ms: number): string {
   for (const [unit, size] of [
+    ['d', 86_400_000],
     ['h', 3_600_000],
     ['m', 60_000],
     ['s', 1000],

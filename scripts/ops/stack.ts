@@ -3,7 +3,8 @@
  *
  *   stable server  127.0.0.1:50051  metrics :9464  older demo version   logs/stable
  *   canary server  127.0.0.1:50052  metrics :9465  newer demo version   logs/canary
- *   Envoy          127.0.0.1:8080   admin :9901    envoy/envoy.yaml     logs/envoy
+ *   Envoy          127.0.0.1:8080   QA :8081   admin :9901 (read-only; the full admin
+ *                  is the Unix socket envoy/run/admin.sock, mode 0600)   logs/envoy
  *
  * It waits until Envoy reports both clusters healthy, prints the endpoints and
  * a grpcurl line, and on Ctrl-C (SIGINT) or SIGTERM stops the servers first
@@ -16,11 +17,12 @@
  * scripts/lib/stack/ (layout, labels, supervisor, banner, server log lines),
  * scripts/lib/server-process.ts and scripts/lib/envoy/.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { intOption, parseCommandLine } from '../lib/args.js';
 import { stopChild } from '../lib/children.js';
 import { optionsOrExit, runIfMain } from '../lib/cli.js';
+import { ACCESS_LOG_ROTATION, AccessLogRotator } from '../lib/envoy/access-log.js';
 import { writeFileAtomic } from '../lib/envoy/files.js';
 import { waitClustersHealthy } from '../lib/envoy/health.js';
 import { envoyBinary, startEnvoy } from '../lib/envoy/process.js';
@@ -39,7 +41,7 @@ Starts a stable and a canary server and Envoy (90/10) on loopback, waits until
 Envoy sees both healthy, and prints the endpoints. Ctrl-C or SIGTERM stops
 the servers (they drain), then Envoy.
 
-  --port-offset <n>   add n to every port (Envoy 8080/9901, servers 50051/50052, metrics 9464/9465)
+  --port-offset <n>   add n to every port (Envoy 8080/8081/9901, servers 50051/50052, metrics 9464/9465)
   --state-dir <dir>   keep the rendered bootstrap, live routes and logs there
                       (default: envoy/envoy.yaml, envoy/run/routes/ and logs/)
   -h, --help          this text`;
@@ -87,6 +89,9 @@ async function main(argv: readonly string[]): Promise<number> {
     // Envoy opens its access log but does not create the directory (the servers' logger creates its own).
     mkdirSync(layout.envoyLogDir, { recursive: true });
     if (layout.rendered !== undefined) await writeFileAtomic(layout.envoyConfig, layout.rendered);
+    // A socket left by a stack that was killed would stop Envoy binding its admin.
+    const socket = layout.bootstrap.adminSocket;
+    if (socket) rmSync(resolve(PROJECT_ROOT, socket), { force: true });
     await writeFileAtomic(
       layout.routesPath,
       readFileSync(join(PROJECT_ROOT, 'envoy', 'routes', 'routes.yaml'), 'utf8'),
@@ -145,6 +150,14 @@ async function main(argv: readonly string[]): Promise<number> {
       { stable: 1, canary: 1 },
       { timeoutMs: 30_000, intervalMs: 200, onState: (state) => say(`Envoy sees ${state}`) },
     );
+    // Envoy never rotates its access log file: rename it aside when large, and Envoy reopens it.
+    if (layout.bootstrap.accessLog !== 'stdout') {
+      new AccessLogRotator({
+        path: resolve(PROJECT_ROOT, layout.bootstrap.accessLog),
+        ...ACCESS_LOG_ROTATION,
+        reopen: () => envoy.reopenLogs(),
+      }).start();
+    }
 
     for (const child of servers) {
       supervisor.onUnexpectedExit(child, (how) =>

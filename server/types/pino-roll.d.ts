@@ -12,6 +12,8 @@ declare module 'pino-roll' {
     limit?: { count?: number; removeOtherLogFiles?: boolean };
     dateFormat?: string;
     mkdir?: boolean;
+    /** Passed on to SonicBoom: bytes buffered before further writes are dropped (a `drop` event). */
+    maxLength?: number;
   }
 
   export default function roll(options: PinoRollOptions): Promise<SonicBoom>;

@@ -51,9 +51,11 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
   let dir: string;
   let stack: ComposeStack;
   let admin: EnvoyAdmin;
-  let ports: { ENVOY_PORT: number; ENVOY_ADMIN_PORT: number; PROMETHEUS_PORT: number };
+  let ports: { ENVOY_PORT: number; ENVOY_QA_PORT: number; ENVOY_ADMIN_PORT: number; PROMETHEUS_PORT: number };
   let routesDir: string;
   let grpc: ReturnType<typeof client>;
+  /** Envoy's QA listener: the x-ab-group override works only there. */
+  let qa: ReturnType<typeof client>;
   let nextUser = 500_000_000;
   const users = (n: number) => Array.from({ length: n }, () => nextUser++);
 
@@ -83,6 +85,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     copyFileSync(join(PROJECT_ROOT, 'envoy', 'routes', 'routes.yaml'), join(routesDir, 'routes.yaml'));
     ports = {
       ENVOY_PORT: await freePort(),
+      ENVOY_QA_PORT: await freePort(),
       ENVOY_ADMIN_PORT: await freePort(),
       PROMETHEUS_PORT: await freePort(),
     };
@@ -118,10 +121,16 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
       `docker compose up --wait: ${(upMs / 1000).toFixed(1)} s; Envoy saw both arms healthy ${((Date.now() - tUp) / 1000).toFixed(1)} s after up started`,
     );
     grpc = client(ports.ENVOY_PORT);
+    qa = client(ports.ENVOY_QA_PORT);
     teardown.add(
       'gRPC client',
       async () => grpc.close(),
       () => grpc.close(),
+    );
+    teardown.add(
+      'QA gRPC client',
+      async () => qa.close(),
+      () => qa.close(),
     );
   });
 
@@ -132,7 +141,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
 
   it('answers Predict with the seed record through Envoy, on either arm', async () => {
     for (const arm of ['stable', 'canary'] as const) {
-      const r = await predict(grpc, SAMPLE_RECORD.userId as number, { override: arm });
+      const r = await predict(qa, SAMPLE_RECORD.userId as number, { override: arm });
       expect(r.arm).to.equal(arm);
       expect(r.model).to.equal('conversion');
       expect(r.predictions).to.have.length(1);
@@ -333,7 +342,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     let sent = 0;
     let deltas: number[] = [];
     for (let round = 0; round < 3; round++) {
-      for (const user of users(perRound)) await predict(grpc, user, { override: 'stable' });
+      for (const user of users(perRound)) await predict(qa, user, { override: 'stable' });
       sent += perRound;
       const afterCounts = await hostRequests(admin, 'stable');
       deltas = hosts.map((h) => (afterCounts.get(h.address) ?? 0) - (before.get(h.address) ?? 0));

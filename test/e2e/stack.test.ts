@@ -19,7 +19,7 @@ import { USER_ID_HEADER } from '../../server/headers.js';
 import { call, countArms, runCalls } from '../helpers/envoy.js';
 import { ROOT, removeDir, waitFor } from '../helpers/server.js';
 
-const BASE_PORTS = [8080, 9901, 50051, 50052, 9464, 9465];
+const BASE_PORTS = [8080, 8081, 9901, 50051, 50052, 9464, 9465];
 
 /** An offset whose six ports are all free right now (a bounded search). */
 async function freeOffset(): Promise<number> {

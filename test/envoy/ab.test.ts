@@ -109,8 +109,8 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
 
   it('assigns the configured share of canary positives to experiment (within 4σ), the same way every time', async () => {
     // The QA override gives the canary enough positives to measure a 30% share.
-    const first = await runCalls(stack.client, 2000, (i) => ({ user: `s2-${i}`, override: 'canary' }));
-    const again = await runCalls(stack.client, 400, (i) => ({ user: `s2-${i}`, override: 'canary' }));
+    const first = await runCalls(stack.qaClient, 2000, (i) => ({ user: `s2-${i}`, override: 'canary' }));
+    const again = await runCalls(stack.qaClient, 400, (i) => ({ user: `s2-${i}`, override: 'canary' }));
     all.push(...first, ...again);
     expect(failures([...first, ...again])).to.deep.equal([]);
     const groups = first.map((r) => r.response?.predictions[0]?.group);
@@ -122,7 +122,7 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
 
   it("uses each instance's userId when the call carries no x-user-id, and labels negatives canary_negative", async () => {
     const users = Array.from({ length: 40 }, (_, i) => 900_000 + i);
-    const [batch] = await runCalls(stack.client, 1, () => ({
+    const [batch] = await runCalls(stack.qaClient, 1, () => ({
       override: 'canary',
       instances: [
         ...users.map((u) => ({ ...records.positive, userId: u })),

@@ -20,6 +20,7 @@ import { bootstrapText, committedEnvoyFiles } from '../../scripts/lib/envoy/file
 import { envoyBinary } from '../../scripts/lib/envoy/process.js';
 import { demoVersions } from '../helpers/envoy.js';
 import { ROOT, removeDir } from '../helpers/server.js';
+import { makeThrowawayCa } from '../helpers/tls.js';
 
 /** `envoy --mode validate`, from `cwd` (relative paths in the config resolve against it). */
 function validate(configPath: string, cwd: string): { ok: boolean; output: string } {
@@ -62,6 +63,7 @@ describe('Envoy and Compose configuration', function () {
       'deploy/helm/inference-ab/files/envoy-tls.yaml',
       'deploy/helm/inference-ab/files/envoy.yaml',
       'deploy/helm/inference-ab/files/routes.yaml',
+      'envoy/envoy.docker.tls.yaml',
       'envoy/envoy.docker.yaml',
       'envoy/envoy.yaml',
       'envoy/routes/routes.yaml',
@@ -97,6 +99,31 @@ describe('Envoy and Compose configuration', function () {
     const r = validate(config, dir);
     expect(r.ok, r.output).to.equal(true);
     expect(r.output).to.not.match(/deprecat/i);
+  });
+
+  it('validates the mutual-TLS container bootstrap (envoy/envoy.docker.tls.yaml) with throwaway certificates', () => {
+    const ca = makeThrowawayCa();
+    try {
+      const routes = join(dir, 'tls-etc-envoy-routes');
+      mkdirSync(routes, { recursive: true });
+      cpSync(join(ROOT, 'envoy', 'routes', 'routes.yaml'), join(routes, 'routes.yaml'));
+      const text = readFileSync(join(ROOT, 'envoy', 'envoy.docker.tls.yaml'), 'utf8');
+      expect(text).to.include('require_client_certificate: true');
+      const config = join(dir, 'envoy.docker.tls.yaml');
+      writeFileSync(
+        config,
+        text
+          .replaceAll('/etc/envoy/routes', routes)
+          .replaceAll('/etc/envoy/tls/server.crt', ca.serverCert)
+          .replaceAll('/etc/envoy/tls/server.key', ca.serverKey)
+          .replaceAll('/etc/envoy/tls/ca.crt', ca.caCert),
+      );
+      const r = validate(config, dir);
+      expect(r.ok, r.output).to.equal(true);
+      expect(r.output).to.not.match(/deprecat/i);
+    } finally {
+      removeDir(ca.dir);
+    }
   });
 
   it('validates both bootstraps with the routes inlined, for every kind of split', () => {
@@ -155,6 +182,9 @@ describe('Envoy and Compose configuration', function () {
           stop_grace_period?: string;
           container_name?: string;
           user?: string;
+          mem_limit?: string | number;
+          pids_limit?: number;
+          cap_drop?: string[];
         }
       >;
     };
@@ -172,6 +202,12 @@ describe('Envoy and Compose configuration', function () {
       },
     ]);
     expect(envoy?.volumes?.some((v) => v.source.endsWith('routes.yaml'))).to.equal(false);
+    // Every service is bounded in memory and processes and holds no Linux capability.
+    for (const [name, svc] of Object.entries(cfg.services)) {
+      expect(svc.mem_limit, `${name} mem_limit`).to.not.equal(undefined);
+      expect(svc.pids_limit, `${name} pids_limit`).to.be.a('number');
+      expect(svc.cap_drop, `${name} cap_drop`).to.deep.equal(['ALL']);
+    }
     // Host ports on loopback only (Envoy publishes some, so the loop checks something).
     expect(envoy?.ports ?? [], 'ports Envoy publishes').to.not.deep.equal([]);
     for (const s of Object.values(cfg.services))

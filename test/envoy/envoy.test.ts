@@ -67,14 +67,14 @@ describe('Envoy A/B routing (stage 1)', function () {
     expect(check.ok, check.text).to.equal(true);
   });
 
-  it('forces an arm with the x-ab-group QA override, both ways', async () => {
+  it('forces an arm with the x-ab-group QA override (on the QA listener), both ways', async () => {
     const canaryUsers = [...firstArm].filter(([, arm]) => arm === 'canary').map(([u]) => u);
     const stableUsers = [...firstArm].filter(([, arm]) => arm === 'stable').map(([u]) => u);
-    const toStable = await runCalls(stack.client, 50, (i) => ({
+    const toStable = await runCalls(stack.qaClient, 50, (i) => ({
       user: canaryUsers[i % canaryUsers.length],
       override: 'stable',
     }));
-    const toCanary = await runCalls(stack.client, 50, (i) => ({
+    const toCanary = await runCalls(stack.qaClient, 50, (i) => ({
       user: stableUsers[i],
       override: 'canary',
     }));
@@ -83,7 +83,7 @@ describe('Envoy A/B routing (stage 1)', function () {
     expect(countArms(toCanary)).to.deep.equal({ canary: 50 });
     expect(toCanary.every((r) => r.response?.arm === 'canary')).to.equal(true);
     // Anything else is not an override: the user's own arm.
-    const other = await runCalls(stack.client, 20, (i) => ({ user: canaryUsers[i], override: 'both' }));
+    const other = await runCalls(stack.qaClient, 20, (i) => ({ user: canaryUsers[i], override: 'both' }));
     expect(countArms(other)).to.deep.equal({ canary: 20 });
   });
 

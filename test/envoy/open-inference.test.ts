@@ -66,8 +66,8 @@ describe('Open Inference Protocol through Envoy (tritonclient, KServe SDK)', fun
     expect(new Set(infers.map((e) => e.cluster))).to.deep.equal(new Set(['stable', 'canary_with_fallback']));
   });
 
-  it('tritonclient: the x-ab-group QA override picks the arm for ModelInfer too', async () => {
-    const results = await runClient('triton', `127.0.0.1:${stack.port}`, [
+  it('tritonclient: the x-ab-group QA override (QA listener) picks the arm for ModelInfer too', async () => {
+    const results = await runClient('triton', `127.0.0.1:${stack.qaPort}`, [
       {
         op: 'infer',
         model: 'conversion',

@@ -38,6 +38,8 @@ export function demoVersions(): { older: string; newer: string } {
 
 /** One Envoy access log entry (see accessLog() in scripts/lib/envoy/config.ts). */
 export interface AccessLogEntry {
+  /** `public` (the gRPC listener clients use) or `qa` (the one that honours x-ab-group). */
+  listener: string;
   user: string | null;
   override: string | null;
   cluster: string | null;
@@ -58,9 +60,13 @@ export interface AbStack {
   readonly admin: EnvoyAdmin;
   /** Envoy's gRPC listener. */
   readonly port: number;
+  /** Envoy's QA listener: the one that honours x-ab-group. */
+  readonly qaPort: number;
   /** The read-only admin view (admin GET endpoints through a listener). */
   readonly adminViewPort: number;
   readonly client: InferenceServiceClient;
+  /** A client of the QA listener (arm overrides). */
+  readonly qaClient: InferenceServiceClient;
   readonly env: { stable: Record<string, string>; canary: Record<string, string> };
   accessLog(): AccessLogEntry[];
   /** Starts a new canary on the same port (after a kill or drain) and waits until Envoy sees it healthy. */
@@ -79,6 +85,10 @@ export interface AbStackOptions {
   readonly modelRoot?: string;
   /** Envoy fault injection (see BootstrapOptions.fault). */
   readonly fault?: BootstrapOptions['fault'];
+  /** Overrides of the rendered bootstrap (limits, TLS…). */
+  readonly bootstrap?: Partial<BootstrapOptions>;
+  /** As `npm start` renders it: the real admin on a Unix socket in the stack's dir, `admin` a read-only view. */
+  readonly adminSocket?: boolean;
 }
 
 /**
@@ -135,7 +145,10 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
       healthCheckIntervalMs: o.healthCheckIntervalMs ?? 250,
       // As in the container bootstrap: admin GETs only, on a listener of its own.
       adminView: { host: '127.0.0.1', port: 0 },
+      qaListener: { host: '127.0.0.1', port: 0 },
       ...(o.fault ? { fault: o.fault } : {}),
+      ...(o.adminSocket ? { adminSocket: join(dir, 'admin.sock'), adminView: undefined } : {}),
+      ...o.bootstrap,
     };
     const configPath = join(dir, 'envoy.yaml');
     writeFileSync(configPath, bootstrapText(options, 'test stack'));
@@ -152,8 +165,10 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
     await waitClustersHealthy(envoy, { stable: 1, canary: 1 }, { timeoutMs: 15_000, intervalMs: 50 });
     const port = await admin.listenerPort('grpc_ingress');
     const adminViewPort = await admin.listenerPort('admin_view');
+    const qaPort = await admin.listenerPort('grpc_qa');
     const client = new InferenceServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
-    started.push({ stop: async () => client.close() });
+    const qaClient = new InferenceServiceClient(`127.0.0.1:${qaPort}`, credentials.createInsecure());
+    started.push({ stop: async () => client.close() }, { stop: async () => qaClient.close() });
     const stack: AbStack = {
       dir,
       routesPath,
@@ -163,8 +178,10 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
       envoy,
       admin,
       port,
+      qaPort,
       adminViewPort,
       client,
+      qaClient,
       env,
       accessLog() {
         let text = '';

@@ -7,6 +7,8 @@
  * bounds). The generator knows nothing of the expected verdict: the two
  * implementations decide, the test compares them.
  */
+
+import { mulberry32 } from '../../scripts/lib/random.js';
 import type { FieldSpec } from '../../server/model-manifest.js';
 
 /** Every class the corpus covers, and what its records are expected to be. */
@@ -58,18 +60,11 @@ const FLOAT32_MAX = 3.4028234663852886e38;
 const YEAR_0 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
 const YEAR_10000 = 253_402_300_800_000; // 10000-01-01T00:00:00Z
 
-/** mulberry32: small, fast, seedable; good enough to spread test cases. */
+/** A seeded generator of test cases (mulberry32 underneath). */
 export class Rng {
-  private s: number;
+  readonly next: () => number;
   constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+    this.next = mulberry32(seed);
   }
   int(lo: number, hi: number): number {
     return lo + Math.floor(this.next() * (hi - lo + 1));

@@ -34,7 +34,7 @@ describe('ab-report: the command', function () {
       [['--expected-canary', '120', KNOWN], /from 0 to 100/],
       [['--experiment-share', '2', KNOWN], /--experiment-share must be a number from 0 to 1/],
       [['--since', 'yesterday', KNOWN], /ISO 8601/],
-      [['--window', '7 days', KNOWN], /--window must be a duration such as 7d/],
+      [['--window', '7 days', KNOWN], /--window must be a duration like 500ms, 30s, 2m, 36h or 7d/],
       [['--decision', 'bayes', KNOWN], /--decision must be one of sequential, fixed/],
       [['--outcomes', '-', '-'], /stdin can feed the logs or the outcomes, not both/],
       [['--nope'], /Unknown option/],

@@ -13,9 +13,9 @@
 import { expect } from 'chai';
 import { chiSquare1Sf, erfc, normalQuantile, tCdf, tQuantile } from '../../scripts/lib/ab/distributions.js';
 import { compare, type Effect, type Moments, summarise } from '../../scripts/lib/ab/effect.js';
-import { mulberry32 } from '../../scripts/lib/ab/planted-effect.js';
 import { chiSquare2, splitCheck, wilson } from '../../scripts/lib/ab/srm.js';
 import { decide } from '../../scripts/lib/ab/verdict.js';
+import { mulberry32 } from '../../scripts/lib/random.js';
 
 const ok = (e: Effect) => {
   if (!e.ok) throw new Error(`no test: ${e.reason}`);

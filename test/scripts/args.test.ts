@@ -47,19 +47,22 @@ describe('command-line arguments (scripts/lib/args.ts)', () => {
     expect(() => numberOption(' ', '--share', 0, 1)).to.throw(UsageError);
     expect(parseDuration('1.5s', '--d')).to.equal(1500);
     expect(parseDuration('2m', '--d')).to.equal(120_000);
+    expect(parseDuration('36h', '--d')).to.equal(129_600_000);
+    expect(parseDuration('7d', '--d')).to.equal(604_800_000);
     expect(() => parseDuration('10', '--d')).to.throw(UsageError, /--d must be a duration like 500ms/);
     expect(durationOption('30s', '--d', 100, 3_600_000)).to.equal(30_000);
     expect(() => durationOption('2h', '--d', 100, 3_600_000)).to.throw(
       UsageError,
       '--d must be from 100ms to 1h, got "2h".',
     );
-    expect([1, 1500, 2000, 90_000, 120_000, 7_200_000].map(durationText)).to.deep.equal([
+    expect([1, 1500, 2000, 90_000, 120_000, 7_200_000, 604_800_000].map(durationText)).to.deep.equal([
       '1ms',
       '1500ms',
       '2s',
       '90s',
       '2m',
       '2h',
+      '7d',
     ]);
   });
 });

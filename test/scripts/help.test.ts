@@ -27,6 +27,7 @@ const NPM_COMMANDS = [
   'train',
   'rollout',
   'weights',
+  'chaos',
   'ab-report',
   'simulate-outcomes',
   'bench:ab-report',

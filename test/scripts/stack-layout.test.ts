@@ -15,14 +15,15 @@ describe('the local stack: layout, banner, terminal lines (scripts/lib/stack/)',
     expect(l.envoyConfig).to.equal(join(PROJECT_ROOT, 'envoy', 'envoy.yaml'));
     expect(l.bootstrap).to.equal(LOCAL_BOOTSTRAP);
     expect(l.servers.stable.logDir).to.equal(join(PROJECT_ROOT, 'logs', 'stable'));
-    expect(stackPorts(l).map((p) => p.port)).to.deep.equal([8080, 9901, 50051, 9464, 50052, 9465]);
+    expect(stackPorts(l).map((p) => p.port)).to.deep.equal([8080, 8081, 9901, 50051, 9464, 50052, 9465]);
   });
 
   it('moves every port by the offset and keeps its state in the state directory', () => {
     const l = stackLayout({ portOffset: 100, stateDir: '/tmp/s' });
     expect(stackPorts(l)).to.deep.equal([
       { port: 8180, what: 'Envoy gRPC listener' },
-      { port: 10001, what: 'Envoy admin' },
+      { port: 8181, what: 'Envoy QA listener' },
+      { port: 10001, what: 'Envoy admin (read-only view)' },
       { port: 50151, what: 'stable server gRPC' },
       { port: 9564, what: 'stable server metrics' },
       { port: 50152, what: 'canary server gRPC' },

@@ -36,7 +36,7 @@ describe('weights: routes', () => {
   it('lists the canary last, keeps the total at 100, and hashes x-user-id', () => {
     for (const canary of [0, 10, 25, 100]) {
       const rc = routeConfiguration(weightsForCanary(canary));
-      const split = rc.virtual_hosts[0]?.routes[2]?.route as {
+      const split = rc.virtual_hosts[0]?.routes.find((r) => r.name === 'ab_split')?.route as {
         weighted_clusters: { clusters: { name: string; weight: number }[]; use_hash_policy: boolean };
         hash_policy: unknown;
       };
@@ -49,10 +49,15 @@ describe('weights: routes', () => {
     }
   });
 
-  it('matches the QA overrides before the split', () => {
+  it('refuses a malformed x-user-id first, then matches the QA overrides before the split', () => {
     const routes = routeConfiguration(DEFAULT_WEIGHTS).virtual_hosts[0]?.routes ?? [];
-    expect(routes.map((r) => r.name)).to.deep.equal(['qa_override_stable', 'qa_override_canary', 'ab_split']);
-    expect(routes[1]?.match).to.deep.include({
+    expect(routes.map((r) => r.name)).to.deep.equal([
+      'invalid_user_id',
+      'qa_override_stable',
+      'qa_override_canary',
+      'ab_split',
+    ]);
+    expect(routes[2]?.match).to.deep.include({
       headers: [{ name: 'x-ab-group', string_match: { exact: 'canary' } }],
     });
   });

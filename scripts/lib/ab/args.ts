@@ -1,7 +1,7 @@
 /** `npm run ab-report`'s command line, parsed into readout options. */
 import { resolve } from 'node:path';
 import { DEV_PSEUDONYM_KEY } from '../../../server/config.js';
-import { intOption, numberOption, parseCommandLine } from '../args.js';
+import { intOption, numberOption, parseCommandLine, parseDuration } from '../args.js';
 import { UsageError } from '../cli.js';
 import { DEFAULT_WEIGHTS, TOTAL_WEIGHT } from '../envoy/config.js';
 import { DEFAULT_EFFECT_OPTIONS } from './effect.js';
@@ -61,15 +61,6 @@ export interface ReportArgs {
   readonly help: boolean;
   /** True when the pseudonym key is the built-in development key (worth a warning with bulk user ids). */
   readonly defaultKey: boolean;
-}
-
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `7d`, `36h`, `90m`, `15s`, `500ms` in milliseconds. */
-export function parseDuration(raw: string, option: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(raw.trim());
-  if (!m) throw new UsageError(`--${option} must be a duration such as 7d, 36h, 90m or 15s, got "${raw}"`);
-  return Math.round(Number(m[1]) * (UNITS[m[2] as string] as number));
 }
 
 /** Parses the command line; `env` supplies LOG_PSEUDONYM_KEY and LOG_USER_IDS (the servers' settings). */
@@ -158,7 +149,7 @@ export function parseArgs(
   const until = time('until');
   const windowRaw = string('window');
   const delayRaw = string('delay');
-  const windowMs = windowRaw === undefined ? undefined : parseDuration(windowRaw, 'window');
+  const windowMs = windowRaw === undefined ? undefined : parseDuration(windowRaw, '--window');
   const userIds = env.LOG_USER_IDS === 'raw' ? 'raw' : 'pseudonym';
   const key = env.LOG_PSEUDONYM_KEY ?? '';
   const metric = string('metric');
@@ -190,7 +181,7 @@ export function parseArgs(
       exposure: {
         ...(since === undefined ? {} : { since }),
         ...(until === undefined ? {} : { until }),
-        delayMs: delayRaw === undefined ? 0 : parseDuration(delayRaw, 'delay'),
+        delayMs: delayRaw === undefined ? 0 : parseDuration(delayRaw, '--delay'),
         ...(windowMs === undefined ? {} : { windowMs }),
       },
       ...(metric === undefined ? {} : { metric }),

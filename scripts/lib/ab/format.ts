@@ -1,4 +1,5 @@
 /** The readout as the text an operator reads (`npm run ab-report`); `--json` prints the Readout itself. */
+import { durationText } from '../args.js';
 import type { ArmSummary } from './effect.js';
 import type { Comparison, PairReadout, Readout } from './readout.js';
 import type { Interval, SplitCheck } from './srm.js';
@@ -144,7 +145,7 @@ function formatPair(p: PairReadout, r: Readout): string {
     out.push(`No outcomes recorded for ${p.model}: the readout cannot say which model is better yet.`);
   }
   const w = r.settings;
-  const window = `${w.windowMs === undefined ? 'any time' : `within ${duration(w.windowMs)}`} after exposure${w.delayMs > 0 ? `, after a delay of ${duration(w.delayMs)}` : ''}`;
+  const window = `${w.windowMs === undefined ? 'any time' : `within ${durationText(w.windowMs)}`} after exposure${w.delayMs > 0 ? `, after a delay of ${durationText(w.delayMs)}` : ''}`;
   for (const m of metrics) {
     const cs = p.comparisons.filter((c) => c.metric === m);
     out.push('');
@@ -155,19 +156,6 @@ function formatPair(p: PairReadout, r: Readout): string {
     }
   }
   return out.join('\n');
-}
-
-/** `7d`, `36h`, `90m`, `15s` or ms. */
-export function duration(ms: number): string {
-  for (const [unit, size] of [
-    ['d', 86_400_000],
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1000],
-  ] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
 }
 
 /** The readout as the table the operator reads. */

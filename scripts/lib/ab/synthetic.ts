@@ -15,12 +15,8 @@ import type { OutcomeEntry, OutcomeRecord, PredictionRecord, UserIds } from '../
 import type { Role } from '../../../server/config.js';
 import { ExperimentAssigner } from '../../../server/experiment.js';
 import { SEED_RECORD } from '../load/payload.js';
-import {
-  conversionProbability,
-  mulberry32,
-  type PlantedEffect,
-  type UnitExposure,
-} from './planted-effect.js';
+import { mulberry32 } from '../random.js';
+import { conversionProbability, type PlantedEffect, type UnitExposure } from './planted-effect.js';
 
 export interface SyntheticOptions {
   readonly users: number;

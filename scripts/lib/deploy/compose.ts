@@ -12,6 +12,8 @@ import { PROJECT_ROOT, tool } from './paths.js';
 export interface ComposePorts {
   /** Envoy's gRPC listener (default 8080). */
   readonly ENVOY_PORT: number;
+  /** Envoy's QA listener, the one that honours x-ab-group (default 8081). */
+  readonly ENVOY_QA_PORT?: number;
   /** Envoy's read-only admin view (default 9902). */
   readonly ENVOY_ADMIN_PORT: number;
   /** Prometheus (default 9090). */

@@ -8,10 +8,10 @@
 // costs a few milliseconds. The base images and the project's image are built by
 // the test itself (scripts/lib/deploy/base-images.ts), also stamped.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hashOf, readStamp } from '../dev/stamp.mjs';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -54,20 +54,6 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
 `;
-
-function hashOf(...parts) {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return h.digest('hex').slice(0, 16);
-}
-
-function readStamp(path) {
-  try {
-    return readFileSync(path, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
 
 /** Section 5: what `npm run test:deploy` needs beyond `npm test`. */
 export function deployPrerequisites({ quiet = false } = {}) {

@@ -12,10 +12,10 @@
 //
 // The launcher (scripts/dev/run.mjs) calls `bootstrap()` in-process before every command.
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './project.mjs';
+import { hashOf, readStamp } from './stamp.mjs';
 
 const GHZ_VERSION = 'v0.121.0';
 const HEY_VERSION = 'v0.1.5';
@@ -42,20 +42,6 @@ stamp matches its inputs.
   --node    only node_modules/ (enough for the server and the operator commands)
   --quiet   print nothing unless something is installed or fails
 `;
-
-function hashOf(...parts) {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return h.digest('hex').slice(0, 16);
-}
-
-function readStamp(path) {
-  try {
-    return readFileSync(path, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
 
 /**
  * Runs a command with its output shown, each line prefixed so that long

@@ -1,9 +1,12 @@
 /**
  * A client for the few Envoy admin endpoints the stack, `npm run weights` and
  * the tests read (https://www.envoyproxy.io/docs/envoy/v1.40.0/operations/admin):
- * `/ready`, `/stats?format=json`, `/config_dump`, `/clusters?format=json` and
- * `/listeners?format=json`. Every call has a timeout.
+ * `/ready`, `/stats?format=json`, `/config_dump`, `/clusters?format=json`,
+ * `/listeners?format=json` and `/server_info`. Every call has a timeout, and
+ * every one is a GET: the same client works against the read-only admin view.
+ * The admin may be at host:port or on a Unix socket (an absolute path).
  */
+import { request } from 'node:http';
 import { ROUTE_CONFIG_NAME, STAT_PREFIX, type Weights, weightsOf } from './config.js';
 
 /** Envoy's admin did not answer, or answered with an error status. */
@@ -34,27 +37,60 @@ export interface HostHealth {
 }
 
 export class EnvoyAdmin {
-  /** `address` is host:port or a full http:// URL. */
+  /** `address` is host:port, a full http:// URL, or the absolute path of a Unix socket. */
   constructor(
     address: string,
     private readonly timeoutMs = 2000,
   ) {
-    this.base = /^https?:\/\//.test(address) ? address.replace(/\/$/, '') : `http://${address}`;
+    this.socketPath = address.startsWith('/') ? address : undefined;
+    this.base = this.socketPath
+      ? `unix:${this.socketPath}`
+      : /^https?:\/\//.test(address)
+        ? address.replace(/\/$/, '')
+        : `http://${address}`;
   }
 
   readonly base: string;
+  private readonly socketPath: string | undefined;
 
   async text(path: string): Promise<string> {
-    let res: Response;
+    let status: number;
+    let body: string;
     try {
-      res = await fetch(`${this.base}${path}`, { signal: AbortSignal.timeout(this.timeoutMs) });
+      ({ status, body } = this.socketPath
+        ? await this.overSocket(this.socketPath, path)
+        : await this.overTcp(path));
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+      const cause =
+        (err as { cause?: { code?: string } }).cause?.code ??
+        (err as NodeJS.ErrnoException).code ??
+        (err as Error).name;
       throw new AdminError(`Envoy admin at ${this.base} did not answer ${path} (${cause})`);
     }
-    const body = await res.text();
-    if (!res.ok) throw new AdminError(`Envoy admin ${path} answered HTTP ${res.status}: ${body.trim()}`);
+    if (status < 200 || status >= 300)
+      throw new AdminError(`Envoy admin ${path} answered HTTP ${status}: ${body.trim()}`);
     return body;
+  }
+
+  private async overTcp(path: string): Promise<{ status: number; body: string }> {
+    const res = await fetch(`${this.base}${path}`, { signal: AbortSignal.timeout(this.timeoutMs) });
+    return { status: res.status, body: await res.text() };
+  }
+
+  private overSocket(socketPath: string, path: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath, path, method: 'GET', timeout: this.timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   async json<T>(path: string): Promise<T> {

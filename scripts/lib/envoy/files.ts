@@ -10,6 +10,7 @@ import {
   type BootstrapOptions,
   bootstrap,
   CONTAINER_BOOTSTRAP,
+  CONTAINER_TLS_BOOTSTRAP,
   DEFAULT_WEIGHTS,
   KUBE_BOOTSTRAP,
   KUBE_TLS_BOOTSTRAP,
@@ -49,6 +50,10 @@ export function committedEnvoyFiles(): Record<string, string> {
     'envoy/envoy.docker.yaml': bootstrapText(
       CONTAINER_BOOTSTRAP,
       'docker-compose.yml: Compose service names, STRICT_DNS, RDS directory mounted at /etc/envoy/routes.',
+    ),
+    'envoy/envoy.docker.tls.yaml': bootstrapText(
+      CONTAINER_TLS_BOOTSTRAP,
+      'Production profile: envoy.docker.yaml with mutual TLS; certificates mounted at /etc/envoy/tls.',
     ),
     'envoy/routes/routes.yaml': routesText(DEFAULT_WEIGHTS, INITIAL_ROUTES_VERSION),
     // The Helm chart's copies (a chart reads only files inside itself).

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { onLines } from '../lines.js';
 import { EnvoyAdmin } from './admin.js';
@@ -42,6 +42,18 @@ export interface StartEnvoyOptions {
   readonly onLog?: (line: string) => void;
   /** Own process group, so a terminal's Ctrl-C reaches only the parent, which stops Envoy in order. */
   readonly detached?: boolean;
+  /**
+   * Hot restart instead of `--disable-hot-restart`: Envoys with the same base
+   * id hand their listening sockets from epoch n to epoch n + 1, and the old
+   * one drains for `drainTimeS` and exits after `parentShutdownTimeS`
+   * (https://www.envoyproxy.io/docs/envoy/v1.40.0/intro/arch_overview/operations/hot_restart).
+   */
+  readonly hotRestart?: {
+    readonly baseId: number;
+    readonly epoch: number;
+    readonly drainTimeS: number;
+    readonly parentShutdownTimeS: number;
+  };
   readonly timeoutMs?: number;
 }
 
@@ -54,6 +66,8 @@ export interface EnvoyProcess {
   readonly exited: Promise<number | string>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when Envoy has exited. */
   stop(graceMs?: number): Promise<number | string>;
+  /** SIGUSR1: Envoy reopens its access log files (after a rotation). */
+  reopenLogs(): void;
 }
 
 /**
@@ -70,7 +84,18 @@ export async function startEnvoy(o: StartEnvoyOptions): Promise<EnvoyProcess> {
     [
       '--config-path',
       o.configPath,
-      '--disable-hot-restart',
+      ...(o.hotRestart
+        ? [
+            '--base-id',
+            String(o.hotRestart.baseId),
+            '--restart-epoch',
+            String(o.hotRestart.epoch),
+            '--drain-time-s',
+            String(o.hotRestart.drainTimeS),
+            '--parent-shutdown-time-s',
+            String(o.hotRestart.parentShutdownTimeS),
+          ]
+        : ['--disable-hot-restart']),
       '--concurrency',
       String(o.concurrency ?? 1),
       '--log-level',
@@ -116,9 +141,14 @@ export async function startEnvoy(o: StartEnvoyOptions): Promise<EnvoyProcess> {
     }
     if (!admin && existsSync(o.adminAddressPath)) {
       const address = readFileSync(o.adminAddressPath, 'utf8').trim();
-      if (address !== '') admin = new EnvoyAdmin(address);
+      // host:port, or a Unix socket's path (relative to Envoy's working directory).
+      if (address !== '')
+        admin = new EnvoyAdmin(/^[^/]+:\d+$/.test(address) ? address : resolve(o.cwd, address));
     }
-    if (admin && (await admin.ready())) return { proc, admin, log, exited, stop };
+    const reopenLogs = () => {
+      if (exitCode === undefined) proc.kill('SIGUSR1');
+    };
+    if (admin && (await admin.ready())) return { proc, admin, log, exited, stop, reopenLogs };
     await sleep(50);
   }
   await stop(1000);

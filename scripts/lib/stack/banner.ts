@@ -2,11 +2,11 @@
  * What the local stack prints once it is ready: the endpoints, where the
  * logs are, and commands to try, with the options a shifted stack needs.
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { AB_OVERRIDE_HEADER, USER_ID_HEADER } from '../../../server/headers.js';
 import { DEFAULT_WEIGHTS } from '../envoy/config.js';
 import { SEED_RECORD } from '../load/payload.js';
-import { TOOLS_BIN } from '../paths.js';
+import { PROJECT_ROOT, TOOLS_BIN } from '../paths.js';
 import { type Role, type StackLayout, shown } from './layout.js';
 
 /** The last line of the banner, which tests and supervisors wait for. */
@@ -39,10 +39,20 @@ export function readyBanner(
   return [
     '',
     `[stack] ready in ${seconds.toFixed(1)} s`,
-    `  gRPC via Envoy   127.0.0.1:${bootstrap.listener.port}   stable ${DEFAULT_WEIGHTS.stable}% / canary ${DEFAULT_WEIGHTS.canary}%, sticky per ${USER_ID_HEADER}; ${AB_OVERRIDE_HEADER}: stable|canary forces an arm`,
+    `  gRPC via Envoy   127.0.0.1:${bootstrap.listener.port}   stable ${DEFAULT_WEIGHTS.stable}% / canary ${DEFAULT_WEIGHTS.canary}%, sticky per ${USER_ID_HEADER} (${AB_OVERRIDE_HEADER} is ignored here)`,
+    ...(bootstrap.qaListener
+      ? [
+          `  QA via Envoy     127.0.0.1:${bootstrap.qaListener.port}   the same, plus ${AB_OVERRIDE_HEADER}: stable|canary forces an arm`,
+        ]
+      : []),
     server('stable'),
     server('canary'),
-    `  Envoy admin      http://${admin}   (/clusters, /stats, /config_dump)  access log ${shown(join(layout.envoyLogDir, 'access.log'))}`,
+    `  Envoy admin      http://${admin}   read-only (/clusters, /stats, /config_dump)  access log ${shown(join(layout.envoyLogDir, 'access.log'))} (rotated)`,
+    ...(bootstrap.adminSocket
+      ? [
+          `  Envoy admin, full: unix socket ${shown(resolve(PROJECT_ROOT, bootstrap.adminSocket))} (mode 0600: this user only)`,
+        ]
+      : []),
     '',
     'Try it:',
     `  ${grpcurl} -plaintext -H '${USER_ID_HEADER}: 42' -d '${request}' 127.0.0.1:${bootstrap.listener.port} inference.v1.InferenceService/Predict`,

@@ -70,6 +70,8 @@ export function stackLayout(o: { portOffset: number; stateDir?: string }): Stack
     ...LOCAL_BOOTSTRAP,
     listener: { host: '127.0.0.1', port: LOCAL_BOOTSTRAP.listener.port + o.portOffset },
     admin: { host: '127.0.0.1', port: LOCAL_BOOTSTRAP.admin.port + o.portOffset },
+    qaListener: { host: '127.0.0.1', port: (LOCAL_BOOTSTRAP.qaListener?.port ?? 8081) + o.portOffset },
+    adminSocket: join(dir, 'admin.sock'),
     stable: { host: '127.0.0.1', port: servers.stable.grpcPort },
     canary: { host: '127.0.0.1', port: servers.canary.grpcPort },
     routesPath: join(dir, 'routes', 'routes.yaml'),
@@ -90,7 +92,10 @@ export function stackLayout(o: { portOffset: number; stateDir?: string }): Stack
 export function stackPorts(layout: StackLayout): { port: number; what: string }[] {
   return [
     { port: layout.bootstrap.listener.port, what: 'Envoy gRPC listener' },
-    { port: layout.bootstrap.admin.port, what: 'Envoy admin' },
+    ...(layout.bootstrap.qaListener
+      ? [{ port: layout.bootstrap.qaListener.port, what: 'Envoy QA listener' }]
+      : []),
+    { port: layout.bootstrap.admin.port, what: 'Envoy admin (read-only view)' },
     ...ROLES.flatMap((role) => [
       { port: layout.servers[role].grpcPort, what: `${role} server gRPC` },
       { port: layout.servers[role].metricsPort, what: `${role} server metrics` },

@@ -1,0 +1,13 @@
+/** Seeded randomness: the same seed gives the same demo data, fuzz corpus and test cases. */
+
+/** mulberry32: a small, fast, seeded PRNG with values in [0, 1). Not for anything secret. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * Envoy's limits, each against the abuse it bounds: very short deadlines,
+ * unfinished streams, idle and half-open connections, heap pressure.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { AccessLogRotator } from '../../scripts/lib/envoy/access-log.js';
+import { type AbStack, failures, LoadLoop, runCalls, startAbStack } from '../helpers/envoy.js';
+import { waitFor } from '../helpers/server.js';
+
+const MIB = 1024 * 1024;
+
+/** Resident memory of a process, from /proc (Linux). */
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0) / 1024;
+}
+
+describe('Envoy limits', function () {
+  this.timeout(120_000);
+
+  describe('with the default limits', () => {
+    let stack: AbStack;
+    before(async () => {
+      stack = await startAbStack();
+    });
+    after(async () => stack?.stop());
+
+    it('answers 1–3 ms deadlines with DEADLINE_EXCEEDED (or OK), never INTERNAL or UNAVAILABLE', async () => {
+      const codes: Record<string, number> = {};
+      for (let round = 0; round < 4; round++) {
+        const results = await runCalls(
+          stack.client,
+          500,
+          (i) => ({ user: `dl-${round}-${i}`, deadlineMs: 1 + (i % 3) }),
+          20,
+        );
+        for (const r of results) {
+          const k = r.error ? status[r.error.code] : 'OK';
+          codes[k as string] = (codes[k as string] ?? 0) + 1;
+        }
+      }
+      // Before: Envoy closed the connection (premature-reset and nghttp2 RST limits) or reset
+      // started responses on its own timer, and a few calls in 500 failed INTERNAL or UNAVAILABLE.
+      expect(
+        Object.keys(codes).every((k) => k === 'OK' || k === 'DEADLINE_EXCEEDED'),
+        JSON.stringify(codes),
+      ).to.equal(true);
+      // The client connection survived it all.
+      const after = await runCalls(stack.client, 50, (i) => ({ user: `after-${i}` }));
+      expect(after.filter((r) => r.error).length).to.equal(0);
+    });
+
+    it('bounds the memory 200 unfinished 4 MiB requests hold in Envoy, and ends them', async () => {
+      const pid = stack.envoy.proc.pid as number;
+      const base = rssMb(pid);
+      let peak = base;
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, rssMb(pid));
+      }, 100);
+      const head = Buffer.alloc(5);
+      head.writeUInt32BE(4 * MIB, 1);
+      const body = Buffer.alloc(4 * MIB - 1024, 0x20);
+      const sessions: http2.ClientHttp2Session[] = [];
+      const ended: boolean[] = [];
+      try {
+        // Two connections of 100 streams (Envoy's max_concurrent_streams).
+        for (let c = 0; c < 2; c++) {
+          const session = http2.connect(`http://127.0.0.1:${stack.port}`, { maxSessionMemory: 4096 });
+          session.on('error', () => undefined);
+          sessions.push(session);
+          for (let i = 0; i < 100; i++) {
+            const k = ended.push(false) - 1;
+            const s = session.request({
+              ':method': 'POST',
+              ':path': '/inference.v1.InferenceService/Predict',
+              'content-type': 'application/grpc',
+              te: 'trailers',
+              'x-user-id': `slow-${c}-${i}`,
+            });
+            s.on('error', () => undefined);
+            s.on('data', () => undefined);
+            s.on('close', () => {
+              ended[k] = true;
+            });
+            s.write(head);
+            s.write(body);
+          }
+        }
+        // The servers refuse past MAX_PENDING_REQUEST_BYTES and at REQUEST_BODY_TIMEOUT_MS (10 s).
+        await waitFor('every unfinished stream ended', () => ended.every(Boolean), 40_000, 100);
+      } finally {
+        clearInterval(sampler);
+        for (const s of sessions) s.destroy();
+      }
+      const growth = peak - base;
+      console.log(
+        `      (200 unfinished 4 MiB streams: Envoy RSS ${base.toFixed(0)} → peak ${peak.toFixed(0)} MB; before: 99 → 1,490 MB)`,
+      );
+      expect(growth).to.be.lessThan(300);
+      const after = await runCalls(stack.client, 20, (i) => ({ user: `post-slow-${i}` }));
+      expect(after.filter((r) => r.error).length).to.equal(0);
+    });
+
+    it('rotates: renamed aside when large, Envoy reopens it on SIGUSR1, older files shifted and capped', async () => {
+      const path = join(stack.dir, 'access.log');
+      const rotator = new AccessLogRotator({
+        path,
+        maxBytes: 1,
+        keep: 2,
+        reopen: () => stack.envoy.reopenLogs(),
+        intervalMs: 60_000,
+      });
+      for (let round = 1; round <= 3; round++) {
+        await runCalls(stack.client, 20, (i) => ({ user: `rot-${round}-${i}` }));
+        await waitFor(
+          'the calls in the access log',
+          () => existsSync(path) && readFileSync(path, 'utf8').includes(`rot-${round}-19`),
+          5000,
+          50,
+        );
+        expect(await rotator.rotateIfLarge()).to.equal(true);
+      }
+      await runCalls(stack.client, 5, (i) => ({ user: `rot-4-${i}` }));
+      await waitFor(
+        'Envoy writing a fresh file',
+        () => existsSync(path) && readFileSync(path, 'utf8').includes('rot-4-4'),
+        5000,
+        50,
+      );
+      expect(readFileSync(path, 'utf8')).to.not.include('rot-3-');
+      expect(readFileSync(`${path}.1`, 'utf8')).to.include('rot-3-19');
+      expect(readFileSync(`${path}.2`, 'utf8')).to.include('rot-2-19');
+      expect(existsSync(`${path}.3`)).to.equal(false);
+    });
+
+    it('loses no call to a hung canary (SIGSTOP): the per-try timeout retries it on stable', async () => {
+      const loop = new LoadLoop(stack.client, (i) => ({ user: `hung-${i}`, deadlineMs: 2500 }), {
+        maxCalls: 20_000,
+        maxMs: 20_000,
+        concurrency: 10,
+      });
+      await loop.waitForResults(100);
+      const canary = stack.canary.proc;
+      canary.kill('SIGSTOP');
+      const t0 = Date.now();
+      try {
+        // Longer than the client deadline: a call left on the hung canary would fail.
+        await waitFor('4 s of traffic against the hung canary', () => Date.now() - t0 > 4000, 6000, 100);
+      } finally {
+        canary.kill('SIGCONT');
+      }
+      const results = await loop.stop();
+      expect(failures(results)).to.deep.equal([]);
+      const slow = results.filter((r) => r.startedAt >= t0 && r.endedAt - r.startedAt >= 900);
+      console.log(
+        `      (hung canary for 4 s: ${results.length} calls, 0 failed, ${slow.length} answered by stable after the 1 s per-try timeout)`,
+      );
+      await waitFor('the canary healthy again', () => stack.admin.clusterHealthy('canary'), 15_000, 100);
+    });
+  });
+
+  describe('with short idle and header timeouts', () => {
+    let stack: AbStack;
+    before(async () => {
+      stack = await startAbStack({
+        bootstrap: { limits: { idleTimeoutMs: 1000, requestHeadersTimeoutMs: 1000 } },
+      });
+    });
+    after(async () => stack?.stop());
+
+    it('closes idle TCP connections and half-sent prefaces', async () => {
+      const sockets: Socket[] = [];
+      const closed: boolean[] = [];
+      try {
+        const open = (send: Buffer | string | undefined) =>
+          new Promise<void>((resolve) => {
+            const i = closed.push(false) - 1;
+            const s = connect(stack.port, '127.0.0.1', () => {
+              if (send !== undefined) s.write(send);
+              resolve();
+            });
+            s.on('error', () => undefined);
+            s.on('data', () => undefined);
+            s.on('close', () => {
+              closed[i] = true;
+            });
+            sockets.push(s);
+          });
+        for (let i = 0; i < 100; i++) await open(undefined);
+        for (let i = 0; i < 100; i++) await open('PRI * HTTP/2.0\r\n');
+        await waitFor(
+          'the idle and half-open connections closed by Envoy',
+          () => closed.every(Boolean),
+          10_000,
+          100,
+        );
+      } finally {
+        for (const s of sockets) s.destroy();
+      }
+      // A working client is unaffected.
+      expect(
+        (await runCalls(stack.client, 10, (i) => ({ user: `idle-${i}` }))).filter((r) => r.error),
+      ).to.have.length(0);
+    });
+  });
+
+  describe('under heap pressure (overload manager)', () => {
+    let stack: AbStack;
+    before(async () => {
+      // A heap cap below what Envoy already uses: every heap action is on.
+      stack = await startAbStack({ bootstrap: { limits: { maxHeapBytes: 4 * MIB } } });
+    });
+    after(async () => stack?.stop());
+
+    it('refuses new requests (UNAVAILABLE, retryable) once the heap passes 95% of its cap', async () => {
+      await waitFor(
+        'the overload action',
+        async () =>
+          Number(
+            (
+              await stack.admin.stats(
+                'overload\\.envoy\\.overload_actions\\.stop_accepting_requests\\.active$',
+              )
+            )
+              .values()
+              .next().value,
+          ) === 1,
+        5000,
+        100,
+      );
+      const results = await runCalls(stack.client, 10, (i) => ({ user: `heap-${i}` }));
+      expect(results.map((r) => r.error?.code)).to.deep.equal(new Array(10).fill(status.UNAVAILABLE));
+    });
+  });
+});

@@ -1,0 +1,115 @@
+import { EventEmitter } from 'node:events';
+import { expect } from 'chai';
+import { loadConfig } from '../../server/config.js';
+import { createStreamLogger, type LogDestinationName, LogOutput } from '../../server/logger.js';
+import { Metrics } from '../../server/metrics.js';
+import { LogSink, SAMPLE_RECORD } from '../helpers/server.js';
+
+/** A stand-in for SonicBoom: records lines, and fails on demand like a full disk. */
+class FakeSonic extends EventEmitter {
+  fd = 99;
+  _writing = false;
+  _len = 0;
+  _bufs: string[] = [];
+  _writingBuf = '';
+  failing = false;
+  readonly lines: string[] = [];
+
+  write(line: string): boolean {
+    this._bufs.push(line);
+    this._len += line.length;
+    if (this.failing) {
+      queueMicrotask(() => this.emit('error', Object.assign(new Error('no space'), { code: 'ENOSPC' })));
+      return true;
+    }
+    for (const b of this._bufs) this.lines.push(b);
+    const n = this._len;
+    this._bufs = [];
+    this._len = 0;
+    this.emit('write', n);
+    return true;
+  }
+
+  flushSync(): void {}
+  end(): void {}
+}
+
+describe('log line bounds', () => {
+  const config = loadConfig({ LOG_DIR: '', LOG_MAX_FIELD_CHARS: '32', LOG_MAX_LINE_BYTES: '8192' });
+
+  it('cuts long strings in logged inputs and leaves out instances beyond the budget, saying how many', () => {
+    const sink = new LogSink();
+    const logger = createStreamLogger(config.log, sink);
+    const inputs = Array.from({ length: 256 }, () => ({ ...SAMPLE_RECORD, screenSize: 'y'.repeat(10_000) }));
+    logger.info({ requestId: 'r-1', inputs }, 'Predict');
+    const [line] = sink.lines as { inputs: Record<string, unknown>[]; inputsOmitted?: number }[];
+    expect(line?.inputs[0]?.screenSize).to.equal(`${'y'.repeat(32)}…[+${10_000 - 32} chars]`);
+    expect((line?.inputs.length ?? 0) + (line?.inputsOmitted ?? 0)).to.equal(256);
+    expect(line?.inputsOmitted).to.be.greaterThan(0);
+    expect(JSON.stringify(line).length).to.be.lessThan(8192);
+    // Redaction still applies to what is kept.
+    expect(line?.inputs[0]?.userId).to.equal('[redacted]');
+  });
+
+  it('bounds nested values: depth, items and keys', () => {
+    const sink = new LogSink();
+    const logger = createStreamLogger(config.log, sink);
+    const deep = { a: { b: { c: { d: 1 } } }, list: Array.from({ length: 100 }, (_, i) => i) };
+    logger.info({ inputs: [deep] }, 'Predict');
+    const [line] = sink.lines as { inputs: { a: { b: { c: unknown } }; list: unknown[] }[] }[];
+    expect(line?.inputs[0]?.a.b.c).to.equal('[nested]');
+    expect(line?.inputs[0]?.list).to.have.length(33);
+  });
+
+  it('replaces a line over LOG_MAX_LINE_BYTES by a short notice with its request id and size', () => {
+    const sonic = new FakeSonic();
+    const out = new LogOutput(8192);
+    out.add('stdout', sonic as never);
+    const logger = createStreamLogger(config.log, out);
+    logger.warn({ requestId: 'big-1', message: 'z'.repeat(20_000) }, 'Predict');
+    const notice = JSON.parse(sonic.lines[0] as string) as Record<string, unknown>;
+    expect(notice).to.include({ level: 'warn', requestId: 'big-1', limit: 8192 });
+    expect(notice.bytes).to.be.greaterThan(20_000);
+  });
+
+  it('drops and counts the lines of a failing destination, warns on the other, and recovers', async () => {
+    const file = new FakeSonic();
+    const stdout = new FakeSonic();
+    const out = new LogOutput(1 << 20);
+    out.add('file', file as never);
+    out.add('stdout', stdout as never);
+    const counted: [LogDestinationName, number][] = [];
+    out.onDropped((d, n) => counted.push([d, n]));
+    file.failing = true;
+    out.write('{"msg":"a"}\n');
+    await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 10; i++) out.write(`{"msg":"b${i}"}\n`);
+    expect(counted.reduce((n, [d, k]) => n + (d === 'file' ? k : 0), 0)).to.equal(10);
+    const warn = stdout.lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((l) => l.level === 'warn');
+    expect(warn).to.include({ destination: 'file', code: 'ENOSPC' });
+    // The disk has room again: the next probe (a second later) gets through.
+    file.failing = false;
+    const probe = (out as unknown as { destinations: { lastProbe: number }[] }).destinations[0];
+    if (probe) probe.lastProbe = 0;
+    out.write('{"msg":"c"}\n');
+    const recovered = stdout.lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((l) => l.msg === 'log destination recovered');
+    expect(recovered).to.include({ destination: 'file', dropped: 10 });
+    // The line that failed first was kept and written on recovery.
+    expect(file.lines).to.include('{"msg":"a"}\n');
+  });
+
+  it('counts dropped lines in inference_log_write_errors_total, including those before anyone listened', async () => {
+    const out = new LogOutput(1 << 20);
+    out.dropped('file', 3);
+    const m = new Metrics();
+    out.onDropped((destination, lines) => m.logWriteErrors.inc({ destination }, lines));
+    out.dropped('stdout', 2);
+    const text = await m.registry.metrics();
+    expect(text).to.match(/inference_log_write_errors_total\{destination="file"\} 3/);
+    expect(text).to.match(/inference_log_write_errors_total\{destination="stdout"\} 2/);
+  });
+});
