@@ -14,6 +14,14 @@
  * generated records; the A/B readout parses either with
  * `asPredictionRecord`.
  *
+ * The raw records are bounded as the root logger's log formatter bounds them
+ * (logger.ts, `boundInputs`: LOG_MAX_FIELD_CHARS per string, instances past
+ * half of LOG_MAX_LINE_BYTES left out and counted in `inputsOmitted`), read
+ * from the formatter itself. Records within every bound (the usual case) are
+ * written in one pass with the same accounting; any other goes through
+ * `boundInputs` itself. The line cap is the destination's (LogOutput), so it
+ * applies to these lines as to pino's.
+ *
  * It writes to the logger's own destination, with the level gating and the
  * metadata pino's multistream reads, through the internals pino exports as
  * `pino.symbols`; a logger without them (another implementation, a stub)
@@ -22,6 +30,7 @@
  */
 import pino, { type Logger } from 'pino';
 import type { CallRecord, PredictionFields, PredictionOutput } from './call-log.js';
+import { boundInputs, INPUT_LIMITS, type InputLimits } from './logger.js';
 
 const S = pino.symbols;
 /** pino 10 has it at run time; its typings do not list it. */
@@ -44,7 +53,7 @@ interface PinoInternals {
     lastTime?: string;
     lastLogger?: unknown;
   };
-  readonly [S.formattersSym]: { readonly log?: unknown };
+  readonly [S.formattersSym]: { readonly log?: { readonly [INPUT_LIMITS]?: InputLimits } };
   readonly [S.hooksSym]: { readonly streamWrite?: unknown };
   readonly [S.mixinSym]: unknown;
   readonly [S.nestedKeySym]: unknown;
@@ -64,11 +73,15 @@ function outputJson(o: PredictionOutput): string {
 export class PredictionLine {
   private readonly redact: ReadonlySet<string>;
   private readonly censor: string;
+  /** What `boundInputs` counted for the last instance `simpleInstance` wrote. */
+  private used = 0;
 
   private constructor(
     private readonly logger: Logger,
     private readonly internals: PinoInternals,
     redactFields: readonly string[],
+    /** The logger's input bounds; undefined: its lines are not bounded. */
+    private readonly limits: InputLimits | undefined,
   ) {
     this.redact = new Set(redactFields);
     this.censor = str('[redacted]');
@@ -76,25 +89,28 @@ export class PredictionLine {
 
   /**
    * The writer for `logger`, or undefined when the logger is not a pino
-   * logger this code knows how to write for exactly (a log formatter, a
-   * mixin, a stream hook or a nested key would change the line).
+   * logger this code knows how to write for exactly (a log formatter other
+   * than logger.ts's input bounds, a mixin, a stream hook or a nested key
+   * would change the line).
    */
   static for(logger: Logger, redactFields: readonly string[]): PredictionLine | undefined {
     const p = logger as unknown as Partial<PinoInternals>;
+    const formatter = p[S.formattersSym]?.log;
+    const limits = formatter?.[INPUT_LIMITS];
     if (
       typeof p[S.timeSym] !== 'function' ||
       typeof p[S.chindingsSym] !== 'string' ||
       typeof p[S.endSym] !== 'string' ||
       typeof p[S.lsCacheSym] !== 'object' ||
       typeof p[S.streamSym]?.write !== 'function' ||
-      p[S.formattersSym]?.log !== undefined ||
+      (formatter !== undefined && limits === undefined) ||
       p[S.hooksSym]?.streamWrite !== undefined ||
       p[S.mixinSym] !== undefined ||
       (MSG_PREFIX !== undefined && ((p as Record<symbol, unknown>)[MSG_PREFIX] ?? '') !== '') ||
       p[S.nestedKeySym] != null
     )
       return undefined;
-    return new PredictionLine(logger, p as PinoInternals, redactFields);
+    return new PredictionLine(logger, p as PinoInternals, redactFields, limits);
   }
 
   /** The line (with its newline) for a successful call's record, at `level`. */
@@ -158,16 +174,85 @@ export class PredictionLine {
       s += outputJson(outputs[i] as PredictionOutput);
     }
     s += ']';
-    const inputs = f.inputs;
-    if (inputs !== undefined) {
-      s += ',"inputs":[';
-      for (let i = 0; i < inputs.length; i++) {
-        if (i > 0) s += ',';
-        s += this.instance(inputs[i] as Readonly<Record<string, unknown>>);
-      }
-      s += ']';
-    }
+    if (f.inputs !== undefined)
+      s += this.limits ? this.boundedInputs(f.inputs, this.limits) : this.inputs(f.inputs);
     return `${s},"msg":${str(msg)}${this.internals[S.endSym]}`;
+  }
+
+  /** `,"inputs":[…]` with every instance as it is. */
+  private inputs(inputs: readonly Readonly<Record<string, unknown>>[]): string {
+    let s = ',"inputs":[';
+    for (let i = 0; i < inputs.length; i++) {
+      if (i > 0) s += ',';
+      s += this.instance(inputs[i] as Readonly<Record<string, unknown>>);
+    }
+    return `${s}]`;
+  }
+
+  /**
+   * `,"inputs":[…]` (and `,"inputsOmitted":n`) as `boundInputs` leaves them.
+   * Its accounting, replayed: each kept key costs its length + 4, a string
+   * its length + 3, any other value 8; no further instance is kept once the
+   * count reaches the budget. An instance with a nested value, a string or key
+   * over the limit, or more than 64 fields would be changed by the bounds, so
+   * then the whole list goes through `boundInputs` itself.
+   */
+  private boundedInputs(inputs: readonly Readonly<Record<string, unknown>>[], limits: InputLimits): string {
+    let s = ',"inputs":[';
+    let used = 0;
+    for (let i = 0; i < inputs.length; i++) {
+      if (used >= limits.budget) return `${s}],"inputsOmitted":${inputs.length - i}`;
+      const json = this.simpleInstance(inputs[i] as Readonly<Record<string, unknown>>, limits.maxChars);
+      if (json === undefined) return this.viaBoundInputs(inputs, limits);
+      s += i > 0 ? `,${json}` : json;
+      used += this.used;
+    }
+    return `${s}]`;
+  }
+
+  /** What the formatter would make of `inputs`, serialised here (the bounded copy is plain JSON). */
+  private viaBoundInputs(inputs: readonly Readonly<Record<string, unknown>>[], limits: InputLimits): string {
+    const bounded = boundInputs({ inputs }, limits.maxChars, limits.budget);
+    let s = this.inputs(bounded.inputs as Readonly<Record<string, unknown>>[]);
+    if (bounded.inputsOmitted !== undefined) s += `,"inputsOmitted":${num(bounded.inputsOmitted as number)}`;
+    return s;
+  }
+
+  /**
+   * One instance that the bounds leave as it is (at most 64 fields, keys and
+   * strings within `maxChars`, no nested value), with its cost in `this.used`;
+   * undefined for any other.
+   */
+  private simpleInstance(rec: Readonly<Record<string, unknown>>, maxChars: number): string | undefined {
+    let s = '{';
+    let first = true;
+    let used = 0;
+    let fields = 0;
+    for (const key in rec) {
+      if (!Object.hasOwn(rec, key)) continue;
+      if (++fields > 64 || key.length > maxChars) return undefined;
+      used += key.length + 4;
+      const v = rec[key];
+      let json: string | undefined;
+      if (typeof v === 'string') {
+        if (v.length > maxChars) return undefined;
+        used += v.length + 3;
+        json = this.redact.has(key) ? this.censor : str(v);
+      } else if (v !== null && typeof v === 'object') {
+        return undefined;
+      } else {
+        used += 8;
+        if (this.redact.has(key)) json = this.censor;
+        else if (typeof v === 'number') json = num(v);
+        else json = str(v);
+      }
+      // JSON.stringify leaves out undefined and functions; the Struct decoder makes neither.
+      if (json === undefined) continue;
+      s += first ? `${str(key)}:${json}` : `,${str(key)}:${json}`;
+      first = false;
+    }
+    this.used = used;
+    return `${s}}`;
   }
 
   /** One raw record as JSON.stringify writes it, with the redacted fields' values replaced. */

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { expect } from 'chai';
 import pino from 'pino';
@@ -8,7 +9,7 @@ import {
   type PredictionOutput,
 } from '../../server/call-log.js';
 import { loadConfig } from '../../server/config.js';
-import { createStreamLogger } from '../../server/logger.js';
+import { createStreamLogger, LogOutput } from '../../server/logger.js';
 import { PredictionLine } from '../../server/prediction-line.js';
 import { Rng } from '../helpers/record-corpus.js';
 import { SAMPLE_RECORD } from '../helpers/server.js';
@@ -29,9 +30,13 @@ const redactFields = config.log.redactFields;
 const untimed = (line: string) => line.replace(/"time":"[^"]*"/, '"time":"T"');
 
 /** The line pino writes for the record, and the line PredictionLine writes, from the same logger. */
-function bothLines(record: CallRecord, fields: PredictionFields): { pino: string; fast: string } {
+function bothLines(
+  record: CallRecord,
+  fields: PredictionFields,
+  log: typeof config.log = config.log,
+): { pino: string; fast: string } {
   const sink = new Capture();
-  const logger = createStreamLogger(config.log, sink).child({ component: 'rpc' });
+  const logger = createStreamLogger(log, sink).child({ component: 'rpc' });
   const fast = PredictionLine.for(logger, redactFields);
   if (!fast) throw new Error('PredictionLine.for refused the server logger');
   logger.info({ ...record, ...fields }, record.method);
@@ -144,6 +149,97 @@ describe('prediction log line (server/prediction-line.ts)', () => {
     }
   });
 
+  describe('under the logging caps (LOG_MAX_FIELD_CHARS, LOG_MAX_LINE_BYTES)', () => {
+    // The smallest caps config accepts: 16 characters per field, 4096-byte lines (2048 for the inputs).
+    const tight = loadConfig({ LOG_DIR: '', LOG_MAX_FIELD_CHARS: '16', LOG_MAX_LINE_BYTES: '4096' }).log;
+    const long = (rng: Rng) => 'x"\\é'.repeat(1 + Math.floor(rng.next() * 12));
+
+    /** An instance that the caps may cut: long strings and keys, many fields, nested values. */
+    function oversized(rng: Rng): Record<string, unknown> {
+      const rec = instance(rng);
+      const r = rng.next();
+      if (r < 0.25) rec.note = long(rng);
+      else if (r < 0.4) rec[`a key longer than sixteen ${Math.floor(rng.next() * 3)}`] = 1;
+      else if (r < 0.5) for (let k = 0; k < 70; k++) rec[`f${k}`] = k;
+      else if (r < 0.6)
+        rec.deep = { a: { b: { c: { d: long(rng) } } }, list: Array.from({ length: 40 }, (_, k) => k) };
+      return rec;
+    }
+
+    it('matches pino on 300 generated records, bounded: cut strings and keys, 70 fields, nesting, instances past the budget', () => {
+      const rng = new Rng(1411);
+      let omitted = 0;
+      let cut = 0;
+      for (let i = 0; i < 300; i++) {
+        const n = 1 + Math.floor(rng.next() * 40);
+        const fields: PredictionFields = {
+          event: 'prediction',
+          experiment: 'positives-v1',
+          user: `p_${i}`,
+          outputs: outputs(Math.min(n, 3), rng, false),
+          inputs: Array.from({ length: n }, () => (rng.next() < 0.5 ? instance(rng) : oversized(rng))),
+        };
+        const { pino: expected, fast } = bothLines({ ...CALL, requestId: `cap-${i}` }, fields, tight);
+        expect(fast, `record ${i}`).to.equal(expected);
+        if (fast.includes('"inputsOmitted":')) omitted++;
+        if (fast.includes('…[+')) cut++;
+      }
+      // The generator reaches both bounds, or this test would prove nothing about them.
+      expect(omitted, 'lines with instances left out').to.be.greaterThan(20);
+      expect(cut, 'lines with a cut string').to.be.greaterThan(20);
+    });
+
+    it('leaves a record within every bound as it is, and leaves out instances once the budget is spent', () => {
+      const small = bothLines(
+        CALL,
+        { event: 'prediction', experiment: 'e', outputs: [], inputs: [{ ...SAMPLE_RECORD }] },
+        tight,
+      );
+      expect(small.fast).to.equal(small.pino);
+      expect(small.fast).to.not.include('inputsOmitted');
+      const many = Array.from({ length: 200 }, () => ({ ...SAMPLE_RECORD }));
+      const big = bothLines(CALL, { event: 'prediction', experiment: 'e', outputs: [], inputs: many }, tight);
+      expect(big.fast).to.equal(big.pino);
+      const parsed = JSON.parse(big.fast) as { inputs: unknown[]; inputsOmitted: number };
+      expect(parsed.inputs.length + parsed.inputsOmitted).to.equal(200);
+      expect(parsed.inputsOmitted).to.be.greaterThan(0);
+    });
+
+    it('gives an oversized line the same stand-in as pino, through the line cap of the destination', () => {
+      /** A SonicBoom stand-in: what LogOutput's guarded destination needs of one. */
+      class Sonic extends EventEmitter {
+        readonly chunks: string[] = [];
+        write(line: string): boolean {
+          this.chunks.push(line);
+          return true;
+        }
+        flushSync(): void {}
+        end(): void {}
+      }
+      const sonic = new Sonic();
+      const output = new LogOutput(tight.maxLineBytes);
+      output.add('file', sonic as unknown as Parameters<LogOutput['add']>[1]);
+      const logger = createStreamLogger(tight, output).child({ component: 'rpc' });
+      const fast = PredictionLine.for(logger, redactFields);
+      // 200 outputs: far past 4096 bytes whatever the inputs bound leaves.
+      const fields: PredictionFields = {
+        event: 'prediction',
+        experiment: 'e',
+        outputs: outputs(200, new Rng(7), true),
+        inputs: [{ ...SAMPLE_RECORD }],
+      };
+      logger.info({ ...CALL, ...fields }, 'Predict');
+      fast?.write('info', CALL, fields, 'Predict');
+      expect(sonic.chunks).to.have.length(2);
+      const [viaPino, viaFast] = sonic.chunks.map((l) => untimed(l));
+      expect(viaFast).to.equal(viaPino);
+      expect(JSON.parse(viaFast as string)).to.include({
+        msg: 'log line over LOG_MAX_LINE_BYTES; dropped',
+        limit: 4096,
+      });
+    });
+  });
+
   it('keeps the level gate: nothing is written when the level is off', () => {
     const sink = new Capture();
     const logger = createStreamLogger({ ...config.log, level: 'warn' }, sink);
@@ -156,7 +252,7 @@ describe('prediction log line (server/prediction-line.ts)', () => {
     expect(sink.chunks).to.deep.equal([]);
   });
 
-  it('declines loggers whose lines it could not reproduce (a log formatter, a mixin, a nested key)', () => {
+  it('declines loggers whose lines it could not reproduce (another log formatter, a mixin, a nested key)', () => {
     const sink = new Capture();
     expect(PredictionLine.for(pino({ formatters: { log: (o) => o } }, sink), [])).to.equal(undefined);
     expect(PredictionLine.for(pino({ mixin: () => ({ a: 1 }) }, sink), [])).to.equal(undefined);
