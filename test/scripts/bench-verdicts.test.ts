@@ -516,6 +516,9 @@ describe('bench: Envoy settings variants', () => {
     const tuned = variant('no grpc_stats').tune?.(rendered()) as ReturnType<typeof rendered>;
     const filters = tuned.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters;
     expect(filters.map((f: { name: string }) => f.name)).to.deep.equal(['envoy.filters.http.router']);
+    expect(changed('grpc_stats without upstream latency')).to.deep.equal([
+      `${hcm}.http_filters.0.typed_config.enable_upstream_stats`,
+    ]);
     expect(changed('health checks every 5 s')).to.deep.equal([
       'static_resources.clusters.0.health_checks.0.interval',
       'static_resources.clusters.0.health_checks.0.no_traffic_interval',

@@ -13,6 +13,30 @@ import { USER_ID_HEADER } from '../../server/headers.js';
 import { asLogged, DEMO_MODELS, ROOT, removeDir, startApp, type TestApp } from '../helpers/server.js';
 
 /**
+ * What the load generator really sent, from the server's request logs: call n
+ * carries the record and user (102079311 + n, in the body as a number and in
+ * x-user-id as a string) that the payload's templates give call n.
+ */
+function expectTemplatedCalls(calls: readonly Record<string, unknown>[]): void {
+  const records = mixedRecords(DEMO_MODELS, 'conversion');
+  for (const line of calls) {
+    const m = /^(loadtest-\d{8}T\d{6}Z)-(\d+)$/.exec(String(line.requestId));
+    expect(m, String(line.requestId)).to.not.equal(null);
+    const want = expectedCall(
+      records,
+      { model: 'conversion', version: '', runId: m?.[1] as string },
+      Number(m?.[2]),
+    );
+    expect(line.user).to.equal(
+      new UserIds('pseudonym', DEV_PSEUDONYM_KEY).forLog(want.metadata[USER_ID_HEADER] as string),
+    );
+    expect(line.inputs).to.deep.equal(
+      (want.body as { instances: Record<string, unknown>[] }).instances.map(asLogged),
+    );
+  }
+}
+
+/**
  * The real thing, briefly: ghz (.tools/bin/ghz, from `node scripts/dev/bootstrap.mjs`)
  * against a real canary server on port 0, 50 calls/s for 2 s. No timing
  * thresholds: the checks are on counts, statuses, files and what the server saw.
@@ -81,23 +105,9 @@ describe('npm run loadtest (real ghz, real server)', function () {
       split.positivesByArm.canary ?? 0,
     );
 
-    // What ghz really sent, from the server's request logs: call n carries user
-    // 102079311 + n in the body (a number) and in x-user-id (a string).
-    const records = mixedRecords(DEMO_MODELS, 'conversion');
     const calls = t.logs.withMsg('Predict');
     expect(calls).to.have.length(s.count);
-    for (const line of calls) {
-      const m = /^(loadtest-\d{8}T\d{6}Z)-(\d+)$/.exec(String(line.requestId));
-      expect(m, String(line.requestId)).to.not.equal(null);
-      const n = Number(m?.[2]);
-      const want = expectedCall(records, { model: 'conversion', version: '', runId: m?.[1] as string }, n);
-      expect(line.user).to.equal(
-        new UserIds('pseudonym', DEV_PSEUDONYM_KEY).forLog(want.metadata[USER_ID_HEADER] as string),
-      );
-      expect(line.inputs).to.deep.equal(
-        (want.body as { instances: Record<string, unknown>[] }).instances.map(asLogged),
-      );
-    }
+    expectTemplatedCalls(calls);
   });
 
   it('the project’s own generator (the default): the same calls, and each call’s arm from the response', async () => {
@@ -129,24 +139,9 @@ describe('npm run loadtest (real ghz, real server)', function () {
     expect(JSON.parse(readFileSync(out.files.json, 'utf8')).count).to.equal(s.count);
 
     // Call n is what ghz's templates would have sent as call n.
-    const records = mixedRecords(DEMO_MODELS, 'conversion');
     const calls = t.logs.withMsg('Predict').slice(before);
     expect(calls).to.have.length(s.count);
-    for (const line of calls) {
-      const m = /^(loadtest-\d{8}T\d{6}Z)-(\d+)$/.exec(String(line.requestId));
-      expect(m, String(line.requestId)).to.not.equal(null);
-      const want = expectedCall(
-        records,
-        { model: 'conversion', version: '', runId: m?.[1] as string },
-        Number(m?.[2]),
-      );
-      expect(line.user).to.equal(
-        new UserIds('pseudonym', DEV_PSEUDONYM_KEY).forLog(want.metadata[USER_ID_HEADER] as string),
-      );
-      expect(line.inputs).to.deep.equal(
-        (want.body as { instances: Record<string, unknown>[] }).instances.map(asLogged),
-      );
-    }
+    expectTemplatedCalls(calls);
   });
 
   it('--protocol oip: ghz drives ModelInfer by server reflection with the same records and users as Predict', async () => {
@@ -177,24 +172,9 @@ describe('npm run loadtest (real ghz, real server)', function () {
     expect(split.total).to.equal(s.okCount);
 
     // Call n scored the very record (and user) a Predict load test sends as call n.
-    const records = mixedRecords(DEMO_MODELS, 'conversion');
     const calls = t.logs.withMsg('ModelInfer').slice(before);
     expect(calls).to.have.length(s.count);
-    for (const line of calls) {
-      const m = /^(loadtest-\d{8}T\d{6}Z)-(\d+)$/.exec(String(line.requestId));
-      expect(m, String(line.requestId)).to.not.equal(null);
-      const want = expectedCall(
-        records,
-        { model: 'conversion', version: '', runId: m?.[1] as string },
-        Number(m?.[2]),
-      );
-      expect(line.user).to.equal(
-        new UserIds('pseudonym', DEV_PSEUDONYM_KEY).forLog(want.metadata[USER_ID_HEADER] as string),
-      );
-      expect(line.inputs).to.deep.equal(
-        (want.body as { instances: Record<string, unknown>[] }).instances.map(asLogged),
-      );
-    }
+    expectTemplatedCalls(calls);
   });
 
   it('exits 1 from the command line, naming the SLO that was missed', async () => {

@@ -54,7 +54,7 @@ export const ENVOY_VARIANTS: readonly EnvoyVariant[] = [
   { name: 'as shipped', what: 'the bootstrap config.ts renders, 1 worker' },
   {
     name: 'no access log',
-    what: 'access_log removed (what the JSON access line costs; the stack keeps it for the A/B exposure record)',
+    what: 'access_log removed (what the JSON access line costs; chaos drills and tests read it)',
     tune: (c) => {
       ingressHcm(c).access_log = [];
       return c;
@@ -66,6 +66,17 @@ export const ENVOY_VARIANTS: readonly EnvoyVariant[] = [
     tune: (c) => {
       const hcm = ingressHcm(c);
       hcm.http_filters = (hcm.http_filters ?? []).filter((f) => f.name !== 'envoy.filters.http.grpc_stats');
+      return c;
+    },
+  },
+  {
+    name: 'grpc_stats without upstream latency',
+    what: 'grpc_stats keeps its per-method call counters (the rollout analysis reads them) without the upstream latency histograms',
+    tune: (c) => {
+      for (const f of ingressHcm(c).http_filters ?? []) {
+        const tc = (f as { typed_config?: Record<string, unknown> }).typed_config;
+        if (f.name === 'envoy.filters.http.grpc_stats' && tc) tc.enable_upstream_stats = false;
+      }
       return c;
     },
   },

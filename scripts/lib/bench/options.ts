@@ -59,7 +59,8 @@ Sections (default: side, about 3 minutes):
                         MODEL_BATCHING) and scaling (1 → 2 servers behind Envoy)
   --families            add issue 5's table: each family through Envoy at a fixed rate
   --envoy               add Envoy settings: the shipped bootstrap vs one change each
-                        (no access log, no grpc_stats, health checks every 5 s, 2 workers)
+                        (no access log, no grpc_stats, grpc_stats without upstream
+                        latency, health checks every 5 s, 2 workers)
   --all                 every section (about 5 minutes)
   --only LIST           exactly these, comma-separated: ${SECTIONS.join(', ')}
 
