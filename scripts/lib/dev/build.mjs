@@ -4,7 +4,7 @@
 // tree costs a few milliseconds and an operator command starts without tsc.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ROOT } from './project.mjs';
 
@@ -47,6 +47,42 @@ function sourceFingerprint() {
   return h.digest('hex');
 }
 
+/** What tsc writes for one source: the module, its map, and declarations if any. */
+const OUTPUT_SUFFIXES = ['.js', '.js.map', '.d.ts', '.d.ts.map'];
+
+/**
+ * Removes what tsc wrote for sources that no longer exist (a moved or deleted
+ * .ts file leaves its .js behind, and a test or command could go on running the
+ * stale copy). Returns the paths removed, relative to the root.
+ */
+export function pruneStaleOutputs(root = ROOT) {
+  const removed = [];
+  const visit = (dir) => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) {
+        visit(p);
+        continue;
+      }
+      const suffix = OUTPUT_SUFFIXES.find((x) => e.name.endsWith(x));
+      if (suffix === undefined) continue;
+      const source = join(root, relative(join(root, 'dist'), p)).slice(0, -suffix.length);
+      if (!existsSync(`${source}.ts`)) {
+        rmSync(p, { force: true });
+        removed.push(relative(root, p));
+      }
+    }
+  };
+  for (const d of SOURCE_DIRS) visit(join(root, 'dist', d));
+  return removed;
+}
+
 function readStamp() {
   try {
     return readFileSync(STAMP, 'utf8').trim();
@@ -72,6 +108,12 @@ export function ensureBuilt({ force = false, quiet = false } = {}) {
   });
   if (r.status !== 0) throw new Error(`tsc failed (${r.signal ?? `exit ${r.status}`})`);
   mkdirSync(join(ROOT, 'dist'), { recursive: true });
+  const stale = pruneStaleOutputs();
+  if (stale.length > 0 && !quiet) {
+    process.stderr.write(
+      `[build] removed ${stale.length} output(s) of deleted sources: ${stale.join(', ')}\n`,
+    );
+  }
   writeFileSync(STAMP, `${want}\n`);
   if (!quiet) process.stderr.write(`[build] done in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   return true;
