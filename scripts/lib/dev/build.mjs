@@ -13,7 +13,8 @@ const STAMP = join(ROOT, 'dist', '.build-stamp');
 const SOURCE_DIRS = ['server', 'scripts', 'test'];
 const CONFIG_FILES = ['tsconfig.json', 'package-lock.json'];
 
-function walk(dir, out) {
+/** Appends to `out` the files below `dir` whose name `want` accepts (TypeScript sources by default). */
+function walk(dir, out, want = (name) => name.endsWith('.ts')) {
   let entries;
   try {
     entries = readdirSync(dir, { withFileTypes: true });
@@ -23,8 +24,8 @@ function walk(dir, out) {
   for (const e of entries) {
     const p = join(dir, e.name);
     if (e.isDirectory()) {
-      if (e.name !== 'node_modules' && e.name !== 'fixtures' && e.name !== '__pycache__') walk(p, out);
-    } else if (e.name.endsWith('.ts')) out.push(p);
+      if (e.name !== 'node_modules' && e.name !== 'fixtures' && e.name !== '__pycache__') walk(p, out, want);
+    } else if (want(e.name)) out.push(p);
   }
 }
 
@@ -56,30 +57,19 @@ const OUTPUT_SUFFIXES = ['.js', '.js.map', '.d.ts', '.d.ts.map'];
  * stale copy). Returns the paths removed, relative to the root.
  */
 export function pruneStaleOutputs(root = ROOT) {
+  const outputs = [];
+  for (const d of SOURCE_DIRS) {
+    walk(join(root, 'dist', d), outputs, (name) => OUTPUT_SUFFIXES.some((x) => name.endsWith(x)));
+  }
   const removed = [];
-  const visit = (dir) => {
-    let entries;
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
+  for (const p of outputs) {
+    const suffix = OUTPUT_SUFFIXES.find((x) => p.endsWith(x)) ?? '';
+    const source = join(root, relative(join(root, 'dist'), p)).slice(0, -suffix.length);
+    if (!existsSync(`${source}.ts`)) {
+      rmSync(p, { force: true });
+      removed.push(relative(root, p));
     }
-    for (const e of entries) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) {
-        visit(p);
-        continue;
-      }
-      const suffix = OUTPUT_SUFFIXES.find((x) => e.name.endsWith(x));
-      if (suffix === undefined) continue;
-      const source = join(root, relative(join(root, 'dist'), p)).slice(0, -suffix.length);
-      if (!existsSync(`${source}.ts`)) {
-        rmSync(p, { force: true });
-        removed.push(relative(root, p));
-      }
-    }
-  };
-  for (const d of SOURCE_DIRS) visit(join(root, 'dist', d));
+  }
   return removed;
 }
 
