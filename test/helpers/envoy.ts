@@ -42,6 +42,8 @@ export interface AccessLogEntry {
   listener: string;
   user: string | null;
   override: string | null;
+  /** The route that matched (ab_split, qa_override_stable, qa_override_canary, invalid_user_id). */
+  route: string | null;
   cluster: string | null;
   arm: string | null;
   grpc_status: string | null;

@@ -4,7 +4,7 @@
 // tree costs a few milliseconds and an operator command starts without tsc.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ROOT } from './project.mjs';
 
@@ -13,7 +13,8 @@ const STAMP = join(ROOT, 'dist', '.build-stamp');
 const SOURCE_DIRS = ['server', 'scripts', 'test'];
 const CONFIG_FILES = ['tsconfig.json', 'package-lock.json'];
 
-function walk(dir, out) {
+/** Appends to `out` the files below `dir` whose name `want` accepts (TypeScript sources by default). */
+function walk(dir, out, want = (name) => name.endsWith('.ts')) {
   let entries;
   try {
     entries = readdirSync(dir, { withFileTypes: true });
@@ -23,8 +24,8 @@ function walk(dir, out) {
   for (const e of entries) {
     const p = join(dir, e.name);
     if (e.isDirectory()) {
-      if (e.name !== 'node_modules' && e.name !== 'fixtures' && e.name !== '__pycache__') walk(p, out);
-    } else if (e.name.endsWith('.ts')) out.push(p);
+      if (e.name !== 'node_modules' && e.name !== 'fixtures' && e.name !== '__pycache__') walk(p, out, want);
+    } else if (want(e.name)) out.push(p);
   }
 }
 
@@ -45,6 +46,31 @@ function sourceFingerprint() {
     h.update(`${relative(ROOT, f)}\0${s.size}\0${s.mtimeMs}\n`);
   }
   return h.digest('hex');
+}
+
+/** What tsc writes for one source: the module, its map, and declarations if any. */
+const OUTPUT_SUFFIXES = ['.js', '.js.map', '.d.ts', '.d.ts.map'];
+
+/**
+ * Removes what tsc wrote for sources that no longer exist (a moved or deleted
+ * .ts file leaves its .js behind, and a test or command could go on running the
+ * stale copy). Returns the paths removed, relative to the root.
+ */
+export function pruneStaleOutputs(root = ROOT) {
+  const outputs = [];
+  for (const d of SOURCE_DIRS) {
+    walk(join(root, 'dist', d), outputs, (name) => OUTPUT_SUFFIXES.some((x) => name.endsWith(x)));
+  }
+  const removed = [];
+  for (const p of outputs) {
+    const suffix = OUTPUT_SUFFIXES.find((x) => p.endsWith(x)) ?? '';
+    const source = join(root, relative(join(root, 'dist'), p)).slice(0, -suffix.length);
+    if (!existsSync(`${source}.ts`)) {
+      rmSync(p, { force: true });
+      removed.push(relative(root, p));
+    }
+  }
+  return removed;
 }
 
 function readStamp() {
@@ -72,6 +98,12 @@ export function ensureBuilt({ force = false, quiet = false } = {}) {
   });
   if (r.status !== 0) throw new Error(`tsc failed (${r.signal ?? `exit ${r.status}`})`);
   mkdirSync(join(ROOT, 'dist'), { recursive: true });
+  const stale = pruneStaleOutputs();
+  if (stale.length > 0 && !quiet) {
+    process.stderr.write(
+      `[build] removed ${stale.length} output(s) of deleted sources: ${stale.join(', ')}\n`,
+    );
+  }
   writeFileSync(STAMP, `${want}\n`);
   if (!quiet) process.stderr.write(`[build] done in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   return true;

@@ -481,6 +481,9 @@ function accessLog(target: string, listener: ListenerKind) {
       user: `%REQ(${USER_ID_HEADER}):128%`,
       override: `%REQ(${AB_OVERRIDE_HEADER}):16%`,
       method: '%REQ(:PATH):256%',
+      // The route that matched: ab_split, qa_override_stable / qa_override_canary (QA
+      // listener only), invalid_user_id.
+      route: '%ROUTE_NAME%',
       // The route's cluster (canary_with_fallback for the canary's share; after a
       // cross-cluster retry, the cluster that was retried) and the arm that answered.
       cluster: '%UPSTREAM_CLUSTER%',
