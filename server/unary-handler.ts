@@ -276,21 +276,7 @@ export class UnaryAdapter {
     metrics.requestDuration.observe(labels, seconds);
     const level = code === status.OK ? okLevel : internal ? 'error' : 'warn';
     if (!logger.isLevelEnabled(level)) return;
-    const fast = this.options.predictionLine;
-    if (fast && code === status.OK && ctx.log?.event === 'prediction') {
-      const record: CallRecord = {
-        requestId: ctx.requestId,
-        method,
-        model: ctx.model,
-        version: ctx.version,
-        arm,
-        code: labels.code,
-        latencyMs: Math.round(seconds * 1e6) / 1e3,
-      };
-      fast.write(okLevel, record, ctx.log, method);
-      return;
-    }
-    const record: CallRecord = {
+    const call: CallRecord = {
       requestId: ctx.requestId,
       method,
       model: ctx.model,
@@ -298,11 +284,17 @@ export class UnaryAdapter {
       arm,
       code: labels.code,
       latencyMs: Math.round(seconds * 1e6) / 1e3,
-      // Expected errors keep their client-safe message; unexpected ones their stack (`err`, below).
-      ...(err !== undefined && !internal
-        ? { message: err instanceof Error ? err.message : String(err) }
-        : {}),
     };
+    const fast = this.options.predictionLine;
+    if (fast && code === status.OK && ctx.log?.event === 'prediction') {
+      fast.write(okLevel, call, ctx.log, method);
+      return;
+    }
+    // Expected errors keep their client-safe message; unexpected ones their stack (`err`, below).
+    const record: CallRecord =
+      err !== undefined && !internal
+        ? { ...call, message: err instanceof Error ? err.message : String(err) }
+        : call;
     // A handler's fields only describe a call that succeeded (a failed call's outputs do not exist).
     const line =
       code === status.OK && ctx.log ? { ...record, ...ctx.log } : internal ? { ...record, err } : record;

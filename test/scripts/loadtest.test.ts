@@ -56,21 +56,22 @@ describe('npm run loadtest (real ghz, real server)', function () {
     removeDir(reports);
   });
 
+  /** 50 calls/s for 2 s at the test server, its metrics read for the split. */
+  const fiftyPerSecond = () => [
+    '--target',
+    `127.0.0.1:${t.ports.grpc}`,
+    '--rps',
+    '50',
+    '--duration',
+    '2s',
+    '--metrics',
+    `127.0.0.1:${t.ports.metrics}`,
+    '--reports',
+    reports,
+  ];
+
   it('runs ghz, parses its report, reads the split, writes both reports, with no errors', async () => {
-    const opts = parseLoadtestArgs([
-      '--generator',
-      'ghz',
-      '--target',
-      `127.0.0.1:${t.ports.grpc}`,
-      '--rps',
-      '50',
-      '--duration',
-      '2s',
-      '--metrics',
-      `127.0.0.1:${t.ports.metrics}`,
-      '--reports',
-      reports,
-    ]);
+    const opts = parseLoadtestArgs(['--generator', 'ghz', ...fiftyPerSecond()]);
     const progress: string[] = [];
     const out = await runLoadtest(opts, { modelRoot: DEMO_MODELS, progress: (line) => progress.push(line) });
     const s = out.result.summary;
@@ -111,18 +112,7 @@ describe('npm run loadtest (real ghz, real server)', function () {
   });
 
   it('the project’s own generator (the default): the same calls, and each call’s arm from the response', async () => {
-    const opts = parseLoadtestArgs([
-      '--target',
-      `127.0.0.1:${t.ports.grpc}`,
-      '--rps',
-      '50',
-      '--duration',
-      '2s',
-      '--metrics',
-      `127.0.0.1:${t.ports.metrics}`,
-      '--reports',
-      reports,
-    ]);
+    const opts = parseLoadtestArgs(fiftyPerSecond());
     expect(opts.generator).to.equal('node');
     const before = t.logs.withMsg('Predict').length;
     const out = await runLoadtest(opts, { modelRoot: DEMO_MODELS, progress: () => undefined });
@@ -145,21 +135,7 @@ describe('npm run loadtest (real ghz, real server)', function () {
   });
 
   it('--protocol oip: ghz drives ModelInfer by server reflection with the same records and users as Predict', async () => {
-    const opts = parseLoadtestArgs([
-      '--protocol',
-      'oip',
-      '--reflection',
-      '--target',
-      `127.0.0.1:${t.ports.grpc}`,
-      '--rps',
-      '50',
-      '--duration',
-      '2s',
-      '--metrics',
-      `127.0.0.1:${t.ports.metrics}`,
-      '--reports',
-      reports,
-    ]);
+    const opts = parseLoadtestArgs(['--protocol', 'oip', '--reflection', ...fiftyPerSecond()]);
     const before = t.logs.withMsg('ModelInfer').length;
     const out = await runLoadtest(opts, { modelRoot: DEMO_MODELS, progress: () => undefined });
     const s = out.result.summary;
