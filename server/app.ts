@@ -14,6 +14,7 @@ import { ModelRepository } from './model-repository.js';
 import { OpenInferenceService } from './open-inference-service.js';
 import { OutcomeRecorder } from './outcome-recorder.js';
 import { PredictService } from './predict-service.js';
+import { PredictionLine } from './prediction-line.js';
 import { PredictionPipeline } from './prediction-pipeline.js';
 import { addReflection } from './reflection.js';
 import { UnaryAdapter } from './unary-handler.js';
@@ -83,12 +84,14 @@ export function createApp(config: Config, deps: AppDeps): App {
   );
   let accepting = true;
   let draining = false;
+  const rpcLogger = logger.child({ component: 'rpc' });
   const adapter = new UnaryAdapter({
-    logger: logger.child({ component: 'rpc' }),
+    logger: rpcLogger,
     metrics,
     arm: config.role,
     maxInFlight: config.maxInFlight,
     isAccepting: () => accepting,
+    predictionLine: PredictionLine.for(rpcLogger, config.log.redactFields),
   });
   const grpcServer = new HardenedServer(config, logger.child({ component: 'grpc' }));
   const userIds = new UserIds(config.log.userIds, config.log.pseudonymKey);

@@ -157,7 +157,8 @@ export const CONFIG_DEFAULTS = {
   LOG_MAX_FIELD_CHARS: '256',
   LOG_BUFFER_BYTES: String(16 * 1024 * 1024),
   LOG_FLUSH_TIMEOUT_MS: '2000',
-  MODEL_BATCHING: '',
+  // Zero-delay coalescing for every model (see batcher.ts): chosen by `npm run bench` (README, Benchmarks).
+  MODEL_BATCHING: '*=64/0ms',
   ORT_INTRA_OP_THREADS: '1',
   INFERENCE_WORKERS: '0',
 } as const;
@@ -253,16 +254,27 @@ function parsePolicy(raw: string): Record<string, string> {
   return pins;
 }
 
+/** The MODEL_BATCHING entry that applies to every model without one of its own. */
+export const EVERY_MODEL = '*';
+
+/** The batching of model `name`: its own MODEL_BATCHING entry, else the `*` entry, else off. */
+export function batchingFor(
+  batching: Readonly<Record<string, BatchingConfig>>,
+  name: string,
+): BatchingConfig | undefined {
+  return Object.hasOwn(batching, name) ? batching[name] : batching[EVERY_MODEL];
+}
+
 function parseBatching(raw: string): Record<string, BatchingConfig> {
   const out: Record<string, BatchingConfig> = {};
-  if (raw === '') return out;
+  if (raw.trim() === '' || raw.trim() === 'off') return out;
   for (const part of raw.split(',')) {
-    const m = /^\s*([A-Za-z0-9_.-]+)=(\d+)\/(\d+(?:\.\d+)?)ms\s*$/.exec(part);
+    const m = /^\s*([A-Za-z0-9_.-]+|\*)=(\d+)\/(\d+(?:\.\d+)?)ms\s*$/.exec(part);
     const size = Number(m?.[2]);
     const delay = Number(m?.[3]);
     if (!m?.[1] || size < 2 || size > 4096 || delay > 1000) {
       throw new ConfigError(
-        `MODEL_BATCHING must be comma-separated model=<maxBatchSize>/<maxQueueDelay>ms entries (size 2-4096, delay ≤ 1000 ms), got "${raw}".`,
+        `MODEL_BATCHING must be off or comma-separated model=<maxBatchSize>/<maxQueueDelay>ms entries (model * for every other model; size 2-4096, delay ≤ 1000 ms), got "${raw}".`,
       );
     }
     if (m[1] in out) throw new ConfigError(`MODEL_BATCHING configures model "${m[1]}" twice.`);

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Role } from './config.js';
 
 /** The A/B group of one prediction. */
@@ -40,8 +40,10 @@ export class ExperimentAssigner {
 
   /** The bucket of `user` in [0, 2^32): the first 4 bytes of sha256(salt:name:user). */
   bucket(user: string): number {
-    const h = createHash('sha256').update(`${this.experiment.salt}:${this.experiment.name}:${user}`).digest();
-    return h.readUInt32BE(0);
+    // One-shot hash: no Hash object per prediction.
+    return hash('sha256', `${this.experiment.salt}:${this.experiment.name}:${user}`, 'buffer').readUInt32BE(
+      0,
+    );
   }
 
   /**

@@ -14,16 +14,31 @@ export type LogDestinationName = 'file' | 'stdout';
 /** How often a failing destination is offered a line again, to find out whether it recovered. */
 const PROBE_MS = 1000;
 
+/** The limits `boundInputs` applies, as the root logger's log formatter carries them. */
+export interface InputLimits {
+  readonly maxChars: number;
+  readonly budget: number;
+}
+
+/**
+ * Where the log formatter keeps its `InputLimits`, so the hand-written
+ * prediction line (prediction-line.ts) can apply the very same bounds, and
+ * can tell this formatter from any other (which it declines).
+ */
+export const INPUT_LIMITS: unique symbol = Symbol('inference.inputLimits');
+
 function options(log: Config['log']): pino.LoggerOptions {
+  const limits: InputLimits = { maxChars: log.maxFieldChars, budget: log.maxLineBytes / 2 };
+  // The one log field a client fills at will (the raw records): bounded before it is serialised.
+  const bound = (object: Record<string, unknown>) =>
+    'inputs' in object ? boundInputs(object, limits.maxChars, limits.budget) : object;
   return {
     level: log.level,
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: {
       level: (label) => ({ level: label }),
-      // The one log field a client fills at will (the raw records): bounded before it is serialised.
-      log: (object) =>
-        'inputs' in object ? boundInputs(object, log.maxFieldChars, log.maxLineBytes / 2) : object,
+      log: Object.assign(bound, { [INPUT_LIMITS]: limits }),
     },
     redact: { paths: inputRedactPaths(log.redactFields), censor: '[redacted]' },
   };

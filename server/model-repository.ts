@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { BatchingConfig } from './config.js';
+import { type BatchingConfig, batchingFor } from './config.js';
 import { notFound, unavailable } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { VERSION_PATTERN } from './model-manifest.js';
@@ -24,7 +24,7 @@ export interface RepositoryOptions {
   readonly maxLoadedVersions: number;
   readonly pollMs: number;
   readonly tuning: Omit<SessionTuning, 'batching'>;
-  /** Dynamic batching per model name; absent = off. */
+  /** Dynamic batching per model name, `*` for every other model (`batchingFor`); absent = off. */
   readonly batching: Readonly<Record<string, BatchingConfig>>;
 }
 
@@ -407,7 +407,7 @@ export class ModelRepository {
         { name, version },
         {
           ...this.options.tuning,
-          batching: this.options.batching[name],
+          batching: batchingFor(this.options.batching, name),
           observeRun: (model, v, rows, seconds) => {
             this.metrics.inferenceDuration.observe({ model, version: v }, seconds);
             this.metrics.batchSize.observe({ model }, rows);

@@ -22,6 +22,7 @@ import {
 } from './errors.js';
 import { REQUEST_ID_HEADER } from './headers.js';
 import type { Labels, Metrics, RequestLabels } from './metrics.js';
+import type { PredictionLine } from './prediction-line.js';
 import { isRequestId } from './request-validation.js';
 
 /**
@@ -136,6 +137,12 @@ export interface UnaryAdapterOptions {
   readonly maxInFlight: number;
   /** False once shutdown has begun: new calls get UNAVAILABLE. */
   readonly isAccepting: () => boolean;
+  /**
+   * Writes successful predictions' lines without pino's generic path (the
+   * same bytes, cheaper); built for `logger` by `PredictionLine.for`. Absent:
+   * every line goes through pino.
+   */
+  readonly predictionLine?: PredictionLine | undefined;
 }
 
 /**
@@ -212,6 +219,9 @@ export class UnaryAdapter {
       // A caller that cancels or runs out of deadline frees its slot at once,
       // and the call is counted with the status the caller saw.
       call.once('cancelled', () => {
+        // grpc-js emits 'cancelled' after every call's trailers too; an error
+        // (and its stack) is built only for a call that is still running.
+        if (done) return;
         const expired = deadlineHasPassed(call.getDeadline(), this.slackMs, wallStart);
         finish(false, expired ? deadlineExceeded() : cancelled(), undefined);
       });
@@ -266,7 +276,7 @@ export class UnaryAdapter {
     metrics.requestDuration.observe(labels, seconds);
     const level = code === status.OK ? okLevel : internal ? 'error' : 'warn';
     if (!logger.isLevelEnabled(level)) return;
-    const record: CallRecord = {
+    const call: CallRecord = {
       requestId: ctx.requestId,
       method,
       model: ctx.model,
@@ -274,11 +284,17 @@ export class UnaryAdapter {
       arm,
       code: labels.code,
       latencyMs: Math.round(seconds * 1e6) / 1e3,
-      // Expected errors keep their client-safe message; unexpected ones their stack (`err`, below).
-      ...(err !== undefined && !internal
-        ? { message: err instanceof Error ? err.message : String(err) }
-        : {}),
     };
+    const fast = this.options.predictionLine;
+    if (fast && code === status.OK && ctx.log?.event === 'prediction') {
+      fast.write(okLevel, call, ctx.log, method);
+      return;
+    }
+    // Expected errors keep their client-safe message; unexpected ones their stack (`err`, below).
+    const record: CallRecord =
+      err !== undefined && !internal
+        ? { ...call, message: err instanceof Error ? err.message : String(err) }
+        : call;
     // A handler's fields only describe a call that succeeded (a failed call's outputs do not exist).
     const line =
       code === status.OK && ctx.log ? { ...record, ...ctx.log } : internal ? { ...record, err } : record;

@@ -32,6 +32,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { envoyTuning } from '../lib/bench/envoy-tuning.js';
 import { familyRt } from '../lib/bench/family-rt.js';
 import type { Progress } from '../lib/bench/measure.js';
 import { BENCH_USAGE, parseBenchArgs, type Section } from '../lib/bench/options.js';
@@ -95,6 +96,7 @@ async function main(argv: readonly string[]): Promise<number> {
     ['logging', logging],
     ['batching', batching],
     ['scaling', scaling],
+    ['envoy', envoyTuning],
     ['families', familyRt],
   ];
   try {

@@ -9,6 +9,7 @@
  */
 import { runIfMain, UsageError } from '../lib/cli.js';
 import { GhzError } from '../lib/load/ghz.js';
+import { H2GeneratorError } from '../lib/load/h2-generator.js';
 import { type LoadtestOptions, parseLoadtestArgs, USAGE } from '../lib/load/options.js';
 import { formatSummary } from '../lib/load/report.js';
 import { type LoadtestOutcome, runLoadtest } from '../lib/load/run.js';
@@ -40,7 +41,7 @@ async function main(argv: readonly string[]): Promise<number> {
   process.on('SIGINT', () => {
     if (++interrupts > 1) process.exit(130);
     process.stderr.write(
-      '\n[loadtest] interrupted: stopping ghz, summarising what ran (Ctrl-C again to quit)\n',
+      '\n[loadtest] interrupted: stopping the load generator, summarising what ran (Ctrl-C again to quit)\n',
     );
     controller.abort();
   });
@@ -48,7 +49,11 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     outcome = await runLoadtest(opts, { signal: controller.signal });
   } catch (err) {
-    if (err instanceof GhzError || (err as NodeJS.ErrnoException).code === 'ENOENT') {
+    if (
+      err instanceof GhzError ||
+      err instanceof H2GeneratorError ||
+      (err as NodeJS.ErrnoException).code === 'ENOENT'
+    ) {
       process.stderr.write(`loadtest: ${(err as Error).message}\n`);
       return 3;
     }
@@ -56,7 +61,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   process.stdout.write(`\n${formatSummary(outcome.result)}\n\n`);
   process.stdout.write(`Reports: ${outcome.files.json}\n         ${outcome.files.html}\n`);
-  process.stdout.write(`ghz:     ghz ${shellQuote(outcome.ghzArgs)}\n`);
+  if (outcome.ghzArgs.length > 0) process.stdout.write(`ghz:     ghz ${shellQuote(outcome.ghzArgs)}\n`);
   if (!outcome.ok) {
     const failed = outcome.result.verdicts.filter((v) => !v.ok);
     process.stdout.write(`\nSLO missed: ${failed.map((v) => `${v.name} (${v.detail})`).join('; ')}\n`);

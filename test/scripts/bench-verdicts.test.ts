@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { withExtraStableEndpoints } from '../../scripts/lib/bench/envoy.js';
+import { ENVOY_VARIANTS } from '../../scripts/lib/bench/envoy-tuning.js';
 import { modelInferArray, predictArray, USERS } from '../../scripts/lib/bench/measure.js';
 import { parseBenchArgs } from '../../scripts/lib/bench/options.js';
 import { readServerScrape } from '../../scripts/lib/bench/scrape.js';
@@ -45,18 +46,36 @@ function m(over: Partial<Measurement> = {}): Measurement {
 
 const rate = (over: Partial<Measurement> = {}) => m({ mode: 'rate', requestedRps: 500, okRps: 500, ...over });
 
+/** CPU ms over a 10,000-call run: 1,500 ms is 150 µs per call. */
 function runs(
-  o: { direct?: number; floor?: number; flask?: number; high?: Partial<Measurement> } = {},
+  o: {
+    direct?: number;
+    floor?: number;
+    flask?: number;
+    envoy?: number;
+    high?: Partial<Measurement>;
+    serverCpuMs?: number;
+    envoyCpuMs?: Record<string, number>;
+  } = {},
 ): SideBySide {
   return {
-    direct: { max: m({ okRps: o.direct ?? 9000 }), rate: rate({ p50Ms: 0.8, p99Ms: 2 }) },
+    direct: {
+      max: m({ okRps: o.direct ?? 9000, cpuMs: { server: o.serverCpuMs ?? 1800, 'load generator': 2000 } }),
+      rate: rate({ p50Ms: 0.8, p99Ms: 2 }),
+    },
     envoy: {
-      max: m({ okRps: 5000 }),
+      max: m({
+        okRps: o.envoy ?? 7500,
+        cpuMs: o.envoyCpuMs ?? { Envoy: 1000, 'stable server': 1500, 'canary server': 300 },
+      }),
       rate: rate({ p50Ms: 1.3, p99Ms: 3.5 }),
       high: m({ mode: 'rate', requestedRps: 5000, okRps: 4990, p99Ms: 8, count: 50_000, ...o.high }),
     },
     flask: { max: m({ okRps: o.flask ?? 700, tool: 'hey' }), rate: rate({ p50Ms: 50, p99Ms: 110 }) },
-    floor: { max: m({ okRps: o.floor ?? 10_000 }), rate: rate({ p50Ms: 0.5, p99Ms: 1.5 }) },
+    floor: {
+      max: m({ okRps: o.floor ?? 10_000, cpuMs: { 'floor server': 1500 } }),
+      rate: rate({ p50Ms: 0.5, p99Ms: 1.5 }),
+    },
   };
 }
 
@@ -71,18 +90,66 @@ describe('bench: ratios and verdicts', () => {
 
   it('meets every target when the figures do', () => {
     const vs = verdicts(runs({ flask: 800 }));
-    expect(vs.map((v) => v.status)).to.deep.equal(['met', 'met', 'met']);
+    expect(vs.map((v) => v.status)).to.deep.equal(['met', 'met', 'met', 'met', 'met', 'met']);
     expect(vs[0]?.detail).to.equal('9,000/s vs floor 10,000/s = 0.90×');
+    expect(vs[3]?.detail).to.equal('server 180 µs vs floor 150 µs per call = 1.20×');
+    expect(vs[4]?.detail).to.equal('Envoy + stable + canary 280 µs vs floor 150 µs per call = 1.87×');
+    expect(vs[5]?.detail).to.equal('7,500/s vs direct 9,000/s = 0.83×');
   });
 
   it('names each miss and by how much', () => {
-    const vs = verdicts(runs({ direct: 6000, flask: 700, high: { okRps: 3000, p99Ms: 40, errorCount: 2 } }));
-    expect(vs.map((v) => v.status)).to.deep.equal(['missed', 'missed', 'missed']);
+    const vs = verdicts(
+      runs({
+        direct: 6000,
+        flask: 700,
+        envoy: 4000,
+        high: { okRps: 3000, p99Ms: 40, errorCount: 2 },
+        serverCpuMs: 2900,
+        envoyCpuMs: { Envoy: 1700, 'stable server': 3200, 'canary server': 400 },
+      }),
+    );
+    expect(vs.map((v) => v.status)).to.deep.equal([
+      'missed',
+      'missed',
+      'missed',
+      'missed',
+      'missed',
+      'missed',
+    ]);
     expect(vs[0]?.detail).to.equal('6,000/s vs floor 10,000/s = 0.60× (short by 2,500/s)');
     expect(vs[1]?.detail).to.equal('6,000/s vs Flask 700/s = 8.6×; p99 at 500/s 2.00 ms vs Flask 110.00 ms');
     expect(vs[2]?.detail).to.equal(
       'achieved 3,000/s, p99 40.00 ms, 2 errors of 50000 (missed: p99, errors, rate below 95% of 5,000/s)',
     );
+    expect(vs[3]?.detail).to.equal('server 290 µs vs floor 150 µs per call = 1.93×');
+    expect(vs[4]?.detail).to.equal('Envoy + stable + canary 530 µs vs floor 150 µs per call = 3.53×');
+    expect(vs[5]?.detail).to.equal('4,000/s vs direct 6,000/s = 0.67×');
+  });
+
+  it('judges the CPU targets at their bounds: equal to the factor is met, above it missed', () => {
+    expect(verdicts(runs({ serverCpuMs: 1875 }))[3]?.status).to.equal('met');
+    expect(verdicts(runs({ serverCpuMs: 1876 }))[3]?.status).to.equal('missed');
+    const at2 = { Envoy: 1000, 'stable server': 1700, 'canary server': 300 };
+    expect(verdicts(runs({ envoyCpuMs: at2 }))[4]?.status).to.equal('met');
+    expect(verdicts(runs({ envoyCpuMs: { ...at2, Envoy: 1001 } }))[4]?.status).to.equal('missed');
+  });
+
+  it('says "not measured" for a CPU target when a process was not watched', () => {
+    const vs = verdicts(runs({ envoyCpuMs: { Envoy: 1000, 'stable server': 1500 } }));
+    expect(vs[4]?.status).to.equal('not measured');
+    expect(vs[3]?.status).to.equal('met');
+  });
+
+  it('judges the Envoy rate once more on the leaner generator’s run when there is one', () => {
+    const s = runs();
+    const lean = m({ tool: 'h2load', mode: 'rate', requestedRps: 5000, okRps: 4999, p99Ms: 12 });
+    const vs = verdicts({ ...s, envoy: { ...s.envoy, highLean: lean } });
+    expect(vs.map((v) => v.target)).to.include(
+      'through Envoy at 5,000/s: p99 ≤ 10 ms, zero errors, load generator h2load',
+    );
+    const leanVerdict = vs.find((v) => v.target.endsWith('h2load'));
+    expect(leanVerdict?.status).to.equal('missed');
+    expect(leanVerdict?.detail).to.include('(missed: p99)');
   });
 
   it('misses "10× Flask" when our p99 is not lower, even at a high ratio', () => {
@@ -93,7 +160,14 @@ describe('bench: ratios and verdicts', () => {
 
   it('says "not measured" for a target whose run is missing, instead of passing it', () => {
     const vs = verdicts({ direct: runs().direct });
-    expect(vs.map((v) => v.status)).to.deep.equal(['not measured', 'not measured', 'not measured']);
+    expect(vs.map((v) => v.status)).to.deep.equal([
+      'not measured',
+      'not measured',
+      'not measured',
+      'not measured',
+      'not measured',
+      'not measured',
+    ]);
   });
 
   it('judges the Envoy rate given in the targets', () => {
@@ -101,7 +175,7 @@ describe('bench: ratios and verdicts', () => {
       ...DEFAULT_TARGETS,
       envoyRps: 2000,
     });
-    expect(vs[2]?.target).to.equal('through Envoy at 2,000/s: p99 ≤ 10 ms, zero errors');
+    expect(vs[2]?.target).to.equal('through Envoy at 2,000/s: p99 ≤ 10 ms, zero errors, load generator ghz');
     expect(vs[2]?.status).to.equal('met');
   });
 });
@@ -256,7 +330,8 @@ describe('bench: options', () => {
       'scaling',
     ]);
     expect([...parseBenchArgs(['--families']).sections]).to.deep.equal(['side', 'families']);
-    expect(parseBenchArgs(['--all']).sections.size).to.equal(5);
+    expect([...parseBenchArgs(['--envoy']).sections]).to.deep.equal(['side', 'envoy']);
+    expect(parseBenchArgs(['--all']).sections.size).to.equal(6);
     expect([...parseBenchArgs(['--only', 'families,logging']).sections]).to.deep.equal([
       'families',
       'logging',
@@ -402,5 +477,55 @@ describe('bench: requests, Envoy endpoints, scrapes', () => {
       runs: 120,
     });
     expect(readServerScrape('').meanBatchRows).to.equal(undefined);
+  });
+});
+
+describe('bench: Envoy settings variants', () => {
+  const rendered = () =>
+    JSON.parse(JSON.stringify(bootstrap({ ...LOCAL_BOOTSTRAP, inlineRoutes: { stable: 90, canary: 10 } })));
+  const variant = (name: string) => {
+    const v = ENVOY_VARIANTS.find((x) => x.name === name);
+    if (!v) throw new Error(`no variant ${name}`);
+    return v;
+  };
+  /** The paths (dot-joined keys) where two JSON values differ. */
+  function diffPaths(a: unknown, b: unknown, at = ''): string[] {
+    if (JSON.stringify(a) === JSON.stringify(b)) return [];
+    if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return [at];
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    return [...keys].flatMap((k) =>
+      diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], at ? `${at}.${k}` : k),
+    );
+  }
+  const changed = (name: string) => {
+    const tune = variant(name).tune;
+    return tune ? diffPaths(rendered(), tune(rendered())) : [];
+  };
+
+  it('starts from the shipped bootstrap, unchanged', () => {
+    expect(variant('as shipped').tune).to.equal(undefined);
+    expect(variant('as shipped').concurrency).to.equal(undefined);
+  });
+
+  it('changes exactly one setting in each variant', () => {
+    expect(changed('no access log')).to.deep.equal([
+      'static_resources.listeners.0.filter_chains.0.filters.0.typed_config.access_log.0',
+    ]);
+    const hcm = 'static_resources.listeners.0.filter_chains.0.filters.0.typed_config';
+    expect(changed('no grpc_stats').every((p) => p.startsWith(`${hcm}.http_filters.`))).to.equal(true);
+    const tuned = variant('no grpc_stats').tune?.(rendered()) as ReturnType<typeof rendered>;
+    const filters = tuned.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters;
+    expect(filters.map((f: { name: string }) => f.name)).to.deep.equal(['envoy.filters.http.router']);
+    expect(changed('grpc_stats without upstream latency')).to.deep.equal([
+      `${hcm}.http_filters.0.typed_config.enable_upstream_stats`,
+    ]);
+    expect(changed('health checks every 5 s')).to.deep.equal([
+      'static_resources.clusters.0.health_checks.0.interval',
+      'static_resources.clusters.0.health_checks.0.no_traffic_interval',
+      'static_resources.clusters.1.health_checks.0.interval',
+      'static_resources.clusters.1.health_checks.0.no_traffic_interval',
+    ]);
+    expect(changed('2 workers')).to.deep.equal([]);
+    expect(variant('2 workers').concurrency).to.equal(2);
   });
 });

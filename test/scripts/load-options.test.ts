@@ -368,6 +368,7 @@ describe('loadtest summary and HTML report', () => {
     verdicts: checkSlo(summary, DEFAULT_SLO),
     split: abSplit(snap({ canary: METRICS_BEFORE }), snap({ canary: METRICS_AFTER })),
     requestedRps: 500,
+    generator: 'ghz',
     ...over,
   });
 

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { ConfigError, loadConfig } from '../../server/config.js';
+import { batchingFor, ConfigError, loadConfig } from '../../server/config.js';
 
 describe('config', () => {
   it('has the documented defaults', () => {
@@ -44,6 +44,7 @@ describe('config', () => {
     ['MODEL_VERSION_POLICY', 'a=20261120T101500Z,a=20261121T101500Z', /pins model "a" twice/],
     ['MODEL_BATCHING', 'a=8/1ms,a=16/1ms', /configures model "a" twice/],
     ['MODEL_BATCHING', 'a=1/1ms', /^MODEL_BATCHING must be/],
+    ['MODEL_BATCHING', '**=8/0ms', /^MODEL_BATCHING must be/],
     ['EXPERIMENT_NAME', ' ', /^EXPERIMENT_NAME must not be empty/],
     ['GRPC_HOST', 'bad host', /^GRPC_HOST must be a host name or an IPv4\/IPv6 address/],
   ];
@@ -72,6 +73,21 @@ describe('config', () => {
     expect(c.batching).to.deep.equal({ conversion: { maxBatchSize: 32, maxQueueDelayMs: 2 } });
     expect(c.log.redactFields).to.deep.equal(['userId', 'deviceName']);
     expect(c.log.rotate).to.equal(500);
+  });
+
+  it('coalesces every model by default (zero delay), and takes * for every model without its own entry, or off', () => {
+    const byDefault = loadConfig({}).batching;
+    expect(byDefault).to.deep.equal({ '*': { maxBatchSize: 64, maxQueueDelayMs: 0 } });
+    expect(batchingFor(byDefault, 'conversion')).to.deep.equal({ maxBatchSize: 64, maxQueueDelayMs: 0 });
+    const mixed = loadConfig({ MODEL_BATCHING: '*=16/0ms,conversion=32/2ms' }).batching;
+    expect(batchingFor(mixed, 'conversion')).to.deep.equal({ maxBatchSize: 32, maxQueueDelayMs: 2 });
+    expect(batchingFor(mixed, 'churn')).to.deep.equal({ maxBatchSize: 16, maxQueueDelayMs: 0 });
+    expect(batchingFor(loadConfig({ MODEL_BATCHING: 'conversion=32/2ms' }).batching, 'churn')).to.equal(
+      undefined,
+    );
+    for (const off of ['', 'off']) {
+      expect(batchingFor(loadConfig({ MODEL_BATCHING: off }).batching, 'conversion')).to.equal(undefined);
+    }
   });
 
   it('reads CONFIG_FILE, with environment variables taking precedence', () => {

@@ -57,7 +57,7 @@ describe('execution modes', function () {
   });
 
   it('worker threads (INFERENCE_WORKERS=2) give the same scores as inline, under concurrency', async () => {
-    t = await startApp({ INFERENCE_WORKERS: '2' }, () => now);
+    t = await startApp({ INFERENCE_WORKERS: '2', MODEL_BATCHING: 'off' }, () => now);
     expect(runners(t)).to.deep.equal([{ name: 'MeteredRunner' }, { name: 'WorkerPoolRunner', size: 2 }]);
     await concurrentGolden(t);
     const batch = await predict(t.client, { instances: golden.cases.map((c) => c.record) });
@@ -78,8 +78,21 @@ describe('execution modes', function () {
     expect(runs).to.be.lessThan(golden.cases.length);
   });
 
-  it('without batching, every request is its own run', async () => {
+  it('coalesces by default: concurrent requests share runs with no queue delay, each caller getting its own scores', async () => {
     t = await startApp({}, () => now);
+    expect(runners(t).map((r) => r.name)).to.deep.equal(['DynamicBatcher', 'MeteredRunner', 'InlineRunner']);
+    const batcher = (t.app.repository.resolve('conversion', '') as unknown as { runner: { config: unknown } })
+      .runner;
+    expect(batcher.config).to.deep.equal({ maxBatchSize: 64, maxQueueDelayMs: 0 });
+    const before = await histogram(t, 'inference_batch_instances');
+    await concurrentGolden(t);
+    const after = await histogram(t, 'inference_batch_instances');
+    expect(after.sum - before.sum).to.equal(golden.cases.length);
+    expect(after.count - before.count).to.be.lessThan(golden.cases.length);
+  });
+
+  it('with MODEL_BATCHING=off, every request is its own run', async () => {
+    t = await startApp({ MODEL_BATCHING: 'off' }, () => now);
     expect(runners(t).map((r) => r.name)).to.deep.equal(['MeteredRunner', 'InlineRunner']);
     const before = await histogram(t, 'inference_batch_instances');
     await concurrentGolden(t);

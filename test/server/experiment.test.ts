@@ -1,8 +1,17 @@
+import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import { ExperimentAssigner } from '../../server/experiment.js';
 
 describe('experiment assigner (A/B stage 2)', () => {
   const exp = { name: 'positives-v1', salt: 's1', share: 0.5 };
+
+  it('buckets a user by the first 4 bytes of sha256(salt:name:user), big-endian', () => {
+    const a = new ExperimentAssigner('canary', exp);
+    for (const user of ['u1', '102079311', 'ünï', '']) {
+      const h = createHash('sha256').update(`s1:positives-v1:${user}`).digest();
+      expect(a.bucket(user)).to.equal(h.readUInt32BE(0));
+    }
+  });
 
   it('gives every stable prediction the baseline group and action = label', () => {
     const a = new ExperimentAssigner('stable', exp);

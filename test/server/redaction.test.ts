@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { expect } from 'chai';
 import { asPredictionRecord, UserIds, userOfOutput } from '../../server/call-log.js';
 import { DEV_PSEUDONYM_KEY } from '../../server/config.js';
@@ -77,6 +78,22 @@ describe('prediction log: redaction and user pseudonyms', function () {
       ).to.equal(true);
     } finally {
       await Promise.all([t.stop(), d.stop()]);
+    }
+  });
+
+  it('pseudonyms are HMAC-SHA256(key, user) in base64url, for every key length and user', () => {
+    const keys = ['', 'k', DEV_PSEUDONYM_KEY, 'x'.repeat(64), 'y'.repeat(65), 'clé-ünï'];
+    const users = ['42', '102079311', 'user 7 ~!', 'ü-not-ascii', 'z'.repeat(256), 'z'.repeat(257), ''];
+    for (const key of keys) {
+      const ids = new UserIds('pseudonym', key);
+      for (const user of users) {
+        const expected = `p_${createHmac('sha256', key).update(user).digest('base64url').slice(0, 22)}`;
+        expect(ids.forLog(user), `key ${key.length} chars, user ${user.slice(0, 12)}`).to.equal(expected);
+        // The scratch buffers are reused: a shorter user after a longer one must not see its tail.
+        expect(ids.forLog('1')).to.equal(
+          `p_${createHmac('sha256', key).update('1').digest('base64url').slice(0, 22)}`,
+        );
+      }
     }
   });
 });

@@ -70,6 +70,8 @@ export async function startEnvoyFor(
     /** Envoy worker threads (its `--concurrency`). */
     concurrency: number;
     timeoutMs?: number;
+    /** Changes a copy of the rendered bootstrap before it is written (the Envoy settings section). */
+    tune?: (config: Record<string, unknown>) => Record<string, unknown>;
   },
 ): Promise<BenchEnvoy> {
   const name = o.name ?? 'envoy';
@@ -89,10 +91,11 @@ export async function startEnvoyFor(
     accessLog: join(dir, 'access.log'),
     healthCheckIntervalMs: 1000,
   };
-  const config = withExtraStableEndpoints(
+  const rendered = withExtraStableEndpoints(
     bootstrap(options),
     more.map((s) => ({ host: '127.0.0.1', port: s.grpcPort })),
   );
+  const config = o.tune ? o.tune(JSON.parse(JSON.stringify(rendered)) as Record<string, unknown>) : rendered;
   const configPath = join(dir, 'envoy.yaml');
   writeFileSync(configPath, `# Rendered by scripts/lib/bench/envoy.ts\n${toYaml(config)}`);
   const envoy = await startEnvoy({

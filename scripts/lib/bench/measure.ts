@@ -21,9 +21,11 @@ import {
   PROTO_IMPORT_PATH,
 } from '../load/run.js';
 import { summarize } from '../load/summary.js';
-import type { ToolRunOptions } from '../tool-process.js';
+import { runTool, type ToolRunOptions } from '../tool-process.js';
+import { H2LOAD_BIN, type H2loadRun, h2loadArgs, predictBody, readH2loadLog } from './h2load.js';
 import { errorKinds, heyArgs, runHey } from './hey.js';
 import { cpuTimesMs } from './process-stats.js';
+import { grpcErrorsBetween } from './scrape.js';
 import type { Measurement } from './verdicts.js';
 
 /** How hard to push: closed loop (`rps` omitted) or paced. */
@@ -253,6 +255,81 @@ export async function ghzPhase(
         p99Ms: s.latencyMs.p99,
         maxMs: s.latencyMs.max,
         errors: s.statuses.filter((st) => st.status !== 'OK').map((st) => `${st.status} ×${st.count}`),
+      };
+    },
+  );
+}
+
+/**
+ * An h2load phase against `host`: the seed record's Predict, pre-encoded, on
+ * `clients` connections of `streams` streams each (h2load.ts). The gRPC
+ * statuses are the servers' own counts on `metricsPorts` over the phase.
+ */
+export async function h2loadPhase(
+  o: PhaseOf & {
+    host: string;
+    model: string;
+    workDir: string;
+    metricsPorts: readonly number[];
+    clients: number;
+    streams: number;
+  },
+): Promise<Measurement> {
+  if (o.signal?.aborted) throw new Error('interrupted');
+  const n = ++runCounter;
+  const bodyFile = join(o.workDir, `h2load-${n}.body`);
+  writeFileSync(bodyFile, predictBody(o.model));
+  const run: H2loadRun = {
+    host: o.host,
+    bodyFile,
+    clients: o.clients,
+    streams: o.streams,
+    ...(o.load.rps !== undefined ? { rps: o.load.rps } : {}),
+    durationMs: o.load.durationMs,
+    logFile: join(o.workDir, `h2load-${n}.log`),
+  };
+  let grpcErrors: Record<string, number> = {};
+  return measuredPhase(
+    o,
+    'h2load',
+    o.host,
+    async (options) => {
+      grpcErrors = await grpcErrorsBetween(o.metricsPorts, async () => {
+        const exit = await runTool(H2LOAD_BIN, h2loadArgs(run), options);
+        if (exit.code !== 0) throw new Error(`h2load failed: ${exit.stderr.trim() || exit.stdout.trim()}`);
+      });
+    },
+    () => {
+      const c = readH2loadLog(run.logFile);
+      rmSync(run.logFile, { force: true });
+      rmSync(bodyFile, { force: true });
+      // h2load ends a timed run by resetting the streams still in flight, which
+      // the servers count as CANCELLED: up to clients × streams of those are
+      // the generator stopping, not failed calls.
+      const cut = Math.min(grpcErrors.CANCELLED ?? 0, o.clients * o.streams);
+      if (cut > 0) {
+        const rest = (grpcErrors.CANCELLED ?? 0) - cut;
+        const { CANCELLED: _cancelled, ...others } = grpcErrors;
+        grpcErrors = rest > 0 ? { ...others, CANCELLED: rest } : others;
+      }
+      const grpcFailed = Object.values(grpcErrors).reduce((a, x) => a + x, 0);
+      const failed = Object.values(c.failures).reduce((a, x) => a + x, 0) + grpcFailed;
+      const okCount = c.okCount - grpcFailed;
+      return {
+        elapsedMs: c.spanMs,
+        count: c.count,
+        okCount,
+        errorCount: failed,
+        okRps: c.spanMs > 0 ? okCount / (c.spanMs / 1000) : 0,
+        p50Ms: c.p50Ms,
+        p90Ms: c.p90Ms,
+        p99Ms: c.p99Ms,
+        maxMs: c.maxMs,
+        errors: [
+          ...Object.entries(c.failures).map(([k, x]) => `${k} ×${x}`),
+          ...Object.entries(grpcErrors).map(([k, x]) => `${k} ×${x}`),
+          ...(cut > 0 ? [`(not counted: ${cut} in flight at the end, cancelled by h2load)`] : []),
+        ],
       };
     },
   );

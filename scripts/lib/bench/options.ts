@@ -7,7 +7,7 @@ import { durationOption, intOption, parseCommandLine } from '../args.js';
 import { UsageError } from '../cli.js';
 
 /** What can be run; `side` is the side-by-side table (and the RSS of the direct server). */
-const SECTIONS = ['side', 'logging', 'batching', 'scaling', 'families'] as const;
+const SECTIONS = ['side', 'logging', 'batching', 'scaling', 'families', 'envoy'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchOptions {
@@ -58,6 +58,9 @@ Sections (default: side, about 3 minutes):
   --extras              add logging (LOG_LEVEL info vs warn), batching (off vs
                         MODEL_BATCHING) and scaling (1 → 2 servers behind Envoy)
   --families            add issue 5's table: each family through Envoy at a fixed rate
+  --envoy               add Envoy settings: the shipped bootstrap vs one change each
+                        (no access log, no grpc_stats, grpc_stats without upstream
+                        latency, health checks every 5 s, 2 workers)
   --all                 every section (about 5 minutes)
   --only LIST           exactly these, comma-separated: ${SECTIONS.join(', ')}
 
@@ -94,6 +97,7 @@ export function parseBenchArgs(argv: readonly string[], cwd = process.cwd()): Be
   const parsed = parseCommandLine(argv, {
     extras: { type: 'boolean' },
     families: { type: 'boolean' },
+    envoy: { type: 'boolean' },
     all: { type: 'boolean' },
     only: { type: 'string' },
     duration: { type: 'string' },
@@ -115,8 +119,8 @@ export function parseBenchArgs(argv: readonly string[], cwd = process.cwd()): Be
   let sections: Set<Section>;
   const only = str('only');
   if (only !== undefined) {
-    if (v.all || v.extras || v.families)
-      throw new UsageError('--only cannot be combined with --all, --extras or --families.');
+    if (v.all || v.extras || v.families || v.envoy)
+      throw new UsageError('--only cannot be combined with --all, --extras, --families or --envoy.');
     const names = only
       .split(',')
       .map((s) => s.trim())
@@ -130,6 +134,7 @@ export function parseBenchArgs(argv: readonly string[], cwd = process.cwd()): Be
     sections = new Set<Section>(['side']);
     if (v.all || v.extras) for (const s of ['logging', 'batching', 'scaling'] as const) sections.add(s);
     if (v.all || v.families) sections.add('families');
+    if (v.all || v.envoy) sections.add('envoy');
   }
   const batching = str('batching') ?? 'conversion=32/1ms';
   if (!/^[\w.-]+=\d+\/\d+ms$/.test(batching)) {

@@ -37,3 +37,38 @@ export async function scrapeServer(metricsPort: number): Promise<ServerScrape> {
   if (!res.ok) throw new Error(`/metrics on port ${metricsPort} answered HTTP ${res.status}`);
   return readServerScrape(await res.text());
 }
+
+/** `inference_requests_total` summed by gRPC code (`OK`, `UNAVAILABLE`, …) over every label set. */
+export function requestsByCode(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of parsePrometheus(text).get('inference_requests_total')?.samples ?? []) {
+    const code = s.labels.code ?? '';
+    out[code] = (out[code] ?? 0) + s.value;
+  }
+  return out;
+}
+
+/** Calls answered with a status other than OK by the servers on `metricsPorts`, from two scrapes. */
+export async function grpcErrorsBetween(
+  metricsPorts: readonly number[],
+  run: () => Promise<void>,
+): Promise<Record<string, number>> {
+  const scrape = async () => {
+    const all: Record<string, number> = {};
+    for (const port of metricsPorts) {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) });
+      for (const [code, n] of Object.entries(requestsByCode(await res.text())))
+        all[code] = (all[code] ?? 0) + n;
+    }
+    return all;
+  };
+  const before = await scrape();
+  await run();
+  const after = await scrape();
+  const out: Record<string, number> = {};
+  for (const [code, n] of Object.entries(after)) {
+    const d = n - (before[code] ?? 0);
+    if (code !== 'OK' && d > 0) out[code] = d;
+  }
+  return out;
+}

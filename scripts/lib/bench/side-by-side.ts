@@ -11,7 +11,8 @@
 import { join } from 'node:path';
 import { MODELS_DIR } from '../paths.js';
 import { startFlask, startFloor } from './baselines.js';
-import { GENERATOR } from './measure.js';
+import { h2loadInstalled } from './h2load.js';
+import { GENERATOR, h2loadPhase } from './measure.js';
 import { mib, rssBytes } from './process-stats.js';
 import { startBenchServer } from './processes.js';
 import { scrapeServer } from './scrape.js';
@@ -66,6 +67,9 @@ function cpuRatio(
 
 const fmtRatio = (x: number | undefined, digits: number) =>
   x === undefined ? 'n/a' : `${x.toFixed(digits)}×`;
+
+/** h2load's connections and streams per connection for the Envoy rate run (100 calls in flight at most, as ghz's c=50 × 2). */
+const H2LOAD_SHAPE = { clients: 4, streams: 25 } as const;
 
 export interface SideResult {
   readonly markdown: string;
@@ -143,6 +147,27 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
   for (const t of order) rate.set(t.name, await t.run(paced(ctx, opts.rate)));
   progress(`[bench] Envoy at a fixed ${opts.envoyRate}/s`);
   const high = await targets.envoy.run(paced(ctx, opts.envoyRate));
+  // The same rate with a generator that leaves the cores to Envoy and the servers (h2load.ts).
+  let highLean: Measurement | undefined;
+  if (h2loadInstalled()) {
+    progress(`[bench] Envoy at a fixed ${opts.envoyRate}/s, h2load`);
+    highLean = await h2loadPhase({
+      target: 'envoy h2load',
+      host: envoy.host,
+      model: MODEL,
+      workDir,
+      metricsPorts: [stable.metricsPort, canary.metricsPort],
+      ...H2LOAD_SHAPE,
+      load: {
+        concurrency: H2LOAD_SHAPE.clients * H2LOAD_SHAPE.streams,
+        rps: opts.envoyRate,
+        durationMs: opts.durationMs,
+      },
+      watch,
+      progress,
+      signal: ctx.signal,
+    });
+  } else progress('[bench] h2load not installed (Debian: nghttp2-client): Envoy judged with ghz only');
 
   const scrape = await scrapeServer(direct.metricsPort);
   const memory = [
@@ -157,7 +182,7 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
 
   const runs: SideBySide = {
     direct: { max: max.get('direct'), rate: rate.get('direct') },
-    envoy: { max: max.get('envoy'), rate: rate.get('envoy'), high },
+    envoy: { max: max.get('envoy'), rate: rate.get('envoy'), high, ...(highLean ? { highLean } : {}) },
     flask: { max: max.get('flask'), rate: rate.get('flask') },
     floor: { max: max.get('floor'), rate: rate.get('floor') },
   } as SideBySide;
@@ -204,6 +229,14 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
       `p50 ${f2(high.p50Ms)} ms, p90 ${f2(high.p90Ms)} ms, p99 ${f2(high.p99Ms)} ms, max ${f2(high.maxMs)} ms, ` +
       `errors ${high.errorCount}/${high.count}, load ${high.load1[0].toFixed(2)}→${high.load1[1].toFixed(2)}.`,
     '',
+    highLean
+      ? `Envoy at a fixed ${opts.envoyRate}/s with h2load (${H2LOAD_SHAPE.clients} connections × ${H2LOAD_SHAPE.streams} streams, ` +
+        `one pre-encoded Predict): achieved ${Math.round(highLean.okRps)}/s, p50 ${f2(highLean.p50Ms)} ms, ` +
+        `p90 ${f2(highLean.p90Ms)} ms, p99 ${f2(highLean.p99Ms)} ms, max ${f2(highLean.maxMs)} ms, ` +
+        `errors ${highLean.errorCount}/${highLean.count} (gRPC statuses from the servers' counters), ` +
+        `load ${highLean.load1[0].toFixed(2)}→${highLean.load1[1].toFixed(2)}.`
+      : 'h2load not installed: no lean-generator run.',
+    '',
     '| ratio | value |',
     '| --- | ---: |',
     `| ours/Flask throughput (direct max ÷ Flask max) | ${fmtRatio(r.oursOverFlask, 1)} |`,
@@ -217,7 +250,7 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
     `| Envoy's added p50 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP50Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP50Ms)} ms`} |`,
     `| Envoy's added p99 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP99Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP99Ms)} ms`} |`,
     '',
-    '### Verdicts (issue 4 targets)',
+    '### Verdicts (issues 4 and 14)',
     '',
     ...verdictLines(verdicts(runs, targetsFor(opts))),
     '',
@@ -230,14 +263,15 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
         { name: 'direct ModelInfer typed', m: max.get('direct ModelInfer typed') },
         { name: 'direct+batching', m: max.get('direct+batching') },
         { name: 'envoy', m: runs.envoy?.max },
-        { name: `envoy @${opts.envoyRate}/s`, m: high },
+        { name: `envoy @${opts.envoyRate}/s (ghz)`, m: high },
+        { name: `envoy @${opts.envoyRate}/s (h2load)`, m: highLean },
         { name: 'flask', m: runs.flask?.max },
         { name: 'floor', m: runs.floor?.max },
       ],
       CORES,
     ),
     '',
-    `"${GENERATOR}" is ghz or hey. Shares are of the whole machine over the run; what is left went to other users of it.`,
+    `"${GENERATOR}" is ghz, h2load or hey. Shares are of the whole machine over the run; what is left went to other users of it.`,
     '',
     ...(flask instanceof Error ? [`Flask baseline did not start: ${flask.message}`, ''] : []),
     '### Memory (RSS after the runs)',

@@ -6,8 +6,32 @@
 import { startBenchServer } from './processes.js';
 import { scrapeServer } from './scrape.js';
 import { cpuTable, measurementTable, roundsCell } from './tables.js';
-import { type BenchContext, CORES, grpcTarget, interleaved, pinned, warmUp, watchServer } from './targets.js';
-import { change, type Measurement, pct } from './verdicts.js';
+import {
+  type BenchContext,
+  CORES,
+  grpcTarget,
+  interleaved,
+  paced,
+  pinned,
+  type Target,
+  warmUp,
+  watchServer,
+} from './targets.js';
+import { change, combineRounds, type Measurement, pct } from './verdicts.js';
+
+/** `rps` on each target in `rounds` interleaved rounds (rotating the order), combined per target. */
+async function interleavedPaced(ctx: BenchContext, targets: readonly Target[], rps: number) {
+  const { rounds, durationMs } = ctx.opts;
+  const per = new Map<string, Measurement[]>(targets.map((t) => [t.name, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[(r + i) % targets.length] as Target;
+      const load = { ...paced(ctx, rps), durationMs: Math.round(durationMs / rounds) };
+      per.get(t.name)?.push(await t.run(load));
+    }
+  }
+  return new Map([...per].map(([name, ms]) => [name, combineRounds(ms)]));
+}
 
 /** Two or more direct servers with different env, compared in interleaved closed-loop rounds. */
 async function directVariants(
@@ -15,7 +39,11 @@ async function directVariants(
   title: string,
   variants: readonly { name: string; env: Record<string, string> }[],
   concurrency: number,
-): Promise<{ name: string; m: Measurement; meanBatchRows: number | undefined }[]> {
+  /** Also a fixed rate, in interleaved rounds (the batching section's low-load latency). */
+  pacedRps?: number,
+): Promise<
+  { name: string; m: Measurement; meanBatchRows: number | undefined; paced: Measurement | undefined }[]
+> {
   const { procs, workDir } = ctx;
   try {
     ctx.progress(`[bench] ${title}: starting ${variants.map((v) => v.name).join(', ')}`);
@@ -31,6 +59,7 @@ async function directVariants(
     const before = await Promise.all(servers.map((s) => scrapeServer(s.metricsPort)));
     const results = await interleaved(ctx, targets, concurrency);
     const after = await Promise.all(servers.map((s) => scrapeServer(s.metricsPort)));
+    const pacedRuns = pacedRps === undefined ? undefined : await interleavedPaced(ctx, targets, pacedRps);
     return variants.map((v, i) => {
       const b = before[i];
       const a = after[i];
@@ -41,6 +70,7 @@ async function directVariants(
         name: v.name,
         m: results.get(v.name) as Measurement,
         meanBatchRows: runs > 0 ? rows / runs : undefined,
+        paced: pacedRuns?.get(v.name),
       };
     });
   } finally {
@@ -92,12 +122,16 @@ export async function batching(ctx: BenchContext): Promise<string> {
       { name: `batching on (${ctx.opts.batching})`, env: { MODEL_BATCHING: ctx.opts.batching } },
     ],
     c,
+    ctx.opts.rate,
   );
   const [off, on] = results;
   return [
-    `## Micro-batching off vs on (direct, closed loop c=${c}, ${ctx.opts.rounds} interleaved rounds)`,
+    `## Micro-batching off vs on (direct, closed loop c=${c}, then ${ctx.opts.rate}/s; ${ctx.opts.rounds} interleaved rounds each)`,
     '',
-    measurementTable(results),
+    measurementTable([
+      ...results,
+      ...results.flatMap((r) => (r.paced ? [{ name: `${r.name}, ${ctx.opts.rate}/s`, m: r.paced }] : [])),
+    ]),
     '',
     '| run | mean rows per ONNX Runtime run | ok/s per round |',
     '| --- | ---: | --- |',

@@ -8,7 +8,7 @@
 export interface Measurement {
   /** Short name of what was measured, e.g. `direct`, `envoy`, `flask`, `floor`. */
   readonly target: string;
-  readonly tool: 'ghz' | 'hey';
+  readonly tool: 'ghz' | 'hey' | 'h2load';
   /** `max`: closed loop; `rate`: paced at `requestedRps`. */
   readonly mode: 'max' | 'rate';
   readonly concurrency: number;
@@ -97,7 +97,16 @@ export function cpuPerCall(
   }));
 }
 
-/** The issue's targets. */
+/** The names under which phases record the CPU of the processes the verdicts weigh. */
+export const PROCESS = Object.freeze({
+  server: 'server',
+  floor: 'floor server',
+  envoy: 'Envoy',
+  stable: 'stable server',
+  canary: 'canary server',
+});
+
+/** The issues' targets (4: throughput and the Envoy rate; 14: CPU per call). */
 export interface Targets {
   /** Direct throughput ≥ this × the floor's. */
   readonly floorShare: number;
@@ -108,6 +117,12 @@ export interface Targets {
   readonly envoyRps: number;
   /** A paced run counts as "at the rate" when it achieved at least this share of it. */
   readonly minRateShare: number;
+  /** Direct server CPU per call ≤ this × the floor's (with the full prediction log line). */
+  readonly serverCpuFactor: number;
+  /** Through Envoy: Envoy + stable + canary CPU per call ≤ this × the floor's. */
+  readonly envoyCpuFactor: number;
+  /** Envoy's max throughput ≥ this × direct's. */
+  readonly envoyThroughputShare: number;
 }
 
 export const DEFAULT_TARGETS: Targets = Object.freeze({
@@ -116,12 +131,22 @@ export const DEFAULT_TARGETS: Targets = Object.freeze({
   envoyP99Ms: 10,
   envoyRps: 5000,
   minRateShare: 0.95,
+  serverCpuFactor: 1.25,
+  envoyCpuFactor: 2,
+  envoyThroughputShare: 0.8,
 });
 
 /** The side-by-side runs; any may be missing when a target could not be run. */
 export interface SideBySide {
   readonly direct?: { readonly max?: Measurement; readonly rate?: Measurement };
-  readonly envoy?: { readonly max?: Measurement; readonly rate?: Measurement; readonly high?: Measurement };
+  readonly envoy?: {
+    readonly max?: Measurement;
+    readonly rate?: Measurement;
+    /** At the issue's high rate with ghz. */
+    readonly high?: Measurement;
+    /** The same rate with a leaner load generator (h2load), when installed. */
+    readonly highLean?: Measurement;
+  };
   readonly flask?: { readonly max?: Measurement; readonly rate?: Measurement };
   readonly floor?: { readonly max?: Measurement; readonly rate?: Measurement };
 }
@@ -207,29 +232,95 @@ export function verdicts(s: SideBySide, t: Targets = DEFAULT_TARGETS): Verdict[]
     });
   }
 
-  const envoyTarget = `through Envoy at ${f0(t.envoyRps)}/s: p99 ≤ ${t.envoyP99Ms} ms, zero errors`;
-  const high = s.envoy?.high;
-  if (!high) {
-    out.push({ target: envoyTarget, status: 'not measured', detail: 'Envoy fixed-rate run missing' });
+  out.push(rateVerdict(s.envoy?.high, t));
+  if (s.envoy?.highLean) out.push(rateVerdict(s.envoy.highLean, t));
+
+  const serverCpu = usPerCall(direct, [PROCESS.server]);
+  const floorCpu = usPerCall(floor, [PROCESS.floor]);
+  out.push(
+    cpuVerdict(
+      `server CPU per call ≤ ${t.serverCpuFactor} × floor's (full prediction log line)`,
+      serverCpu,
+      floorCpu,
+      t.serverCpuFactor,
+      'server',
+    ),
+  );
+  out.push(
+    cpuVerdict(
+      `through Envoy: Envoy + both servers' CPU per call ≤ ${t.envoyCpuFactor} × floor's`,
+      usPerCall(s.envoy?.max, [PROCESS.envoy, PROCESS.stable, PROCESS.canary]),
+      floorCpu,
+      t.envoyCpuFactor,
+      'Envoy + stable + canary',
+    ),
+  );
+  const envoyShareTarget = `Envoy max throughput ≥ ${t.envoyThroughputShare} × direct`;
+  const envoyMax = s.envoy?.max;
+  if (!envoyMax || !direct || direct.okRps <= 0) {
+    out.push({ target: envoyShareTarget, status: 'not measured', detail: 'Envoy or direct run missing' });
   } else {
-    const requested = high.requestedRps ?? t.envoyRps;
-    const p99ok = high.p99Ms !== undefined && high.p99Ms <= t.envoyP99Ms;
-    const rateOk = high.okRps >= t.minRateShare * requested;
-    const errOk = high.errorCount === 0;
-    const misses: string[] = [];
-    if (!p99ok) misses.push('p99');
-    if (!errOk) misses.push('errors');
-    if (!rateOk) misses.push(`rate below ${Math.round(t.minRateShare * 100)}% of ${f0(requested)}/s`);
+    const share = envoyMax.okRps / direct.okRps;
     out.push({
-      target: envoyTarget,
-      status: misses.length === 0 ? 'met' : 'missed',
-      detail:
-        `achieved ${f0(high.okRps)}/s, p99 ${high.p99Ms === undefined ? 'n/a' : f2(high.p99Ms)} ms, ` +
-        `${high.errorCount} errors of ${high.count}` +
-        (misses.length > 0 ? ` (missed: ${misses.join(', ')})` : ''),
+      target: envoyShareTarget,
+      status: share >= t.envoyThroughputShare ? 'met' : 'missed',
+      detail: `${f0(envoyMax.okRps)}/s vs direct ${f0(direct.okRps)}/s = ${f2(share)}×`,
     });
   }
   return out;
+}
+
+/** CPU µs per successful call of `processes` together in `m`; undefined when any was not recorded. */
+export function usPerCall(m: Measurement | undefined, processes: readonly string[]): number | undefined {
+  if (!m?.cpuMs || m.okCount === 0) return undefined;
+  let ms = 0;
+  for (const p of processes) {
+    const x = m.cpuMs[p];
+    if (x === undefined) return undefined;
+    ms += x;
+  }
+  return (ms * 1000) / m.okCount;
+}
+
+function cpuVerdict(
+  target: string,
+  ours: number | undefined,
+  floor: number | undefined,
+  factor: number,
+  what: string,
+): Verdict {
+  if (ours === undefined || floor === undefined || floor <= 0) {
+    return { target, status: 'not measured', detail: `${what} or floor CPU time missing` };
+  }
+  const x = ours / floor;
+  return {
+    target,
+    status: x <= factor ? 'met' : 'missed',
+    detail: `${what} ${f0(ours)} µs vs floor ${f0(floor)} µs per call = ${f2(x)}×`,
+  };
+}
+
+/** The fixed-rate target through Envoy, judged on one run (`undefined`: not measured). */
+function rateVerdict(high: Measurement | undefined, t: Targets): Verdict {
+  const base = `through Envoy at ${f0(t.envoyRps)}/s: p99 ≤ ${t.envoyP99Ms} ms, zero errors`;
+  if (!high) return { target: base, status: 'not measured', detail: 'Envoy fixed-rate run missing' };
+  const target = `${base}, load generator ${high.tool}`;
+  const requested = high.requestedRps ?? t.envoyRps;
+  const p99ok = high.p99Ms !== undefined && high.p99Ms <= t.envoyP99Ms;
+  const rateOk = high.okRps >= t.minRateShare * requested;
+  const errOk = high.errorCount === 0;
+  const misses: string[] = [];
+  if (!p99ok) misses.push('p99');
+  if (!errOk) misses.push('errors');
+  if (!rateOk) misses.push(`rate below ${Math.round(t.minRateShare * 100)}% of ${f0(requested)}/s`);
+  return {
+    target,
+    status: misses.length === 0 ? 'met' : 'missed',
+    detail:
+      `achieved ${f0(high.okRps)}/s, p99 ${high.p99Ms === undefined ? 'n/a' : f2(high.p99Ms)} ms, ` +
+      `${high.errorCount} errors of ${high.count}` +
+      (misses.length > 0 ? ` (missed: ${misses.join(', ')})` : ''),
+  };
 }
 
 /** `met` / `MISSED` / `not measured` lines for the console and the report. */

@@ -36,8 +36,12 @@ export type PayloadChoice =
 /** The API a load test drives: `inference.v1` Predict, or the Open Inference Protocol's ModelInfer. */
 export type Protocol = 'predict' | 'oip';
 
+/** Who sends the calls: ghz, or the project's own generator (h2-generator.ts), which sees each call's arm. */
+export type Generator = 'ghz' | 'node';
+
 export interface LoadtestOptions {
   readonly protocol: Protocol;
+  readonly generator: Generator;
   /** `envoy`, `stable`, `canary`, or `host:port` as given. */
   readonly target: string;
   /** host:port ghz dials. */
@@ -66,10 +70,14 @@ export interface LoadtestOptions {
 export const USAGE = `Usage: npm run loadtest -- [options]
 
 Drives inference.v1.InferenceService/Predict (or, with --protocol oip, the Open
-Inference Protocol's inference.GRPCInferenceService/ModelInfer) with ghz and
-checks the SLOs.
+Inference Protocol's inference.GRPCInferenceService/ModelInfer) and checks the
+SLOs; reports latency and errors per A/B arm (Envoy's x-ab-arm header).
 
   --protocol P            predict (default) or oip: the same records and users either way
+  --generator G           node (default for Predict): the project's own HTTP/2 gRPC client,
+                          which reads each call's x-ab-arm, so latency and errors are split
+                          by arm; or ghz (default for oip and --reflection), whose report
+                          has no response headers, so no per-arm figures
   --target T              envoy (127.0.0.1:8080, default), stable (127.0.0.1:50051),
                           canary (127.0.0.1:50052), or HOST:PORT
   --rps N                 fixed rate, calls per second (default ${DEFAULT_RPS})
@@ -85,9 +93,9 @@ checks the SLOs.
   --insecure              plaintext; the default for loopback targets (the local stack
                           has no TLS). Other hosts default to TLS
   --cacert FILE           TLS with this CA bundle
-  --connections N         HTTP/2 connections ghz opens (default 1)
+  --connections N         HTTP/2 connections the generator opens (default 1)
   --timeout D             per-call deadline (default 10s)
-  --reflection            describe the service by server reflection instead of the proto
+  --reflection            ghz: describe the service by server reflection instead of the proto
   --metrics LIST|none     comma-separated HOST:PORT of the servers' /metrics, read before
                           and after for the A/B split (default: from --target; none for
                           HOST:PORT targets)
@@ -147,6 +155,7 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
   const { values } = parseCommandLine(argv, {
     target: { type: 'string', default: 'envoy' },
     protocol: { type: 'string', default: 'predict' },
+    generator: { type: 'string' },
     rps: { type: 'string' },
     concurrency: { type: 'string' },
     duration: { type: 'string', default: '30s' },
@@ -169,6 +178,17 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
   if (protocol !== 'predict' && protocol !== 'oip') {
     throw new UsageError(`--protocol must be predict or oip, got "${protocol}".`);
   }
+  const generatorRaw = values.generator as string | undefined;
+  if (generatorRaw !== undefined && generatorRaw !== 'ghz' && generatorRaw !== 'node') {
+    throw new UsageError(`--generator must be node or ghz, got "${generatorRaw}".`);
+  }
+  const reflection = values.reflection as boolean;
+  if (generatorRaw === 'node' && (protocol === 'oip' || reflection)) {
+    throw new UsageError(
+      '--generator node drives Predict from the proto: use --generator ghz for --protocol oip or --reflection.',
+    );
+  }
+  const generator: Generator = generatorRaw ?? (protocol === 'oip' || reflection ? 'ghz' : 'node');
   const target = str('target');
   const { host, slug, metrics: defaultMetrics } = resolveTarget(target);
 
@@ -216,6 +236,7 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
 
   return deepFreeze({
     protocol,
+    generator,
     target,
     host,
     slug,
@@ -227,7 +248,7 @@ export function parseLoadtestArgs(argv: readonly string[], cwd: string = process
     modelVersion,
     insecure,
     cacert: cacert === undefined ? undefined : resolvePath(cwd, cacert),
-    reflection: values.reflection as boolean,
+    reflection,
     payload,
     metrics: values.metrics === undefined ? defaultMetrics : parseMetrics(str('metrics')),
     slo,

@@ -12,7 +12,9 @@
  * truth, no external assets.
  */
 
+import { type ArmFigures, perArm } from './arms.js';
 import type { GhzReport } from './ghz-report.js';
+import { logBuckets } from './histogram.js';
 import type { AbSplit } from './metrics.js';
 import type { SloVerdict } from './slo.js';
 import type { RunSummary } from './summary.js';
@@ -34,6 +36,8 @@ export interface LoadtestResult {
   readonly split: AbSplit | { readonly unavailable: string };
   /** Requested rate, when there was one, to flag a shortfall. */
   readonly requestedRps?: number;
+  /** The load generator: ghz, or the project's own (h2-generator.ts), which sees each call's arm. */
+  readonly generator: 'ghz' | 'node';
 }
 
 function ms(v: number | undefined): string {
@@ -109,10 +113,45 @@ export function formatSummary(r: LoadtestResult): string {
     for (const m of st.messages.slice(0, 3)) lines.push(`    ${st.status} ×${m.count}: ${m.message}`);
     if (st.messages.length > 3) lines.push(`    ${st.status}: …and ${st.messages.length - 3} more messages`);
   }
+  lines.push(...formatArms(r));
   lines.push(...formatSplit(r));
   lines.push('SLO');
   for (const v of r.verdicts) lines.push(`  ${v.ok ? 'PASS' : 'FAIL'}  ${v.name.padEnd(10)} ${v.detail}`);
   return lines.join('\n');
+}
+
+/** Why a report has no per-arm figures. */
+const NO_ARMS =
+  "ghz's report has no response headers, so its calls carry no arm (run with --generator node for latency and errors per arm)";
+
+const errorsText = (a: ArmFigures) =>
+  Object.entries(a.errors)
+    .map(([k, n]) => `${k} ×${n}`)
+    .join(', ') || '-';
+
+function armRows(arms: readonly ArmFigures[]): string[][] {
+  return arms.map((a) => [
+    a.arm,
+    String(a.count),
+    String(a.okCount),
+    String(a.errorCount),
+    ms(a.p50Ms),
+    ms(a.p90Ms),
+    ms(a.p99Ms),
+    ms(a.maxMs),
+    errorsText(a),
+  ]);
+}
+
+const ARM_HEAD = ['arm', 'calls', 'OK', 'failed', 'p50', 'p90', 'p99', 'max', 'errors'];
+
+function formatArms(r: LoadtestResult): string[] {
+  const arms = perArm(r.report);
+  if (!arms) return [`Per arm     ${NO_ARMS}`];
+  return [
+    'Per arm     (x-ab-arm response header; latencies of successful calls)',
+    ...table([ARM_HEAD, ...armRows(arms)]),
+  ];
 }
 
 function formatSplit(r: LoadtestResult): string[] {
@@ -222,11 +261,16 @@ export function renderHtml(r: LoadtestResult): string {
           ]),
         ) +
         htmlTable(['group', 'share', 'predictions'], splitRows(split.byGroup, split.total, GROUP_ORDER));
-  const hist = (r.report.histogram ?? []).map((b) => ({
-    label: `${(b.mark * 1000).toFixed(3)} ms`,
+  const okLatencies = r.report.details.filter((d) => d.error === '').map((d) => d.latency / 1e6);
+  const hist = logBuckets(okLatencies).map((b) => ({
+    label: `${b.fromMs}–${b.toMs} ms`,
     value: b.count,
-    text: `${b.count} (${(b.frequency * 100).toFixed(1)}%)`,
+    text: `${b.count} (${okLatencies.length === 0 ? 0 : ((100 * b.count) / okLatencies.length).toFixed(1)}%)`,
   }));
+  const arms = perArm(r.report);
+  const armsHtml = arms
+    ? `<p>By the <code>x-ab-arm</code> response header of each call; latencies of successful calls.</p>${htmlTable(ARM_HEAD, armRows(arms))}`
+    : `<p>${esc(NO_ARMS)}.</p>`;
   const timeline = perSecond(r.report).map((b) => ({
     label: `${b.second}s`,
     value: b.calls,
@@ -244,7 +288,7 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
 td:first-child,th:first-child{text-align:left}
 .pass{color:#176f2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}
-.bar{display:flex;align-items:center;gap:.5em;font:12px monospace}.bar .k{width:8em;text-align:right}
+.bar{display:flex;align-items:center;gap:.5em;font:12px monospace}.bar .k{width:11em;text-align:right}
 .bar .b{background:#4a7bd0;height:.9em;display:inline-block;min-width:1px}.bar .v{white-space:nowrap}
 code{background:#f3f3f3;padding:0 .2em}
 </style></head><body>
@@ -274,7 +318,9 @@ ${htmlTable(
   ],
 )}
 ${rateShortfall(r) ? `<p class="fail">${esc(rateShortfall(r) as string)}</p>` : ''}
-<p>Latencies are ghz's, client side, over successful calls.</p>
+<p>Latencies are the load generator's (${r.generator === 'ghz' ? 'ghz' : 'the project’s own, over node:http2'}), client side, over successful calls.</p>
+<h2>Per arm</h2>
+${armsHtml}
 <h2>Status codes</h2>
 ${htmlTable(
   ['status', 'calls', 'share'],
@@ -287,11 +333,11 @@ ${htmlTable(
 ${errors.length > 0 ? htmlTable(['status', 'calls', 'message'], errors) : ''}
 <h2>A/B split</h2>
 ${splitHtml}
-<h2>Latency histogram</h2>
+<h2>Latency histogram (logarithmic buckets, successful calls)</h2>
 ${hist.length > 0 ? bars(hist) : '<p>no successful calls</p>'}
 <h2>Per second</h2>
 ${timeline.length > 0 ? bars(timeline) : '<p>no calls</p>'}
-<h2>ghz options</h2>
+<h2>${r.generator === 'ghz' ? 'ghz' : 'Load generator'} options</h2>
 <pre>${esc(JSON.stringify(r.report.options, null, 2))}</pre>
 </body></html>
 `;

@@ -4,13 +4,16 @@
  * observed A/B split), and JSON and HTML reports. The command
  * (scripts/load/loadtest.ts) adds argv, signals and the exit code.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PredictRequest, PredictResponse } from '../../../server/generated/inference/v1/inference.js';
+import { REQUEST_ID_HEADER, USER_ID_HEADER } from '../../../server/headers.js';
 import { MODELS_DIR, PROTO_DIR } from '../paths.js';
 import { versionStamp } from '../versions.js';
 import { spawnGhz } from './ghz.js';
 import { type GhzRun, ghzArgs } from './ghz-args.js';
-import { readGhzReport } from './ghz-report.js';
+import { type GhzReport, readGhzReport } from './ghz-report.js';
+import { generate, grpcFrame, type H2Request, toGhzReport } from './h2-generator.js';
 import { abSplit, predictCalls, type Snapshot, snapshot } from './metrics.js';
 import type { LoadtestOptions } from './options.js';
 import {
@@ -20,6 +23,7 @@ import {
   predictTemplate,
   recordsFromFile,
   SEED_RECORD,
+  USER_ID_BASE,
 } from './payload.js';
 import { type LoadtestResult, passed, renderHtml } from './report.js';
 import { checkSlo } from './slo.js';
@@ -55,7 +59,7 @@ export interface LoadtestOutcome {
   readonly result: LoadtestResult;
   readonly ok: boolean;
   readonly files: { readonly json: string; readonly html: string; readonly request: string };
-  /** The ghz argv, for the record. */
+  /** The ghz argv, for the record (empty when the project's own generator ran). */
   readonly ghzArgs: readonly string[];
 }
 
@@ -145,7 +149,7 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
       runId,
     },
   };
-  const args = ghzArgs(run);
+  const args = opts.generator === 'ghz' ? ghzArgs(run) : [];
 
   const before: Snapshot | undefined = opts.metrics.length > 0 ? await snapshot(opts.metrics) : undefined;
   const baseline = before ? predictCalls(before, protocol.method) : 0;
@@ -172,18 +176,26 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
     });
   };
   progress(
-    `[loadtest] ghz → ${opts.host} (${opts.target}), ${loadText(opts)}, ${durationS}s; reports → ${files.json.replace(/\.json$/, '.{json,html}')}`,
+    `[loadtest] ${opts.generator === 'ghz' ? 'ghz' : 'load generator'} → ${opts.host} (${opts.target}), ${loadText(opts)}, ${durationS}s; reports → ${files.json.replace(/\.json$/, '.{json,html}')}`,
     true,
   );
-  await spawnGhz(args, {
-    ...(deps.ghzBin ? { bin: deps.ghzBin } : {}),
-    onTick,
-    tickMs: process.stderr.isTTY || deps.progress ? 1000 : 5000,
-    ...(deps.signal ? { signal: deps.signal } : {}),
-  });
-  progress('[loadtest] ghz done', true);
+  const tickMs = process.stderr.isTTY || deps.progress ? 1000 : 5000;
+  let report: GhzReport;
+  if (opts.generator === 'ghz') {
+    await spawnGhz(args, {
+      ...(deps.ghzBin ? { bin: deps.ghzBin } : {}),
+      onTick,
+      tickMs,
+      ...(deps.signal ? { signal: deps.signal } : {}),
+    });
+    progress('[loadtest] ghz done', true);
+    report = await readGhzReport(files.json);
+  } else {
+    report = await runNodeGenerator(opts, records, runId, now, { onTick, tickMs, signal: deps.signal });
+    writeFileSync(files.json, JSON.stringify(report));
+    progress('[loadtest] load generator done', true);
+  }
 
-  const report = await readGhzReport(files.json);
   const summary = summarize(report);
   const verdicts = checkSlo(summary, opts.slo);
   let split: LoadtestResult['split'];
@@ -215,7 +227,67 @@ export async function runLoadtest(opts: LoadtestOptions, deps: LoadtestDeps = {}
     verdicts,
     split,
     ...(opts.mode.kind === 'rate' ? { requestedRps: opts.mode.rps } : {}),
+    generator: opts.generator,
   };
   writeFileSync(files.html, renderHtml(result));
   return { result, ok: passed(verdicts), files, ghzArgs: args };
+}
+
+/**
+ * The project's own generator (h2-generator.ts) on the same calls ghz's
+ * templates describe: call n sends `records[n mod records.length]` with
+ * userId and `x-user-id` `USER_ID_BASE + n` and `x-request-id` `<runId>-<n>`.
+ */
+async function runNodeGenerator(
+  opts: LoadtestOptions,
+  records: readonly PayloadRecord[],
+  runId: string,
+  now: () => Date,
+  o: { onTick: (elapsedMs: number) => void; tickMs: number; signal: AbortSignal | undefined },
+): Promise<GhzReport> {
+  const request = (n: number): H2Request => {
+    const record = (records[n % records.length] as PayloadRecord).record;
+    const user = USER_ID_BASE + n;
+    const body = PredictRequest.encode({
+      model: opts.model,
+      version: opts.modelVersion,
+      requestId: '',
+      instances: [{ ...record, userId: user }],
+    }).finish();
+    return {
+      body: grpcFrame(body),
+      headers: { [USER_ID_HEADER]: String(user), [REQUEST_ID_HEADER]: `${runId}-${n}` },
+    };
+  };
+  const workers = opts.mode.kind === 'rate' ? opts.mode.workers : opts.mode.concurrency;
+  const options = {
+    generator: 'node:http2 (scripts/lib/load/h2-generator.ts)',
+    host: opts.host,
+    call: PREDICT_CALL,
+    tls: !opts.insecure,
+    ...(opts.cacert ? { cacert: opts.cacert } : {}),
+    concurrency: workers,
+    ...(opts.mode.kind === 'rate' ? { rps: opts.mode.rps } : {}),
+    connections: opts.connections,
+    durationMs: opts.durationMs,
+    timeoutMs: opts.timeoutMs,
+    metadata: { [USER_ID_HEADER]: `${USER_ID_BASE} + n`, [REQUEST_ID_HEADER]: `${runId}-<n>` },
+  };
+  const date = now().toISOString();
+  const { calls, totalMs } = await generate({
+    origin: `${opts.insecure ? 'http' : 'https'}://${opts.host}`,
+    ...(opts.cacert ? { ca: readFileSync(opts.cacert) } : {}),
+    path: `/${PREDICT_CALL}`,
+    request,
+    armOf: (message) => PredictResponse.decode(message).arm,
+    concurrency: workers,
+    ...(opts.mode.kind === 'rate' ? { rps: opts.mode.rps } : {}),
+    connections: opts.connections,
+    durationMs: opts.durationMs,
+    timeoutMs: opts.timeoutMs,
+    ...(o.signal ? { signal: o.signal } : {}),
+    onTick: o.onTick,
+    tickMs: o.tickMs,
+  });
+  return toGhzReport(calls, totalMs, { date, name: `loadtest ${opts.target}`, options });
 }

@@ -1,0 +1,300 @@
+/**
+ * The project's own gRPC load generator, over node:http2, for what ghz
+ * cannot report: which A/B arm answered each call. ghz's report keeps a
+ * call's time, latency and status, never its response headers, so it cannot
+ * split latency or errors by arm. This generator reads Envoy's `x-ab-arm`
+ * response header on every call (or, sent to one server directly, where no
+ * Envoy adds the header, the `arm` the Predict response carries), the
+ * gRPC status from the trailers, and returns its calls as a ghz-shaped
+ * report (ghz-report.ts) whose details also carry the arm, so the summary,
+ * SLO checks and HTML report read both generators alike.
+ *
+ * It speaks gRPC as the HTTP/2 protocol document has it
+ * (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md): POST with
+ * `content-type: application/grpc` and `te: trailers`, length-prefixed
+ * messages, `grpc-status`/`grpc-message` in the trailers or in a
+ * trailers-only response; a non-200 HTTP status maps to a gRPC code as
+ * grpc's http-grpc-status-mapping.md says.
+ */
+import { type ClientHttp2Session, connect, constants, type IncomingHttpHeaders } from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import { AB_ARM_HEADER } from '../../../server/headers.js';
+import type { GhzDetail, GhzReport } from './ghz-report.js';
+
+/** The generator could not run at all (the target refused the connection, say). */
+export class H2GeneratorError extends Error {
+  override name = 'H2GeneratorError';
+}
+
+/** A gRPC length-prefixed message (uncompressed): flag byte 0, 4-byte big-endian length, the bytes. */
+export function grpcFrame(message: Uint8Array): Buffer {
+  const out = Buffer.alloc(5 + message.length);
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, 5);
+  return out;
+}
+
+/** One call as the generator saw it. */
+export interface H2Call {
+  /** Start, ms since the epoch. */
+  readonly startMs: number;
+  readonly latencyNs: number;
+  /** gRPC status code. */
+  readonly code: number;
+  readonly message: string;
+  /** `x-ab-arm`, else the response's `arm`, else ''. */
+  readonly arm: string;
+}
+
+export interface H2Request {
+  /** The framed gRPC request message (see `grpcFrame`). */
+  readonly body: Buffer;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface H2GeneratorRun {
+  /** `http://host:port` (plaintext, prior knowledge) or `https://host:port`. */
+  readonly origin: string;
+  /** PEM roots for https (default: the system's). */
+  readonly ca?: Buffer;
+  /** `/package.Service/Method`. */
+  readonly path: string;
+  /** Call n's message and metadata. */
+  readonly request: (n: number) => H2Request;
+  /** Reads the arm out of a successful response message, when no header names it. */
+  readonly armOf?: (message: Buffer) => string;
+  /** Workers: the closed-loop concurrency, or the most calls in flight at `rps`. */
+  readonly concurrency: number;
+  /** Fixed rate; omitted: closed loop. */
+  readonly rps?: number;
+  readonly connections: number;
+  readonly durationMs: number;
+  readonly timeoutMs: number;
+  readonly signal?: AbortSignal;
+  readonly onTick?: (elapsedMs: number) => void;
+  readonly tickMs?: number;
+}
+
+/** gRPC codes by number, as the canonical table names them (and ghz's Go names, for its report shape). */
+const CODES: readonly (readonly [canonical: string, go: string])[] = [
+  ['OK', 'OK'],
+  ['CANCELLED', 'Canceled'],
+  ['UNKNOWN', 'Unknown'],
+  ['INVALID_ARGUMENT', 'InvalidArgument'],
+  ['DEADLINE_EXCEEDED', 'DeadlineExceeded'],
+  ['NOT_FOUND', 'NotFound'],
+  ['ALREADY_EXISTS', 'AlreadyExists'],
+  ['PERMISSION_DENIED', 'PermissionDenied'],
+  ['RESOURCE_EXHAUSTED', 'ResourceExhausted'],
+  ['FAILED_PRECONDITION', 'FailedPrecondition'],
+  ['ABORTED', 'Aborted'],
+  ['OUT_OF_RANGE', 'OutOfRange'],
+  ['UNIMPLEMENTED', 'Unimplemented'],
+  ['INTERNAL', 'Internal'],
+  ['UNAVAILABLE', 'Unavailable'],
+  ['DATA_LOSS', 'DataLoss'],
+  ['UNAUTHENTICATED', 'Unauthenticated'],
+];
+
+const goName = (code: number) => CODES[code]?.[1] ?? 'Unknown';
+
+/** grpc's http-grpc-status-mapping.md: the gRPC code of a response without grpc-status. */
+export function codeOfHttpStatus(status: number): number {
+  switch (status) {
+    case 400:
+      return 13;
+    case 401:
+      return 16;
+    case 403:
+      return 7;
+    case 404:
+      return 12;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14;
+    default:
+      return 2;
+  }
+}
+
+function grpcMessage(h: IncomingHttpHeaders): string {
+  const raw = h['grpc-message'];
+  if (typeof raw !== 'string') return '';
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/** The first length-prefixed message of a response body, if complete. */
+function firstMessage(chunks: readonly Buffer[]): Buffer | undefined {
+  const all = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+  if (all.length < 5) return undefined;
+  const n = all.readUInt32BE(1);
+  return all.length >= 5 + n ? all.subarray(5, 5 + n) : undefined;
+}
+
+/** One call on `session`; never rejects (a failure is a call with its code). */
+function call(session: ClientHttp2Session, run: H2GeneratorRun, n: number): Promise<H2Call> {
+  const { body, headers } = run.request(n);
+  const startMs = Date.now();
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    let code: number | undefined;
+    let message = '';
+    let arm = '';
+    let done = false;
+    const chunks: Buffer[] = [];
+    const finish = (c: number, m: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (c === 0 && arm === '' && run.armOf) {
+        const msg = firstMessage(chunks);
+        if (msg) arm = run.armOf(msg);
+      }
+      resolve({ startMs, latencyNs: Math.round((performance.now() - t0) * 1e6), code: c, message: m, arm });
+    };
+    const req = session.request({
+      ':method': 'POST',
+      ':path': run.path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': `${run.timeoutMs}m`,
+      ...headers,
+    });
+    const timer = setTimeout(() => {
+      req.close(constants.NGHTTP2_CANCEL);
+      finish(4, 'client deadline exceeded');
+    }, run.timeoutMs);
+    req.on('response', (h) => {
+      const a = h[AB_ARM_HEADER];
+      if (typeof a === 'string') arm = a;
+      const http = Number(h[':status']);
+      if (http !== 200) {
+        code = codeOfHttpStatus(http);
+        message = `HTTP ${http}`;
+      } else if (h['grpc-status'] !== undefined) {
+        // Trailers-only response.
+        code = Number(h['grpc-status']);
+        message = grpcMessage(h);
+      }
+    });
+    req.on('trailers', (t) => {
+      if (t['grpc-status'] !== undefined) {
+        code = Number(t['grpc-status']);
+        message = grpcMessage(t);
+      }
+    });
+    req.on('data', (d: Buffer) => {
+      if (run.armOf && chunks.length < 4) chunks.push(d);
+    });
+    req.on('error', (err) => finish(14, err.message));
+    req.on('close', () =>
+      finish(code ?? 13, code === undefined ? 'stream closed without grpc-status' : message),
+    );
+    req.end(body);
+  });
+}
+
+/**
+ * Runs calls as `run` says until its duration is over (calls in flight then
+ * finish and count, like ghz's `--duration-stop=wait`), or the signal aborts.
+ */
+export async function generate(run: H2GeneratorRun): Promise<{ calls: H2Call[]; totalMs: number }> {
+  const sessions: ClientHttp2Session[] = [];
+  try {
+    for (let i = 0; i < Math.max(1, run.connections); i++) {
+      const s = connect(run.origin, run.ca ? { ca: run.ca } : {});
+      s.on('error', () => undefined); // each stream reports its own failure
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', () => resolve());
+        s.once('error', (err: Error) =>
+          reject(new H2GeneratorError(`cannot connect to ${run.origin}: ${err.message}`)),
+        );
+      });
+      sessions.push(s);
+    }
+    const calls: H2Call[] = [];
+    const t0 = performance.now();
+    const end = t0 + run.durationMs;
+    const stopped = () => performance.now() >= end || run.signal?.aborted === true;
+    let next = 0;
+    const tick = run.onTick
+      ? setInterval(() => run.onTick?.(performance.now() - t0), run.tickMs ?? 1000)
+      : undefined;
+    const send = async (n: number) => {
+      calls.push(await call(sessions[n % sessions.length] as ClientHttp2Session, run, n));
+    };
+    // Closed loop: each worker sends its next call when the last returns. At a
+    // rate, call n is due at n / rps and the next free worker sends it then.
+    const interval = run.rps === undefined ? 0 : 1000 / run.rps;
+    const worker = async () => {
+      for (;;) {
+        if (stopped()) return;
+        const n = next++;
+        if (interval > 0) {
+          const due = t0 + n * interval;
+          if (due >= end) return;
+          const wait = due - performance.now();
+          if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+          if (run.signal?.aborted) return;
+        }
+        await send(n);
+      }
+    };
+    await Promise.all(Array.from({ length: run.concurrency }, worker));
+    if (tick) clearInterval(tick);
+    return { calls, totalMs: performance.now() - t0 };
+  } finally {
+    for (const s of sessions) s.close();
+  }
+}
+
+/** Nearest-rank percentile of sorted values. */
+function rank(sorted: Float64Array, q: number): number {
+  return sorted.length === 0 ? 0 : (sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] as number);
+}
+
+/** The calls as ghz would report them (durations in ns), with each detail's arm. */
+export function toGhzReport(
+  calls: readonly H2Call[],
+  totalMs: number,
+  meta: { date: string; name?: string; options: Record<string, unknown> },
+): GhzReport & { details: readonly (GhzDetail & { arm: string })[] } {
+  const ok = Float64Array.from(calls.filter((c) => c.code === 0).map((c) => c.latencyNs)).sort();
+  const statusCodeDistribution: Record<string, number> = {};
+  const errorDistribution: Record<string, number> = {};
+  const details = calls.map((c) => {
+    const status = goName(c.code);
+    statusCodeDistribution[status] = (statusCodeDistribution[status] ?? 0) + 1;
+    const error = c.code === 0 ? '' : `rpc error: code = ${status} desc = ${c.message}`;
+    if (error !== '') errorDistribution[error] = (errorDistribution[error] ?? 0) + 1;
+    return { timestamp: new Date(c.startMs).toISOString(), latency: c.latencyNs, error, status, arm: c.arm };
+  });
+  const sum = ok.reduce((a, x) => a + x, 0);
+  return {
+    ...(meta.name ? { name: meta.name } : {}),
+    endReason: 'timeout',
+    date: meta.date,
+    options: meta.options,
+    count: calls.length,
+    total: Math.round(totalMs * 1e6),
+    average: ok.length === 0 ? 0 : sum / ok.length,
+    fastest: ok.length === 0 ? 0 : (ok[0] as number),
+    slowest: ok.length === 0 ? 0 : (ok[ok.length - 1] as number),
+    rps: totalMs > 0 ? calls.length / (totalMs / 1000) : 0,
+    errorDistribution,
+    statusCodeDistribution,
+    latencyDistribution:
+      ok.length === 0
+        ? null
+        : [10, 25, 50, 75, 90, 95, 99].map((p) => ({ percentage: p, latency: rank(ok, p / 100) })),
+    // The HTML report draws its own (logarithmic) histogram from the details.
+    histogram: null,
+    details,
+  };
+}
