@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { MODELS_DIR } from '../paths.js';
 import { startFlask, startFloor } from './baselines.js';
 import { GENERATOR } from './measure.js';
+import { startPeers } from './peers/lineup.js';
+import { peersSection } from './peers/peer-table.js';
 import { mib, rssBytes } from './process-stats.js';
 import { startBenchServer } from './processes.js';
 import { scrapeServer } from './scrape.js';
@@ -95,6 +97,8 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
   ]);
   if (flask instanceof Error) progress(`[bench] Flask baseline FAILED to start: ${flask.message}`);
   const { envoy, watch } = await envoyStack(ctx, stable, canary);
+  // --peers: Triton, KServe and MLServer, each checked against the direct server before it joins the run.
+  const peers = opts.peers ? await startPeers(ctx, direct.host) : [];
   const targets = {
     direct: grpcTarget(ctx, 'direct', direct.host, [watchServer(direct, 'server')]),
     // Not judged: the same server and records through the Open Inference Protocol, for its cost per call.
@@ -132,6 +136,7 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
     targets.envoy,
     targets.flask,
     targets.floor,
+    ...peers.map((p) => p.target),
   ].filter((t): t is Target => t !== undefined);
 
   progress('[bench] warm-up');
@@ -217,6 +222,7 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
     `| Envoy's added p50 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP50Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP50Ms)} ms`} |`,
     `| Envoy's added p99 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP99Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP99Ms)} ms`} |`,
     '',
+    ...(opts.peers ? [peersSection(peers, max, opts.concurrency, (rows) => cpuTable(rows, CORES)), ''] : []),
     '### Verdicts (issue 4 targets)',
     '',
     ...verdictLines(verdicts(runs, targetsFor(opts))),
