@@ -22,7 +22,6 @@ MLServer's default is 0.0.0.0).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -36,7 +35,7 @@ from mlserver import MLModel  # noqa: E402
 from mlserver.codecs import NumpyCodec, StringCodec  # noqa: E402
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput  # noqa: E402
 
-from bench.peer_model import ConversionModel  # noqa: E402
+from bench.peer_model import ConversionModel, peer_arguments  # noqa: E402
 
 
 class ConversionRuntime(MLModel):
@@ -66,12 +65,7 @@ def _decode(tensor):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("version_dir", help="a model version directory (model.json, model.onnx)")
-    ap.add_argument("--grpc-port", type=int, required=True)
-    ap.add_argument("--http-port", type=int, required=True)
-    ap.add_argument("--metrics-port", type=int, required=True)
-    a = ap.parse_args()
+    a = peer_arguments(__doc__).parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mlserver-peer-"))
     settings = {"host": "127.0.0.1", "grpc_port": a.grpc_port, "http_port": a.http_port,
                 "metrics_port": a.metrics_port}

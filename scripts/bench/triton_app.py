@@ -26,7 +26,6 @@ the bench does (scripts/lib/bench/peers/triton.ts).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from pytriton.decorators import batch  # noqa: E402
 from pytriton.model_config import ModelConfig, Tensor  # noqa: E402
 from pytriton.triton import Triton, TritonConfig  # noqa: E402
 
-from bench.peer_model import ConversionModel  # noqa: E402
+from bench.peer_model import ConversionModel, peer_arguments  # noqa: E402
 
 
 def dtype_of(field) -> type:
@@ -47,12 +46,7 @@ def dtype_of(field) -> type:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("version_dir", help="a model version directory (model.json, model.onnx)")
-    ap.add_argument("--grpc-port", type=int, required=True)
-    ap.add_argument("--http-port", type=int, required=True)
-    ap.add_argument("--metrics-port", type=int, required=True)
-    a = ap.parse_args()
+    a = peer_arguments(__doc__).parse_args()
     model = ConversionModel(a.version_dir)
 
     @batch

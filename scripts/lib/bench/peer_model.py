@@ -19,6 +19,7 @@ equal the manifest's, or loading fails.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import time
@@ -83,3 +84,13 @@ def _scalar(x: Any) -> Any:
         return float(x)
     return x
 
+
+
+def peer_arguments(doc: str) -> argparse.ArgumentParser:
+    """The command line of a peer app that takes a version directory and its three ports (gRPC, REST, metrics)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("version_dir", help="a model version directory (model.json, model.onnx)")
+    ap.add_argument("--grpc-port", type=int, required=True)
+    ap.add_argument("--http-port", type=int, required=True)
+    ap.add_argument("--metrics-port", type=int, required=True)
+    return ap

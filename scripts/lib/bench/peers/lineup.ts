@@ -11,14 +11,14 @@
  */
 import { join } from 'node:path';
 import { USER_ID_HEADER } from '../../../../server/headers.js';
-import { modelInferInputs, modelInferRaw, SEED_RECORD, USER_ID_BASE } from '../../load/payload.js';
+import { SEED_RECORD, USER_ID_BASE } from '../../load/payload.js';
 import { MODEL_INFER_CALL } from '../../load/run.js';
 import { MODELS_DIR } from '../../paths.js';
 import { type GhzContract, ghzPhase, USERS } from '../measure.js';
 import { type BenchContext, MODEL, type Target } from '../targets.js';
 import { KSERVE } from './kserve.js';
 import { MLSERVER } from './mlserver.js';
-import { type PeerSpec, type PeerWire, type RunningPeer, startPeer } from './peer.js';
+import { type PeerSpec, type PeerWire, type RunningPeer, requestJson, startPeer } from './peer.js';
 import {
   type Agreement,
   agreementRecords,
@@ -48,16 +48,9 @@ export interface PeerOutcome {
  * as ModelInfer requests on the peer's wire, in proto JSON.
  */
 export function peerRequests(model: string, wire: PeerWire, users = USERS): GhzContract['request'] {
-  const requests = Array.from({ length: users }, (_, i) => {
-    const record = { ...SEED_RECORD, userId: USER_ID_BASE + i };
-    const tensors = wire.encoding === 'raw' ? modelInferRaw(record) : { inputs: modelInferInputs(record) };
-    return {
-      model_name: model,
-      model_version: '',
-      ...tensors,
-      inputs: tensors.inputs.map((t) => ({ ...t, shape: [...wire.shape] })),
-    };
-  });
+  const requests = Array.from({ length: users }, (_, i) =>
+    requestJson(model, { ...SEED_RECORD, userId: USER_ID_BASE + i }, wire),
+  );
   return {
     data: JSON.stringify(requests),
     metadata: { [USER_ID_HEADER]: `{{add ${USER_ID_BASE} (mod .RequestNumber ${users})}}` },

@@ -1,5 +1,5 @@
 /** Seldon MLServer 1.7.1 with scripts/bench/mlserver_app.py's custom runtime (ONNX Runtime). */
-import { type PeerSpec, peerApp } from './peer.js';
+import { type PeerSpec, peerApp, portFlags } from './peer.js';
 
 export const MLSERVER: PeerSpec = {
   key: 'mlserver',
@@ -10,15 +10,6 @@ export const MLSERVER: PeerSpec = {
   wire: { encoding: 'typed', shape: [1] },
   settings:
     'MLServer defaults (parallel_workers 1: one inference worker process; no adaptive batching; metrics on)',
-  args: (versionDir, p) => [
-    peerApp('mlserver_app.py'),
-    versionDir,
-    '--grpc-port',
-    String(p.grpc),
-    '--http-port',
-    String(p.http),
-    '--metrics-port',
-    String(p.metrics),
-  ],
+  args: (versionDir, p) => [peerApp('mlserver_app.py'), versionDir, ...portFlags(p)],
   startTimeoutMs: 90_000,
 };

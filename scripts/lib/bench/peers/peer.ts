@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { GRPCInferenceServiceClient } from '../../../../server/generated/inference/oip/open_inference_grpc.js';
 import { fileTail, spawnToFile, stopChild, untilReady } from '../../children.js';
+import { modelInferInputs, modelInferRaw } from '../../load/payload.js';
 import { PROJECT_ROOT } from '../../paths.js';
 import { freePort } from '../../ports.js';
 import type { Watched } from '../measure.js';
@@ -25,6 +26,38 @@ export interface PeerWire {
   /** Each input's shape for one record: `[1]`, or `[1, 1]` where the model has a batch dimension. */
   readonly shape: readonly number[];
 }
+
+/**
+ * One record as a ModelInfer request on `wire`, in proto JSON (bytes in
+ * base64): what ghz sends (`--data-file`), and, through the generated
+ * `ModelInferRequest.fromJSON`, what the score check sends.
+ */
+export function requestJson(model: string, record: Readonly<Record<string, unknown>>, wire: PeerWire) {
+  const tensors = wire.encoding === 'raw' ? modelInferRaw(record) : { inputs: modelInferInputs(record) };
+  return {
+    model_name: model,
+    model_version: '',
+    ...tensors,
+    inputs: tensors.inputs.map((t) => ({ ...t, shape: [...wire.shape] })),
+  };
+}
+
+/** The ports a peer listens on (each its own: most peers open gRPC, REST and metrics). */
+export interface PeerPorts {
+  readonly grpc: number;
+  readonly http: number;
+  readonly metrics: number;
+}
+
+/** `--grpc-port N --http-port M --metrics-port K`, the flags of the apps that take all three. */
+export const portFlags = (p: PeerPorts) => [
+  '--grpc-port',
+  String(p.grpc),
+  '--http-port',
+  String(p.http),
+  '--metrics-port',
+  String(p.metrics),
+];
 
 /** One peer, as scripts/lib/bench/peers/<noun>.ts describes it. */
 export interface PeerSpec {
@@ -45,12 +78,6 @@ export interface PeerSpec {
   env?(venv: PeerVenv, ports: PeerPorts): Record<string, string>;
   /** How long loading may take. */
   readonly startTimeoutMs: number;
-}
-
-export interface PeerPorts {
-  readonly grpc: number;
-  readonly http: number;
-  readonly metrics: number;
 }
 
 /** The scripts/bench/ app of a peer. */

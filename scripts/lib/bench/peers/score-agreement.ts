@@ -13,13 +13,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
-import type {
-  GRPCInferenceServiceClient,
+import {
+  type GRPCInferenceServiceClient,
   ModelInferRequest,
-  ModelInferResponse,
+  type ModelInferResponse,
 } from '../../../../server/generated/inference/oip/open_inference_grpc.js';
-import { modelInferInputs } from '../../load/payload.js';
-import { oipClientFor, type PeerWire } from './peer.js';
+import { oipClientFor, type PeerWire, requestJson } from './peer.js';
 
 /** |score − this server's score| allowed: float32 scores of the same ONNX graph on the same inputs. */
 export const SCORE_TOLERANCE = 1e-5;
@@ -55,63 +54,13 @@ export function agreementRecords(versionDir: string): AgreementRecord[] {
     .map((c) => ({ id: c.id, record: c.record as AgreementRecord['record'] }));
 }
 
-/** One record as a ModelInfer request on `wire`. */
+/** One record as a ModelInfer request on `wire`, exactly what ghz sends the peer for it. */
 export function inferRequest(
   model: string,
   record: AgreementRecord['record'],
   wire: PeerWire,
 ): ModelInferRequest {
-  const tensors = modelInferInputs(record);
-  const empty = {
-    boolContents: [],
-    intContents: [],
-    int64Contents: [],
-    uintContents: [],
-    uint64Contents: [],
-    fp32Contents: [],
-    fp64Contents: [],
-    bytesContents: [],
-  };
-  const raw: Buffer[] = [];
-  const inputs = tensors.map((t) => {
-    let contents: ModelInferRequest['inputs'][number]['contents'];
-    if ('int64_contents' in t.contents) {
-      const v = t.contents.int64_contents[0] as number;
-      const b = Buffer.alloc(8);
-      b.writeBigInt64LE(BigInt(v));
-      raw.push(b);
-      contents = { ...empty, int64Contents: [v] };
-    } else if ('fp64_contents' in t.contents) {
-      const v = t.contents.fp64_contents[0] as number;
-      const b = Buffer.alloc(8);
-      b.writeDoubleLE(v);
-      raw.push(b);
-      contents = { ...empty, fp64Contents: [v] };
-    } else {
-      const text = Buffer.from(t.contents.bytes_contents[0] as string, 'base64');
-      const b = Buffer.alloc(4 + text.length);
-      b.writeUInt32LE(text.length);
-      text.copy(b, 4);
-      raw.push(b);
-      contents = { ...empty, bytesContents: [text] };
-    }
-    return {
-      name: t.name,
-      datatype: t.datatype,
-      shape: [...wire.shape],
-      parameters: {},
-      contents: wire.encoding === 'typed' ? contents : undefined,
-    };
-  });
-  return {
-    modelName: model,
-    modelVersion: '',
-    id: '',
-    parameters: {},
-    inputs,
-    outputs: [],
-    rawInputContents: wire.encoding === 'raw' ? raw : [],
-  };
+  return ModelInferRequest.fromJSON(requestJson(model, record, wire));
 }
 
 /** The first element of output `name`, from raw_output_contents or typed contents. */

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { type PeerSpec, peerApp } from './peer.js';
+import { type PeerSpec, peerApp, portFlags } from './peer.js';
 
 export const TRITON: PeerSpec = {
   key: 'triton',
@@ -17,16 +17,7 @@ export const TRITON: PeerSpec = {
   wire: { encoding: 'raw', shape: [1, 1] },
   settings:
     "PyTriton's ModelConfig() defaults (batching on, max batch size 4, dynamic batcher without queue delay), Triton's default threads",
-  args: (versionDir, p) => [
-    peerApp('triton_app.py'),
-    versionDir,
-    '--grpc-port',
-    String(p.grpc),
-    '--http-port',
-    String(p.http),
-    '--metrics-port',
-    String(p.metrics),
-  ],
+  args: (versionDir, p) => [peerApp('triton_app.py'), versionDir, ...portFlags(p)],
   // The backend stub links Debian's libpython 3.11.2, which fails on the venv's
   // (pyenv 3.11.7) standard library ("'_thread.RLock' object has no attribute
   // '_recursion_count'") unless the venv's own libpython is found first.
