@@ -145,7 +145,9 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
   const max = await interleaved(ctx, order);
   progress(`[bench] fixed rate ${opts.rate}/s`);
   const rate = new Map<string, Measurement>();
-  for (const t of order) rate.set(t.name, await t.run(paced(ctx, opts.rate)));
+  // The peers' table reports max throughput and CPU only, so they skip the fixed-rate phase.
+  const peerTargets = new Set(peers.map((p) => p.target));
+  for (const t of order) if (!peerTargets.has(t)) rate.set(t.name, await t.run(paced(ctx, opts.rate)));
   progress(`[bench] Envoy at a fixed ${opts.envoyRate}/s`);
   const high = await targets.envoy.run(paced(ctx, opts.envoyRate));
 
