@@ -202,27 +202,38 @@ async function measuredPhase<T>(
 
 let runCounter = 0;
 
+/** Another server's own contract (a peer, scripts/lib/bench/peers/): its protoset, method and requests. */
+export interface GhzContract {
+  readonly call: string;
+  readonly protoset: string;
+  readonly request: { readonly data: string; readonly metadata: Record<string, string> };
+}
+
 /**
  * A ghz phase against `host` for `model` (the version the server's policy
  * serves), through Predict or (`oip`) the Open Inference Protocol's
  * ModelInfer with its tensors encoded as `encoding`.
  */
 export async function ghzPhase(
-  o: PhaseOf & { host: string; model: string; workDir: string; oip?: Encoding },
+  o: PhaseOf & { host: string; model: string; workDir: string; oip?: Encoding; contract?: GhzContract },
 ): Promise<Measurement> {
   // An interrupted run starts nothing new (an already-aborted signal never fires 'abort').
   if (o.signal?.aborted) throw new Error('interrupted');
   const n = ++runCounter;
   const runId = `bench-${o.target.replace(/\W+/g, '-')}-${n}`;
   const oip = o.oip !== undefined;
-  const request = o.oip ? modelInferArray(o.model, o.oip) : predictArray(o.model);
+  const request = o.contract?.request ?? (o.oip ? modelInferArray(o.model, o.oip) : predictArray(o.model));
   const dataFile = join(o.workDir, `ghz-${n}.data.json`);
   writeFileSync(dataFile, request.data);
   const run: GhzRun = {
     host: o.host,
-    call: oip ? MODEL_INFER_CALL : PREDICT_CALL,
     insecure: true,
-    proto: { file: oip ? OIP_PROTO_FILE : PROTO_FILE, importPaths: [PROTO_IMPORT_PATH] },
+    ...(o.contract
+      ? { call: o.contract.call, protoset: o.contract.protoset }
+      : {
+          call: oip ? MODEL_INFER_CALL : PREDICT_CALL,
+          proto: { file: oip ? OIP_PROTO_FILE : PROTO_FILE, importPaths: [PROTO_IMPORT_PATH] },
+        }),
     dataFile,
     metadata: request.metadata,
     ...(o.load.rps !== undefined ? { rps: o.load.rps } : {}),

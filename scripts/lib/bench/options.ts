@@ -35,6 +35,8 @@ export interface BenchOptions {
   /** Version directory the Flask baseline rebuilds (default: the newest demo version). */
   readonly flaskVersion: string | undefined;
   readonly reportsDir: string;
+  /** Add the peers (Triton, KServe, MLServer) to the side-by-side run (scripts/lib/bench/peers/). */
+  readonly peers: boolean;
   /** Exit 1 when a target is missed (default: verdicts are printed, exit 0). */
   readonly strict: boolean;
   readonly help: boolean;
@@ -63,6 +65,13 @@ Sections (default: side, about 3 minutes):
                         latency, health checks every 5 s, 2 workers)
   --all                 every section (about 5 minutes)
   --only LIST           exactly these, comma-separated: ${SECTIONS.join(', ')}
+
+Peers (with the side section):
+  --peers               also Triton (PyTriton), the KServe Python model server and
+                        Seldon MLServer, each serving the same weights, checked to
+                        give this server's scores before it is timed, in the same
+                        interleaved run; their venvs (.venv-peers/) are installed
+                        first when missing (pinned in scripts/bench/requirements/)
 
 Load:
   --duration D          each measured phase per target (default 12s)
@@ -113,6 +122,7 @@ export function parseBenchArgs(argv: readonly string[], cwd = process.cwd()): Be
     'flask-version': { type: 'string' },
     reports: { type: 'string' },
     strict: { type: 'boolean' },
+    peers: { type: 'boolean' },
   });
   const v = parsed.values as Record<string, string | boolean | undefined>;
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
@@ -141,6 +151,7 @@ export function parseBenchArgs(argv: readonly string[], cwd = process.cwd()): Be
     throw new UsageError(`--batching must look like model=<maxBatch>/<delay>ms, got "${batching}".`);
   }
   const flaskVersion = str('flask-version');
+  if (v.peers && !sections.has('side')) throw new UsageError('--peers needs the side section (see --only).');
   return Object.freeze({
     sections,
     durationMs: duration(str('duration'), 'duration', 12_000, 1000, 600_000),
@@ -155,6 +166,7 @@ export function parseBenchArgs(argv: readonly string[], cwd = process.cwd()): Be
     familiesRate: int(str('families-rate'), 'families-rate', 1000, 1, 200_000),
     flaskVersion: flaskVersion === undefined ? undefined : resolve(cwd, flaskVersion),
     reportsDir: resolve(cwd, str('reports') ?? 'reports'),
+    peers: v.peers === true,
     strict: v.strict === true,
     help: v.help === true,
   });

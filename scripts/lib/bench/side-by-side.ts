@@ -13,6 +13,8 @@ import { MODELS_DIR } from '../paths.js';
 import { startFlask, startFloor } from './baselines.js';
 import { h2loadInstalled } from './h2load.js';
 import { GENERATOR, h2loadPhase } from './measure.js';
+import { startPeers } from './peers/lineup.js';
+import { peersSection } from './peers/peer-table.js';
 import { mib, rssBytes } from './process-stats.js';
 import { startBenchServer } from './processes.js';
 import { scrapeServer } from './scrape.js';
@@ -99,6 +101,8 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
   ]);
   if (flask instanceof Error) progress(`[bench] Flask baseline FAILED to start: ${flask.message}`);
   const { envoy, watch } = await envoyStack(ctx, stable, canary);
+  // --peers: Triton, KServe and MLServer, each checked against the direct server before it joins the run.
+  const peers = opts.peers ? await startPeers(ctx, direct.host) : [];
   const targets = {
     direct: grpcTarget(ctx, 'direct', direct.host, [watchServer(direct, 'server')]),
     // Not judged: the same server and records through the Open Inference Protocol, for its cost per call.
@@ -136,6 +140,7 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
     targets.envoy,
     targets.flask,
     targets.floor,
+    ...peers.map((p) => p.target),
   ].filter((t): t is Target => t !== undefined);
 
   progress('[bench] warm-up');
@@ -144,7 +149,9 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
   const max = await interleaved(ctx, order);
   progress(`[bench] fixed rate ${opts.rate}/s`);
   const rate = new Map<string, Measurement>();
-  for (const t of order) rate.set(t.name, await t.run(paced(ctx, opts.rate)));
+  // The peers' table reports max throughput and CPU only, so they skip the fixed-rate phase.
+  const peerTargets = new Set(peers.map((p) => p.target));
+  for (const t of order) if (!peerTargets.has(t)) rate.set(t.name, await t.run(paced(ctx, opts.rate)));
   progress(`[bench] Envoy at a fixed ${opts.envoyRate}/s`);
   const high = await targets.envoy.run(paced(ctx, opts.envoyRate));
   // The same rate with a generator that leaves the cores to Envoy and the servers (h2load.ts).
@@ -250,6 +257,7 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
     `| Envoy's added p50 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP50Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP50Ms)} ms`} |`,
     `| Envoy's added p99 at ${opts.rate}/s (Envoy − direct) | ${r.envoyAddedP99Ms === undefined ? 'n/a' : `${f2(r.envoyAddedP99Ms)} ms`} |`,
     '',
+    ...(opts.peers ? [peersSection(peers, max, opts.concurrency, (rows) => cpuTable(rows, CORES)), ''] : []),
     '### Verdicts (issues 4 and 14)',
     '',
     ...verdictLines(verdicts(runs, targetsFor(opts))),

@@ -17,6 +17,8 @@ export interface GhzRun {
   readonly cacert?: string;
   /** A .proto file and its import paths; without it ghz uses server reflection. */
   readonly proto?: { readonly file: string; readonly importPaths: readonly string[] };
+  /** A compiled FileDescriptorSet instead of `proto` (a peer whose package ships only `*_pb2.py`). */
+  readonly protoset?: string;
   /**
    * Path of the request body template (JSON after ghz's Go text/template
    * expansion). A file rather than `-d`: ghz's CLI insists `-d` parses as JSON
@@ -62,6 +64,8 @@ export function ghzArgs(run: GhzRun): string[] {
   if (run.proto) {
     args.push(`--proto=${run.proto.file}`);
     if (run.proto.importPaths.length > 0) args.push(`--import-paths=${run.proto.importPaths.join(',')}`);
+  } else if (run.protoset) {
+    args.push(`--protoset=${run.protoset}`);
   }
   if (run.insecure) args.push('--insecure');
   else if (run.cacert) args.push(`--cacert=${run.cacert}`);
