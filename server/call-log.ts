@@ -49,6 +49,18 @@ export interface PredictionFields {
   readonly experiment: string;
   /** The request's A/B key (`x-user-id`), pseudonymised unless `LOG_USER_IDS=raw`. */
   readonly user?: string;
+  /**
+   * The arm the caller forced with a valid `x-ab-group` (Envoy's QA listener
+   * routes on it; the public one removes it): not a randomised call. Absent
+   * otherwise, so an ordinary line is no longer.
+   */
+  readonly forced?: Role;
+  /**
+   * Present (`true`) when the request named its version (Predict `version`,
+   * ModelInfer `model_version`) instead of being served the arm's label: not
+   * a randomised call. `version` says which.
+   */
+  readonly pinned?: true;
   readonly outputs: readonly PredictionOutput[];
   /** The raw records, logged when `LOG_INPUTS` is on, with `LOG_REDACT_FIELDS` masked. */
   readonly inputs?: readonly Readonly<Record<string, unknown>>[];
@@ -195,6 +207,8 @@ export function asPredictionRecord(line: unknown): PredictionRecord | undefined 
   if (!isObj(line) || line.event !== 'prediction' || line.code !== 'OK' || !callFields(line))
     return undefined;
   if (!isStr(line.experiment) || (line.user !== undefined && !isStr(line.user))) return undefined;
+  if (line.forced !== undefined && line.forced !== 'stable' && line.forced !== 'canary') return undefined;
+  if (line.pinned !== undefined && line.pinned !== true) return undefined;
   if (!Array.isArray(line.outputs) || line.outputs.length === 0 || !line.outputs.every(isOutput))
     return undefined;
   return line as unknown as PredictionRecord;

@@ -14,7 +14,7 @@ import type { ExperimentAssigner, Group } from './experiment.js';
 import type { AssignmentLabels, Labels, Metrics } from './metrics.js';
 import type { ModelRepository } from './model-repository.js';
 import type { ModelVersion } from './model-version.js';
-import { instanceUser } from './request-validation.js';
+import { forcedArm, instanceUser } from './request-validation.js';
 import type { CallContext } from './unary-handler.js';
 
 export interface PredictionPipelineDeps {
@@ -134,10 +134,15 @@ export class PredictionPipeline {
         };
         metrics.assignments.inc(labels, count);
       }
+      // How the call was routed, for the readout: only randomised calls are
+      // exposures. Both fields are left out of an ordinary call's line.
+      const forced = forcedArm(ctx.metadata);
       ctx.log = {
         event: 'prediction',
         experiment: assigner.experimentName,
         ...(call.user === undefined ? {} : { user: userIds.forLog(call.user) }),
+        ...(forced === undefined ? {} : { forced }),
+        ...(call.version === '' ? {} : { pinned: true as const }),
         outputs,
         ...(this.deps.logInputs ? { inputs: records } : {}),
       };

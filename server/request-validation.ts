@@ -7,8 +7,9 @@
  * preprocessor's (preprocess.ts).
  */
 import type { Metadata } from '@grpc/grpc-js';
+import type { Role } from './config.js';
 import { invalidArgument } from './errors.js';
-import { USER_ID_HEADER } from './headers.js';
+import { AB_OVERRIDE_HEADER, USER_ID_HEADER } from './headers.js';
 import { VERSION_PATTERN } from './model-manifest.js';
 
 /** Model names: directory names under the repository root, 1–128 characters. */
@@ -72,6 +73,19 @@ export function headerUser(metadata: Metadata): string | undefined {
     throw invalidArgument(`${USER_ID_HEADER} must be one value of 1 to 128 printable ASCII characters`);
   }
   return v;
+}
+
+/**
+ * The arm a call's `x-ab-group` forces: exactly one value, `stable` or
+ * `canary`, the exact matches of Envoy's QA routes (scripts/lib/envoy/config.ts;
+ * Envoy joins repeated values with commas before matching, so two values match
+ * neither). Any other value is no override there (the call takes the split),
+ * so it is not refused here either, only not recorded as forced.
+ */
+export function forcedArm(metadata: Metadata): Role | undefined {
+  const values = metadata.get(AB_OVERRIDE_HEADER);
+  const v = values[0];
+  return values.length === 1 && (v === 'stable' || v === 'canary') ? v : undefined;
 }
 
 /** Checks the number of instances against the per-request limit. */

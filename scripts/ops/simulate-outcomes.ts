@@ -106,7 +106,9 @@ async function simulate(o: Options): Promise<Simulated> {
     {
       arms: Set<string>;
       t: number[];
-      unit: UnitExposure & { predictions: UnitExposure['predictions'][number][] };
+      /** The arm of its randomised predictions; undefined while it has none. */
+      arm: UnitExposure['arm'] | undefined;
+      predictions: UnitExposure['predictions'][number][];
     }
   >();
   let predictions = 0;
@@ -129,12 +131,16 @@ async function simulate(o: Options): Promise<Simulated> {
         const key = userOfOutput(rec, i) ?? `r:${rec.requestId}#${i}`;
         let u = byUnit.get(key);
         if (!u) {
-          u = { arms: new Set(), t: [], unit: { arm: rec.arm, predictions: [] } };
+          u = { arms: new Set(), t: [], arm: undefined, predictions: [] };
           byUnit.set(key, u);
         }
+        // As the readout counts: a forced or pinned call is no exposure, but still puts its unit on its arm.
         u.arms.add(rec.arm);
-        u.t.push(t);
-        u.unit.predictions.push({ label: out.label, group: out.group, action: out.action });
+        if (rec.forced === undefined && rec.pinned === undefined) {
+          u.arm = rec.arm;
+          u.t.push(t);
+          u.predictions.push({ label: out.label, group: out.group, action: out.action });
+        }
         const [convert, delay] = draws(o.seed, rec.requestId, i);
         if (
           convert < conversionProbability(DEMO_EFFECT, { arm: rec.arm, label: out.label, action: out.action })
@@ -156,6 +162,7 @@ async function simulate(o: Options): Promise<Simulated> {
   const units: UnitExposure[] = [];
   let both = 0;
   for (const u of byUnit.values()) {
+    if (u.arm === undefined) continue;
     if (u.arms.size > 1) {
       both++;
       continue;
@@ -163,8 +170,8 @@ async function simulate(o: Options): Promise<Simulated> {
     // In time order, as the readout counts from the first exposure.
     const order = u.t.map((t, i) => [t, i] as const).sort((a, b) => a[0] - b[0]);
     units.push({
-      arm: u.unit.arm,
-      predictions: order.map(([, i]) => u.unit.predictions[i] as UnitExposure['predictions'][number]),
+      arm: u.arm,
+      predictions: order.map(([, i]) => u.predictions[i] as UnitExposure['predictions'][number]),
     });
   }
   return { outcomes, units, predictions, usersOnBothArms: both };

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { findLogFiles } from '../../scripts/lib/ab/log-files.js';
+import type { Assignment } from '../../scripts/lib/ab/readout.js';
 import { asPredictionRecord, userOfOutput } from '../../server/call-log.js';
 import {
   type AbStack,
@@ -89,7 +90,11 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
   });
 
   it('labels stable predictions baseline and splits canary positives by user, through the 90/10 split', async () => {
-    split = await runCalls(stack.client, 3000, (i) => ({ user: `user-${i}` }));
+    // The public listener removes x-ab-group: a third of these carry it, and are split like the rest.
+    split = await runCalls(stack.client, 3000, (i) => ({
+      user: `user-${i}`,
+      ...(i % 3 === 0 ? { override: 'canary' } : {}),
+    }));
     splitEnd = new Date().toISOString();
     all.push(...split);
     expect(failures(split)).to.deep.equal([]);
@@ -185,9 +190,14 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
       100,
     );
     const logged = new Map<string, number>();
+    const splitUsers = new Set(split.map((r) => r.user));
     for (const l of lines) {
       const record = asPredictionRecord(l);
       if (!record) throw new Error(`not a prediction record: ${JSON.stringify(l)}`);
+      // The split's calls came through the public listener (which removed any x-ab-group), the rest
+      // through the QA listener forcing the canary; none named a version.
+      expect(record.forced, record.requestId).to.equal(splitUsers.has(record.user) ? undefined : 'canary');
+      expect(l, record.requestId).to.not.have.property('pinned');
       record.outputs.forEach((o, i) => {
         const k = `${record.arm}/${o.group}/${o.label}`;
         logged.set(k, (logged.get(k) ?? 0) + 1);
@@ -200,7 +210,7 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
     expect(readdirSync(join(logs, 'canary')).some((f) => f.endsWith('.log'))).to.equal(true);
   });
 
-  it('`npm run ab-report` reads those logs: healthy splits, and a mismatch once forced traffic is included', () => {
+  it('`npm run ab-report` reads those logs: healthy splits, and the forced calls left out and counted', () => {
     const script = join(ROOT, 'dist', 'scripts', 'ops', 'ab-report.js');
     const window = spawnSync(
       process.execPath,
@@ -245,11 +255,38 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
     ]);
     expect(assignment.experiment.srm).to.equal(false);
 
-    // The QA-forced canary calls break the 90/10 ratio: the report must say so.
-    const whole = spawnSync(process.execPath, [script, '--logs', logs, '--experiment-share', '0.3'], {
+    // The QA-forced canary calls came after the split: counted in, they would break the 90/10
+    // ratio; the readout leaves every one out and says how many, per arm.
+    const forced = predictLinesIn(logs)
+      .map((l) => asPredictionRecord(l))
+      .filter((r) => r?.forced !== undefined)
+      .reduce((n, r) => n + (r?.outputs.length ?? 0), 0);
+    expect(forced, 'the QA calls above').to.be.greaterThan(2000);
+    const whole = spawnSync(
+      process.execPath,
+      [script, '--logs', logs, '--experiment-share', '0.3', '--json'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(whole.status, whole.stderr).to.equal(0);
+    const all = JSON.parse(whole.stdout) as {
+      pairs: { assignment: Pick<Assignment, 'arms' | 'notRandomised'> }[];
+    };
+    expect(all.pairs).to.have.length(1);
+    const a = all.pairs[0]?.assignment;
+    expect(a?.arms.rows.map((r) => [r.name, r.count])).to.deep.equal(
+      assignment.arms.rows.map((r) => [r.name, r.count]),
+    );
+    expect(a?.arms.srm).to.equal(false);
+    expect(a?.notRandomised.canary).to.include({ predictions: forced, forced, pinned: 0 });
+    expect(a?.notRandomised.stable).to.include({ predictions: 0 });
+    const text = spawnSync(process.execPath, [script, '--logs', logs, '--experiment-share', '0.3'], {
       encoding: 'utf8',
     });
-    expect(whole.status).to.equal(0);
-    expect(whole.stdout).to.match(/Stage 1[^\n]*\n(?:.*\n){3}\s+SAMPLE RATIO MISMATCH/);
+    expect(text.stdout).to.include(
+      `canary ${forced.toLocaleString('en-US')} (${forced.toLocaleString('en-US')} forced by x-ab-group`,
+    );
+    expect(text.stdout).to.not.include('SAMPLE RATIO MISMATCH');
   });
 });

@@ -33,6 +33,9 @@ export function predictLine(o: {
   version?: string;
   experiment?: string;
   method?: string;
+  /** How the call was routed: the arm its x-ab-group forced, and whether it named its version. */
+  forced?: Role;
+  pinned?: true;
 }): string {
   const record: PredictionRecord = {
     requestId: o.requestId,
@@ -46,6 +49,8 @@ export function predictLine(o: {
     event: 'prediction',
     experiment: o.experiment ?? 'positives-v1',
     user: ids.forLog(o.user),
+    ...(o.forced === undefined ? {} : { forced: o.forced }),
+    ...(o.pinned === undefined ? {} : { pinned: o.pinned }),
     outputs: [
       {
         score: o.label ? 0.6 : 0.1,

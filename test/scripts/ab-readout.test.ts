@@ -316,6 +316,111 @@ describe('ab readout: version pairs and guardrails', function () {
     expect(arms?.srm).to.equal(false);
   });
 
+  it('leaves forced and pinned predictions out of every exposure and comparison, and counts them per arm', async () => {
+    // A randomised 90/10 split (users s*, c*), and beside it what the split never assigned:
+    // QA forcing 200 users onto the canary (x-ab-group), all of them converting; 50 stable
+    // calls pinned to the stable version itself (so no version heuristic could tell); one
+    // call both forced and pinned to an older version; and randomised s1 forced onto the canary.
+    // (All inside the pair's window, which opens with stable's first call, s1.)
+    const lines: string[] = [];
+    const qa: string[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const t = T0 + 10 * i;
+      const arm: Role = i % 10 === 0 ? 'canary' : 'stable';
+      const user = arm === 'canary' ? `c${i}` : `s${i}`;
+      const group = arm === 'canary' ? 'canary_negative' : 'baseline';
+      lines.push(predictLine({ arm, t, requestId: user, user, label: 0, group }));
+      if (i >= 1 && i <= 200) {
+        lines.push(
+          predictLine({
+            arm: 'canary',
+            t: t + 1,
+            requestId: `q${i}`,
+            user: `q${i}`,
+            label: 1,
+            group: 'experiment',
+            forced: 'canary',
+          }),
+        );
+        qa.push(`q${i}`);
+      }
+      if (i >= 1 && i <= 50) {
+        lines.push(
+          predictLine({
+            arm: 'stable',
+            t: t + 2,
+            requestId: `p${i}`,
+            user: `p${i}`,
+            label: 0,
+            group: 'baseline',
+            pinned: true,
+          }),
+        );
+      }
+    }
+    lines.push(
+      predictLine({
+        arm: 'stable',
+        t: T0 + 5003,
+        requestId: 'qp',
+        user: 'qp',
+        label: 0,
+        group: 'baseline',
+        forced: 'stable',
+        pinned: true,
+        version: '20261101T000000Z',
+      }),
+      predictLine({
+        arm: 'canary',
+        t: T0 + 5004,
+        requestId: 's1-qa',
+        user: 's1',
+        label: 0,
+        group: 'canary_negative',
+        forced: 'canary',
+      }),
+    );
+    lines.push(
+      outcomeLine(
+        'stable',
+        T0 + 20_000,
+        qa.map((id, k) => conv(id, T0 + 10 * k + 100)),
+      ),
+    );
+    const r = await readout({ logs: [write(lines)], primary: 'arms' });
+    expect(r.input.predictions).to.equal(1252);
+    expect(r.input.notRandomised).to.deep.equal({ predictions: 252, forced: 202, pinned: 51 });
+    expect(r.pairs.map((p) => [p.stableVersion, p.canaryVersion])).to.deep.equal([[STABLE_V, CANARY_V]]);
+    const p = r.pairs[0];
+    const a = p?.assignment;
+    expect(a?.notRandomised).to.deep.equal({
+      stable: { predictions: 51, forced: 1, pinned: 51, units: 51 },
+      canary: { predictions: 201, forced: 201, pinned: 0, units: 201 },
+    });
+    // Counted with them, the canary's 99 users would be 300: a sample ratio mismatch.
+    // (c0 precedes stable's first call, outside the pair.)
+    expect(a?.arms.rows.map((x) => [x.name, x.count])).to.deep.equal([
+      ['stable', 900],
+      ['canary', 99],
+    ]);
+    expect(a?.arms.srm).to.equal(false);
+    expect(a?.groups.find((g) => g.arm === 'canary' && g.group === 'experiment')).to.equal(undefined);
+    // s1, randomised onto stable, was forced onto the canary: on both arms, left out.
+    expect(a?.usersOnBothArms).to.equal(1);
+    // The forced users' conversions name their predictions but no exposure.
+    expect(counts(comparison(p, 'arms'))).to.deep.equal([899, 0, 99, 0]);
+    expect(r.outcomes.unexposed.reduce((n, x) => n + x.outcomes, 0)).to.equal(200);
+    expect(r.verdict).to.not.equal('winner');
+    const text = formatReadout(r);
+    expect(text).to.include('1,252 predictions) from 1 log files');
+    expect(text).to.include(
+      '252 predictions not randomised (202 forced by x-ab-group, 51 pinned to a version)',
+    );
+    expect(text).to.include(
+      'note: predictions not randomised, left out of every count and comparison: stable 51 (1 forced by x-ab-group, 51 pinned to a version; 51 users), canary 201 (201 forced by x-ab-group, 0 pinned to a version; 201 users).',
+    );
+  });
+
   it("counts ModelInfer's prediction records (the Open Inference Protocol) with Predict's, and nothing else", async () => {
     const lines = [
       predictLine({ arm: 'stable', t: T0, requestId: 'a', user: 'a', label: 0, group: 'baseline' }),

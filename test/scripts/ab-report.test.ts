@@ -86,6 +86,13 @@ describe('ab-report: the command', function () {
     const r = JSON.parse(json.stdout) as Readout;
     expect(r.verdict).to.equal('inconclusive');
     expect(counts(comparison(r.pairs[0], 'positives'))).to.deep.equal([40, 6, 40, 12]);
+    // What was left out as not randomised is in the JSON too, per arm (none in this fixture).
+    const none = { predictions: 0, forced: 0, pinned: 0 };
+    expect(r.input.notRandomised).to.deep.equal(none);
+    expect(r.pairs[0]?.assignment.notRandomised).to.deep.equal({
+      stable: { ...none, units: 0 },
+      canary: { ...none, units: 0 },
+    });
     writeFileSync(join(dir, 'bad.csv'), 'requestId,instance\nr,x\n');
     const bad = await runCli(process.execPath, [
       script,

@@ -10,6 +10,7 @@ import type {
   RepositoryIndexResponse,
 } from '../../server/generated/inference/oip/open_inference_grpc.js';
 import type { RecordOutcomesResponse } from '../../server/generated/inference/v1/inference.js';
+import { AB_OVERRIDE_HEADER } from '../../server/headers.js';
 import { ONNX_PLATFORM, TRITON_UNIMPLEMENTED } from '../../server/open-inference-service.js';
 import { goldenOf } from '../helpers/families.js';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../helpers/health-client.js';
@@ -287,6 +288,8 @@ describe('Open Inference Protocol (GRPCInferenceService beside inference.v1)', f
       expect(rec?.outputs).to.have.length(1);
       expect(rec?.user).to.match(/^p_/);
       expect(JSON.stringify(lines[0])).to.not.include('user-7');
+      // An ordinary call: the routing fields are left out.
+      expect(lines[0]).to.not.have.any.keys('forced', 'pinned');
 
       const sample = async (method: string) =>
         (await t.registry.getSingleMetric('inference_requests_total')?.get())?.values.find(
@@ -317,6 +320,18 @@ describe('Open Inference Protocol (GRPCInferenceService beside inference.v1)', f
       await waitFor('the outcome line', () => t.logs.lines.some((l) => l.msg === 'RecordOutcomes'));
       const o = asOutcomeRecord(t.logs.lines.find((l) => l.msg === 'RecordOutcomes'));
       expect(o?.outcomes[0]).to.include({ requestId: 'oip-log', instance: 0, user: rec?.user });
+    });
+
+    it("records a forced arm and a named model_version on ModelInfer's line, as Predict's", async () => {
+      await modelInfer(
+        oip,
+        { id: 'oip-routed', modelVersion: OLDER, ...tensorsOf([{ ...SAMPLE_RECORD }], meta.inputs, 'raw') },
+        metadataOf({ [AB_OVERRIDE_HEADER]: 'canary' }),
+      );
+      await waitFor('the routed line', () => t.logs.lines.some((l) => l.requestId === 'oip-routed'));
+      const rec = asPredictionRecord(t.logs.lines.find((l) => l.requestId === 'oip-routed'));
+      expect(rec, 'a prediction record').to.not.equal(undefined);
+      expect(rec).to.include({ method: 'ModelInfer', version: OLDER, forced: 'canary', pinned: true });
     });
 
     it('takes the request id from x-request-id when id is empty, and generates one otherwise', async () => {

@@ -10,6 +10,7 @@ import {
   type ListModelsResponse,
   PredictRequest,
 } from '../../server/generated/inference/v1/inference.js';
+import { AB_OVERRIDE_HEADER } from '../../server/headers.js';
 import {
   asLogged,
   copyModels,
@@ -159,6 +160,47 @@ describe('Predict (real server, real ONNX Runtime, demo models)', function () {
     const user = record?.outputs[0]?.user;
     expect(user).to.match(/^p_[A-Za-z0-9_-]{22}$/);
     expect(JSON.stringify(line)).to.not.include(String(SAMPLE_RECORD.userId));
+  });
+
+  it('records a forced arm (one valid x-ab-group) and a pinned version on the line, and nothing on an ordinary call', async () => {
+    const header = (...values: string[]) => {
+      const md = new Metadata();
+      for (const v of values) md.add(AB_OVERRIDE_HEADER, v);
+      return md;
+    };
+    const calls: [string, Partial<PredictRequest>, Metadata][] = [
+      ['plain', {}, header()],
+      ['forced', {}, header('canary')],
+      ['pinned', { version: OLDER }, header()],
+      ['both', { version: NEWER }, header('stable')],
+      // Envoy's QA routes match one exact value; anything else takes the split there, so it is no override.
+      ['unknown-value', {}, header('Canary')],
+      ['two-values', {}, header('canary', 'canary')],
+    ];
+    for (const [requestId, req, md] of calls) {
+      await predict(t.client, { requestId, instances: [{ ...SAMPLE_RECORD }], ...req }, md);
+    }
+    const lineOf = (id: string) => t.logs.lines.find((l) => l.requestId === id);
+    await waitFor('the routing lines', () => calls.every(([id]) => lineOf(id) !== undefined));
+    const routing = calls.map(([id]) => {
+      const record = asPredictionRecord(lineOf(id));
+      expect(record, id).to.not.equal(undefined);
+      return [id, record?.forced, record?.pinned];
+    });
+    expect(routing).to.deep.equal([
+      ['plain', undefined, undefined],
+      ['forced', 'canary', undefined],
+      ['pinned', undefined, true],
+      ['both', 'stable', true],
+      ['unknown-value', undefined, undefined],
+      ['two-values', undefined, undefined],
+    ]);
+    // An ordinary call's line carries neither key (not even as null): its size is unchanged.
+    expect(lineOf('plain')).to.not.have.any.keys('forced', 'pinned');
+    expect(lineOf('pinned')?.version).to.equal(OLDER);
+    // The parser refuses a routing field the server never writes.
+    expect(asPredictionRecord({ ...lineOf('plain'), forced: 'qa' })).to.equal(undefined);
+    expect(asPredictionRecord({ ...lineOf('plain'), pinned: false })).to.equal(undefined);
   });
 
   it('lists models and versions, and describes a version', async () => {

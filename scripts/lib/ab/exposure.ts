@@ -9,8 +9,11 @@
  * - a unit counts from its first exposure on its arm (stage 1), or from its
  *   first positive prediction (stage 2); outcomes before that, or before the
  *   delay has passed, or after the window, are ignored (and counted);
- * - a unit seen on both arms of a pair, or in both stage-2 groups, is
- *   reported and left out of every comparison of that pair;
+ * - only randomised predictions are exposures: one forced onto its arm
+ *   (`x-ab-group`) or pinned to a version is counted and left out;
+ * - a unit seen on both arms of a pair (a forced or pinned prediction on the
+ *   other arm included), or in both stage-2 groups, is reported and left out
+ *   of every comparison of that pair;
  * - the same (prediction or user, metric) counts once, however often sent.
  */
 import type { Engine, Row } from './engine.js';
@@ -26,9 +29,18 @@ export interface ExposureRules {
   readonly windowMs?: number;
 }
 
+/** Predictions left out as not randomised: all of them, those forced by `x-ab-group`, those pinned to a version (a call may be both). */
+export interface NotRandomised {
+  readonly predictions: number;
+  readonly forced: number;
+  readonly pinned: number;
+}
+
 export interface InputSummary {
   readonly predictionRequests: number;
+  /** Every prediction read, randomised or not. */
   readonly predictions: number;
+  readonly notRandomised: NotRandomised;
   readonly logOutcomes: number;
   readonly bulkOutcomes: number;
   readonly firstTime?: string;
@@ -88,6 +100,11 @@ export interface PairTally {
   /** Units seen on both arms, and canary units seen in both stage-2 groups: excluded. */
   readonly bothArms: number;
   readonly bothGroups: number;
+  /** The pair's predictions left out as not randomised, per arm that served them, with the units they name. */
+  readonly notRandomised: readonly (NotRandomised & {
+    readonly arm: 'stable' | 'canary';
+    readonly units: number;
+  })[];
   readonly moments: readonly MomentRow[];
   readonly ignored: readonly IgnoredRow[];
 }
@@ -144,6 +161,11 @@ export async function tallyExposures(
   const input: InputSummary = {
     predictionRequests: num(inRow?.prediction_requests),
     predictions: num(inRow?.predictions),
+    notRandomised: {
+      predictions: num(inRow?.not_randomised),
+      forced: num(inRow?.forced),
+      pinned: num(inRow?.pinned),
+    },
     logOutcomes: num(inRow?.log_outcomes),
     bulkOutcomes: num(inRow?.bulk_outcomes),
     ...(firstTime === undefined ? {} : { firstTime }),
@@ -153,6 +175,7 @@ export async function tallyExposures(
   for (const s of [
     SQL.PAIRS,
     SQL.PAIR_ARMS,
+    SQL.NOT_RANDOMISED,
     SQL.EXPOSURES,
     SQL.COMPARISON_UNITS,
     SQL.RESOLVED_OUTCOMES,
@@ -190,6 +213,13 @@ export async function tallyExposures(
       lastT: num(r.last_t),
     }),
   );
+  const notRandomised = byPair(await engine.rows(SQL.NOT_RANDOMISED_ROWS), (r) => ({
+    arm: str(r.arm) as AssignmentRow['arm'],
+    predictions: num(r.predictions),
+    forced: num(r.forced),
+    pinned: num(r.pinned),
+    units: num(r.units),
+  }));
   const exclusions = new Map((await engine.rows(SQL.EXCLUSIONS)).map((r) => [num(r.pair), r]));
   const moments = byPair(
     await engine.rows(SQL.MOMENTS),
@@ -232,6 +262,7 @@ export async function tallyExposures(
       assignments: rows,
       bothArms: num(ex?.both_arms),
       bothGroups: num(ex?.both_groups),
+      notRandomised: notRandomised.get(pair) ?? [],
       moments: moments.get(pair) ?? [],
       ignored: ignored.get(pair) ?? [],
     };

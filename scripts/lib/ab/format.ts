@@ -1,4 +1,5 @@
 /** The readout as the text an operator reads (`npm run ab-report`); `--json` prints the Readout itself. */
+import { AB_OVERRIDE_HEADER } from '../../../server/headers.js';
 import { durationText } from '../args.js';
 import type { ArmSummary } from './effect.js';
 import type { Comparison, PairReadout, Readout } from './readout.js';
@@ -114,6 +115,16 @@ function formatPair(p: PairReadout, r: Readout): string {
       `  note: ${int(a.usersOnBothArms)} users appear on both arms (QA overrides, or weights changed in this window): excluded from the comparisons.`,
     );
   }
+  const nr = (['stable', 'canary'] as const).filter((arm) => a.notRandomised[arm].predictions > 0);
+  if (nr.length > 0) {
+    const each = nr.map((arm) => {
+      const x = a.notRandomised[arm];
+      return `${arm} ${int(x.predictions)} (${int(x.forced)} forced by ${AB_OVERRIDE_HEADER}, ${int(x.pinned)} pinned to a version; ${int(x.units)} users)`;
+    });
+    out.push(
+      `  note: predictions not randomised, left out of every count and comparison: ${each.join(', ')}.`,
+    );
+  }
   out.push('');
   out.push('Groups: predictions, positive rate (model label 1) and treated (action 1)');
   out.push(
@@ -162,8 +173,12 @@ function formatPair(p: PairReadout, r: Readout): string {
 export function formatReadout(r: Readout): string {
   const out: string[] = [];
   const when = r.input.firstTime ? `${r.input.firstTime} .. ${r.input.lastTime}` : 'no predictions';
+  const nr = r.input.notRandomised;
   out.push(
-    `A/B readout: ${int(r.input.predictionRequests)} Predict calls (${int(r.input.predictions)} predictions) from ${int(r.input.logFiles)} log files (${when})`,
+    `A/B readout: ${int(r.input.predictionRequests)} Predict calls (${int(r.input.predictions)} predictions) from ${int(r.input.logFiles)} log files (${when})` +
+      (nr.predictions > 0
+        ? `; ${int(nr.predictions)} predictions not randomised (${int(nr.forced)} forced by ${AB_OVERRIDE_HEADER}, ${int(nr.pinned)} pinned to a version), left out of the experiment`
+        : ''),
   );
   const o = r.outcomes;
   if (o.fromLogs + o.fromBulk === 0) {

@@ -50,6 +50,7 @@ import {
   type IgnoredRow,
   type InputSummary,
   type MomentRow,
+  type NotRandomised,
   type PairTally,
   type ResolutionRow,
   tallyExposures,
@@ -126,6 +127,12 @@ export interface Assignment {
   readonly usersOnBothArms: number;
   /** Canary users seen in both stage-2 groups: excluded from comparisons. */
   readonly usersInBothGroups: number;
+  /**
+   * Per arm, the predictions of the pair's window that were not randomised
+   * (forced by `x-ab-group`, pinned to a version; a call may be both) and the
+   * units they name: no exposures, left out of every count and comparison.
+   */
+  readonly notRandomised: Readonly<Record<'stable' | 'canary', NotRandomised & { readonly units: number }>>;
 }
 
 export interface Comparison {
@@ -256,7 +263,23 @@ function assignmentOf(t: PairTally, o: ReadoutOptions): Assignment {
       });
     }
   }
-  return { arms, experiment, groups, usersOnBothArms: t.bothArms, usersInBothGroups: t.bothGroups };
+  const left = (name: 'stable' | 'canary') => {
+    const r = t.notRandomised.find((x) => x.arm === name);
+    return {
+      predictions: r?.predictions ?? 0,
+      forced: r?.forced ?? 0,
+      pinned: r?.pinned ?? 0,
+      units: r?.units ?? 0,
+    };
+  };
+  return {
+    arms,
+    experiment,
+    groups,
+    usersOnBothArms: t.bothArms,
+    usersInBothGroups: t.bothGroups,
+    notRandomised: { stable: left('stable'), canary: left('canary') },
+  };
 }
 
 const add = (

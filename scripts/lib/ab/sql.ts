@@ -10,6 +10,10 @@
  * are server/call-log.ts's `PredictionRecord` and `OutcomeRecord`; a test
  * writes lines with those types and reads them back through these statements.
  *
+ * Only randomised predictions are exposures: a line with `forced` (the call
+ * carried `x-ab-group`) or `pinned` (it named its version) was not assigned
+ * by the split, so it is kept only to resolve outcomes and to be counted.
+ *
  * Units: the unit of a prediction is its A/B key (the output's own `user`,
  * else the request's `user`), else the prediction itself
  * (`r:<requestId>#<instance>`), the same key the server hashed.
@@ -42,7 +46,7 @@ export function settings(o: { memoryLimit: string; threads: number; tempDir: str
 /** The fields of a log line the readout reads (server/call-log.ts); any other field is skipped unparsed. */
 const LOG_COLUMNS = `{
   event: 'VARCHAR', code: 'VARCHAR', method: 'VARCHAR', "time": 'VARCHAR', requestId: 'VARCHAR', model: 'VARCHAR',
-  version: 'VARCHAR', arm: 'VARCHAR', experiment: 'VARCHAR', "user": 'VARCHAR',
+  version: 'VARCHAR', arm: 'VARCHAR', experiment: 'VARCHAR', "user": 'VARCHAR', forced: 'VARCHAR', pinned: 'BOOLEAN',
   outputs: 'STRUCT(label INTEGER, "group" VARCHAR, action INTEGER, "user" VARCHAR)[]',
   outcomes: 'STRUCT(requestId VARCHAR, instance INTEGER, "user" VARCHAR, model VARCHAR, metric VARCHAR, "value" DOUBLE, "at" VARCHAR)[]'
 }`;
@@ -63,7 +67,7 @@ const ms = (iso: string) => `epoch_ms(try_cast(${iso} AS TIMESTAMPTZ))`;
 export function loadLines(files: readonly string[]): string {
   return `CREATE TABLE lines AS
 SELECT event, method, ${ms('"time"')} AS t, requestId AS request_id, model, version, arm, experiment,
-       "user" AS req_user, outputs, outcomes
+       "user" AS req_user, forced, pinned, outputs, outcomes
 FROM read_ndjson(${list(files)}, columns = ${LOG_COLUMNS}, ignore_errors = true,
                  maximum_object_size = 67108864)
 WHERE code = 'OK' AND event IN ('prediction', 'outcome')`;
@@ -73,6 +77,7 @@ WHERE code = 'OK' AND event IN ('prediction', 'outcome')`;
 export const EMPTY_LINES = `CREATE TABLE lines AS
 SELECT NULL::VARCHAR AS event, NULL::VARCHAR AS method, NULL::BIGINT AS t, NULL::VARCHAR AS request_id, NULL::VARCHAR AS model,
        NULL::VARCHAR AS version, NULL::VARCHAR AS arm, NULL::VARCHAR AS experiment, NULL::VARCHAR AS req_user,
+       NULL::VARCHAR AS forced, NULL::BOOLEAN AS pinned,
        NULL::STRUCT(label INTEGER, "group" VARCHAR, action INTEGER, "user" VARCHAR)[] AS outputs,
        NULL::STRUCT(requestId VARCHAR, instance INTEGER, "user" VARCHAR, model VARCHAR, metric VARCHAR, "value" DOUBLE, "at" VARCHAR)[] AS outcomes
 WHERE false`;
@@ -82,7 +87,9 @@ WHERE false`;
  * call-log.ts PREDICTION_METHODS) inside
  * [since, until). `exp_key` is the canary's experiment name (the stable arm
  * assigns nothing, so its name is not part of its identity). `first_output`
- * marks one row per request, so requests can still be counted.
+ * marks one row per request, so requests can still be counted. `forced` and
+ * `pinned` say how a call was routed (call-log.ts PredictionFields);
+ * `randomised` is neither.
  */
 export function loadPredictions(window: { since?: number; until?: number }): string {
   const bounds = [
@@ -92,7 +99,7 @@ export function loadPredictions(window: { since?: number; until?: number }): str
   return `CREATE TABLE pred AS
 WITH flat AS (
   SELECT model, arm, version, CASE WHEN arm = 'canary' THEN experiment ELSE '' END AS exp_key, t, request_id,
-         req_user, unnest(outputs) AS o, unnest(range(len(outputs))) AS instance,
+         forced IS NOT NULL AS forced, pinned IS TRUE AS pinned, req_user, unnest(outputs) AS o, unnest(range(len(outputs))) AS instance,
          req_user IS NOT NULL OR list_bool_and(list_transform(outputs, x -> x."user" IS NOT NULL)) AS all_users
   FROM lines
   WHERE event = 'prediction' AND method IN ${list([...PREDICTION_METHODS])} AND arm IN ('stable', 'canary') AND t IS NOT NULL AND len(outputs) > 0 ${bounds}
@@ -100,7 +107,8 @@ WITH flat AS (
 SELECT model, arm, version, exp_key, t, request_id, instance::INTEGER AS instance,
        coalesce(o."user", req_user, 'r:' || request_id || '#' || instance) AS unit,
        coalesce(o."user", req_user) IS NOT NULL AS has_user,
-       o.label AS label, o."group" AS grp, o.action AS action, all_users, instance = 0 AS first_output
+       o.label AS label, o."group" AS grp, o.action AS action, all_users, instance = 0 AS first_output,
+       forced, pinned, NOT forced AND NOT pinned AS randomised
 FROM flat`;
 }
 
@@ -123,27 +131,30 @@ SELECT row_number() OVER () AS id, * FROM (
 
 export const DROP_LINES = 'DROP TABLE lines';
 
-/** What was read: prediction and outcome lines, and the time they span. */
+/** What was read: prediction and outcome lines (the predictions not randomised among them), and the time they span. */
 export const INPUT_SUMMARY = `SELECT
   (SELECT count(*)::DOUBLE FROM pred WHERE first_output) AS prediction_requests,
   (SELECT count(*)::DOUBLE FROM pred) AS predictions,
+  (SELECT count(*)::DOUBLE FROM pred WHERE NOT randomised) AS not_randomised,
+  (SELECT count(*)::DOUBLE FROM pred WHERE forced) AS forced,
+  (SELECT count(*)::DOUBLE FROM pred WHERE pinned) AS pinned,
   (SELECT count(*)::DOUBLE FROM oc WHERE source = 'log') AS log_outcomes,
   (SELECT count(*)::DOUBLE FROM oc WHERE source = 'bulk') AS bulk_outcomes,
   (SELECT min(t)::DOUBLE FROM pred) AS first_t,
   (SELECT max(t)::DOUBLE FROM pred) AS last_t`;
 
 /**
- * Version pairs. On each arm, a version serves from its first prediction
+ * Version pairs, from the randomised predictions. On each arm, a version serves from its first prediction
  * until the next version's first prediction (or the end of the logs); a
  * version whose predictions all fall inside another version's span on the
  * same arm did not serve, it was named by the caller (an older version still
- * loaded, QA), and is left out. A pair is a stable version and a canary
+ * loaded, QA, in logs from before the `pinned` field), and is left out. A pair is a stable version and a canary
  * version (and experiment) over the time both served: [t0, t1). Runs with
  * other versions behind an arm are other pairs, never pooled.
  */
 export const PAIRS = `CREATE TABLE pairs AS
 WITH spans AS (
-  SELECT model, arm, version, exp_key, min(t) AS t0, max(t) AS t1 FROM pred GROUP BY ALL
+  SELECT model, arm, version, exp_key, min(t) AS t0, max(t) AS t1 FROM pred WHERE randomised GROUP BY ALL
 ), serving AS (
   SELECT s.* FROM spans s WHERE NOT EXISTS (
     SELECT 1 FROM spans o
@@ -170,10 +181,27 @@ SELECT pair, model, 'stable' AS arm, stable_version AS version, '' AS exp_key, t
 UNION ALL
 SELECT pair, model, 'canary', canary_version, experiment, t0, t1 FROM pairs`;
 
-/** A pair's predictions: its versions, inside its window. */
+/** A pair's exposures: the randomised predictions of its versions, inside its window. */
 const PAIR_PREDICTIONS = `pair_arms pa JOIN pred x
   ON x.model = pa.model AND x.arm = pa.arm AND x.version = pa.version AND x.exp_key = pa.exp_key
- AND x.t >= pa.t0 AND x.t < pa.t1`;
+ AND x.t >= pa.t0 AND x.t < pa.t1 AND x.randomised`;
+
+/**
+ * The predictions of each pair's window that were not randomised (forced or
+ * pinned), by the arm that served them, whatever version they named: left
+ * out of every exposure, counted, and used to spot units they moved across
+ * arms (EXPOSURES).
+ */
+export const NOT_RANDOMISED = `CREATE TABLE nr AS
+SELECT pa.pair AS pair, x.arm AS arm, x.unit AS unit, x.forced AS forced, x.pinned AS pinned
+FROM pair_arms pa JOIN pred x ON x.model = pa.model AND x.arm = pa.arm AND x.t >= pa.t0 AND x.t < pa.t1
+WHERE NOT x.randomised`;
+
+/** The predictions left out as not randomised, per pair and arm: all, forced, pinned (a call may be both), units. */
+export const NOT_RANDOMISED_ROWS = `SELECT pair, arm, count(*)::DOUBLE AS predictions,
+  count(*) FILTER (WHERE forced)::DOUBLE AS forced, count(*) FILTER (WHERE pinned)::DOUBLE AS pinned,
+  count(DISTINCT unit)::DOUBLE AS units
+FROM nr GROUP BY ALL ORDER BY ALL`;
 
 /**
  * The assignment counts of each pair, by arm and group (grp NULL: the whole
@@ -197,12 +225,16 @@ ORDER BY ALL`;
 /**
  * Exposures: one row per (pair, arm, unit) with the first exposure, and on
  * the canary the first positive (experiment or control) and its group.
- * `both_arms` marks units seen on both arms of the pair (a weight change or
- * a QA override moved them); `groups` > 1 marks a canary unit seen in both
+ * `both_arms` marks units seen on both arms of the pair (a weight change
+ * moved them), counting a forced or pinned prediction on the other arm too
+ * (QA sent a randomised user to the other model: its outcomes are no longer
+ * one arm's); `groups` > 1 marks a canary unit seen in both
  * stage-2 groups (the salt changed under one experiment name).
  */
 export const EXPOSURES = `CREATE TABLE ex AS
-SELECT *, count(*) OVER (PARTITION BY pair, unit) > 1 AS both_arms FROM (
+SELECT *, count(*) OVER (PARTITION BY pair, unit) > 1
+          OR EXISTS (SELECT 1 FROM nr WHERE nr.pair = e.pair AND nr.unit = e.unit AND nr.arm <> e.arm) AS both_arms
+FROM (
   SELECT pa.pair AS pair, x.arm AS arm, x.unit AS unit, min(x.t) AS t_first,
          min(x.t) FILTER (WHERE x.grp IN ('experiment', 'control')) AS t_pos,
          arg_min(x.grp, x.t) FILTER (WHERE x.grp IN ('experiment', 'control')) AS grp2,
@@ -211,7 +243,7 @@ SELECT *, count(*) OVER (PARTITION BY pair, unit) > 1 AS both_arms FROM (
                  = max(x.grp) FILTER (WHERE x.grp IN ('experiment', 'control')) THEN 1 ELSE 2 END AS groups
   FROM ${PAIR_PREDICTIONS}
   GROUP BY ALL
-)`;
+) e`;
 
 /** Units excluded from every comparison of a pair, by reason. */
 export const EXCLUSIONS = `SELECT pair,
