@@ -167,6 +167,8 @@ export class PredictionLine {
     if (r.message !== undefined) s += `,"message":${str(r.message)}`;
     s += `,"event":${str(f.event)},"experiment":${str(f.experiment)}`;
     if (f.user !== undefined) s += `,"user":${str(f.user)}`;
+    if (f.forced !== undefined) s += `,"forced":${str(f.forced)}`;
+    if (f.pinned !== undefined) s += ',"pinned":true';
     s += ',"outputs":[';
     const outputs = f.outputs;
     for (let i = 0; i < outputs.length; i++) {

@@ -125,7 +125,7 @@ describe('prediction log line (server/prediction-line.ts)', () => {
     });
   });
 
-  it('matches pino on 500 generated records: batches, users per instance, odd keys and values, no inputs, a message', () => {
+  it('matches pino on 500 generated records: batches, users per instance, forced and pinned calls, odd keys and values, no inputs, a message', () => {
     const rng = new Rng(14);
     for (let i = 0; i < 500; i++) {
       const n = 1 + Math.floor(rng.next() * 4);
@@ -141,6 +141,8 @@ describe('prediction log line (server/prediction-line.ts)', () => {
         event: 'prediction',
         experiment: rng.next() < 0.5 ? 'positives-v1' : 'exp "2"',
         ...(requestUser ? { user: `p_${i}` } : {}),
+        ...(rng.next() < 0.2 ? { forced: rng.next() < 0.5 ? ('stable' as const) : ('canary' as const) } : {}),
+        ...(rng.next() < 0.2 ? { pinned: true as const } : {}),
         outputs: outputs(n, rng, !requestUser),
         ...(rng.next() < 0.8 ? { inputs: Array.from({ length: n }, () => instance(rng)) } : {}),
       };
