@@ -211,7 +211,8 @@ describe('limits on unfinished streams and idle connections', function () {
       const ms = Date.now() - t0;
       expect(t.logs.withMsg('shutdown: grace period over; forcing')).to.deep.equal([]);
       expect(t.logs.withMsg('shutdown: complete')).to.have.length(1);
-      expect(ms).to.be.lessThan(2000);
+      // Before the grace period would have ended (the log above says it did not force).
+      expect(ms).to.be.lessThan(8000);
       expect(t.logs.withMsg('shutdown: closing the gRPC server')[0]).to.include({ unfinished: 20 });
     } finally {
       raw.close();
