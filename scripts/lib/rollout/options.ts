@@ -58,6 +58,11 @@ Options:
   --min-calls 200            calls per arm per analysis below which it is inconclusive (default ${T.minCalls})
   --base-canary 10           the canary weight \`promote\` returns to (default ${DEFAULT_WEIGHTS.canary})
   --force                    \`promote\` without a complete \`start\`
+  --business guard           the experiment readout as a check (default guard): guard fails a step
+                             on a stable winner or a sample-ratio mismatch; require also makes
+                             \`promote\` need a canary winner or no difference; off skips it
+  --logs DIR                 the servers' logs the readout reads (default logs/)
+  --experiment-share 0.5     the canary's EXPERIMENT_SHARE, for the readout (default 0.5)
   --model conversion         the model (default conversion)
   --models DIR               the model repository the servers read (default models/)
   --admin HOST:PORT          Envoy admin (default ${LOCAL_BOOTSTRAP.admin.host}:${LOCAL_BOOTSTRAP.admin.port})
