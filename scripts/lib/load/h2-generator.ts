@@ -158,19 +158,31 @@ function call(session: ClientHttp2Session, run: H2GeneratorRun, n: number): Prom
       }
       resolve({ startMs, latencyNs: Math.round((performance.now() - t0) * 1e6), code: c, message: m, arm });
     };
-    const req = session.request({
-      ':method': 'POST',
-      ':path': run.path,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      'grpc-timeout': `${run.timeoutMs}m`,
-      ...headers,
-    });
+    let req: ReturnType<ClientHttp2Session['request']>;
+    try {
+      req = session.request({
+        ':method': 'POST',
+        ':path': run.path,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': `${run.timeoutMs}m`,
+        ...headers,
+      });
+    } catch (err) {
+      // The connection went away (the peer closed or reset it, a GOAWAY while draining):
+      // the call fails as gRPC clients report it, and the caller reconnects.
+      done = true;
+      const latencyNs = Math.round((performance.now() - t0) * 1e6);
+      resolve({ startMs, latencyNs, code: 14, message: (err as Error).message, arm });
+      return;
+    }
     const timer = setTimeout(() => {
       req.close(constants.NGHTTP2_CANCEL);
       finish(4, 'client deadline exceeded');
     }, run.timeoutMs);
+    let responded = false;
     req.on('response', (h) => {
+      responded = true;
       const a = h[AB_ARM_HEADER];
       if (typeof a === 'string') arm = a;
       const http = Number(h[':status']);
@@ -193,9 +205,17 @@ function call(session: ClientHttp2Session, run: H2GeneratorRun, n: number): Prom
       if (run.armOf && chunks.length < 4) chunks.push(d);
     });
     req.on('error', (err) => finish(14, err.message));
-    req.on('close', () =>
-      finish(code ?? 13, code === undefined ? 'stream closed without grpc-status' : message),
-    );
+    req.on('close', () => {
+      if (code !== undefined) return finish(code, message);
+      // No status: no answer at all, the connection went away under the call (UNAVAILABLE,
+      // as grpc-js says "Connection dropped"); a response cut short is INTERNAL.
+      const lost =
+        !responded || session.destroyed || session.closed || req.rstCode === constants.NGHTTP2_REFUSED_STREAM;
+      finish(
+        lost ? 14 : 13,
+        lost ? 'connection closed before the call ended' : 'stream closed without grpc-status',
+      );
+    });
     req.end(body);
   });
 }
@@ -204,12 +224,20 @@ function call(session: ClientHttp2Session, run: H2GeneratorRun, n: number): Prom
  * Runs calls as `run` says until its duration is over (calls in flight then
  * finish and count, like ghz's `--duration-stop=wait`), or the signal aborts.
  */
-export async function generate(run: H2GeneratorRun): Promise<{ calls: H2Call[]; totalMs: number }> {
+export async function generate(
+  run: H2GeneratorRun,
+): Promise<{ calls: H2Call[]; totalMs: number; aborted: boolean; reconnects: number }> {
   const sessions: ClientHttp2Session[] = [];
+  const open = () => {
+    const s = connect(run.origin, run.ca ? { ca: run.ca } : {});
+    s.on('error', () => undefined); // each stream reports its own failure
+    return s;
+  };
+  let reconnects = 0;
+  let tick: NodeJS.Timeout | undefined;
   try {
     for (let i = 0; i < Math.max(1, run.connections); i++) {
-      const s = connect(run.origin, run.ca ? { ca: run.ca } : {});
-      s.on('error', () => undefined); // each stream reports its own failure
+      const s = open();
       await new Promise<void>((resolve, reject) => {
         s.once('connect', () => resolve());
         s.once('error', (err: Error) =>
@@ -223,11 +251,21 @@ export async function generate(run: H2GeneratorRun): Promise<{ calls: H2Call[]; 
     const end = t0 + run.durationMs;
     const stopped = () => performance.now() >= end || run.signal?.aborted === true;
     let next = 0;
-    const tick = run.onTick
+    tick = run.onTick
       ? setInterval(() => run.onTick?.(performance.now() - t0), run.tickMs ?? 1000)
       : undefined;
+    /** Connection n mod connections, opened again when the peer closed it (a restart, a drain's GOAWAY). */
+    const sessionFor = (n: number) => {
+      const i = n % sessions.length;
+      const s = sessions[i] as ClientHttp2Session;
+      if (!s.closed && !s.destroyed) return s;
+      reconnects++;
+      const fresh = open(); // requests queue until it connects; a refused one fails them
+      sessions[i] = fresh;
+      return fresh;
+    };
     const send = async (n: number) => {
-      calls.push(await call(sessions[n % sessions.length] as ClientHttp2Session, run, n));
+      calls.push(await call(sessionFor(n), run, n));
     };
     // Closed loop: each worker sends its next call when the last returns. At a
     // rate, call n is due at n / rps and the next free worker sends it then.
@@ -247,9 +285,9 @@ export async function generate(run: H2GeneratorRun): Promise<{ calls: H2Call[]; 
       }
     };
     await Promise.all(Array.from({ length: run.concurrency }, worker));
-    if (tick) clearInterval(tick);
-    return { calls, totalMs: performance.now() - t0 };
+    return { calls, totalMs: performance.now() - t0, aborted: run.signal?.aborted === true, reconnects };
   } finally {
+    if (tick) clearInterval(tick);
     for (const s of sessions) s.close();
   }
 }
@@ -263,7 +301,7 @@ function rank(sorted: Float64Array, q: number): number {
 export function toGhzReport(
   calls: readonly H2Call[],
   totalMs: number,
-  meta: { date: string; name?: string; options: Record<string, unknown> },
+  meta: { date: string; name?: string; options: Record<string, unknown>; endReason?: 'timeout' | 'cancel' },
 ): GhzReport & { details: readonly (GhzDetail & { arm: string })[] } {
   const ok = Float64Array.from(calls.filter((c) => c.code === 0).map((c) => c.latencyNs)).sort();
   const statusCodeDistribution: Record<string, number> = {};
@@ -278,7 +316,7 @@ export function toGhzReport(
   const sum = ok.reduce((a, x) => a + x, 0);
   return {
     ...(meta.name ? { name: meta.name } : {}),
-    endReason: 'timeout',
+    endReason: meta.endReason ?? 'timeout',
     date: meta.date,
     options: meta.options,
     count: calls.length,

@@ -274,7 +274,7 @@ async function runNodeGenerator(
     metadata: { [USER_ID_HEADER]: `${USER_ID_BASE} + n`, [REQUEST_ID_HEADER]: `${runId}-<n>` },
   };
   const date = now().toISOString();
-  const { calls, totalMs } = await generate({
+  const { calls, totalMs, aborted } = await generate({
     origin: `${opts.insecure ? 'http' : 'https'}://${opts.host}`,
     ...(opts.cacert ? { ca: readFileSync(opts.cacert) } : {}),
     path: `/${PREDICT_CALL}`,
@@ -289,5 +289,10 @@ async function runNodeGenerator(
     onTick: o.onTick,
     tickMs: o.tickMs,
   });
-  return toGhzReport(calls, totalMs, { date, name: `loadtest ${opts.target}`, options });
+  return toGhzReport(calls, totalMs, {
+    date,
+    name: `loadtest ${opts.target}`,
+    options,
+    endReason: aborted ? 'cancel' : 'timeout',
+  });
 }
