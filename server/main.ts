@@ -3,10 +3,40 @@
  * signal handlers or calls `process.exit`.
  */
 import { createApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { CONFIG_DEFAULTS, ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 
+/** `--help`: the server takes no arguments; it is configured by environment (or CONFIG_FILE). */
+function usage(): string {
+  const width = Math.max(...Object.keys(CONFIG_DEFAULTS).map((k) => k.length));
+  const rows = Object.entries(CONFIG_DEFAULTS).map(
+    ([k, v]) => `  ${k.padEnd(width)}  ${v === '' ? '(unset)' : v}`,
+  );
+  return [
+    'Usage: npm run serve    (or: node dist/server/main.js)',
+    '',
+    'The inference server. It takes no arguments: it is configured by environment',
+    'variables, or a file named by CONFIG_FILE (see README, Configuration). A bad value',
+    'stops it with one sentence naming the variable, exit code 2.',
+    '',
+    'Variables and their defaults:',
+    ...rows,
+    '',
+  ].join('\n');
+}
+
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(usage());
+    return;
+  }
+  if (args.length > 0) {
+    process.stderr.write(
+      `serve: Unknown option '${args[0]}' (the server takes none: it is configured by environment variables).\nSee: npm run serve -- --help\n`,
+    );
+    process.exit(2);
+  }
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig(process.env);
