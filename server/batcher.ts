@@ -26,14 +26,16 @@ interface Queued {
  *   has handed out the requests it read with it (one `setImmediate`, the same
  *   hop onnxruntime-node's own `run()` takes); every request that arrives
  *   while a run is in progress waits for it and goes in the next run, as one
- *   batch. A lone request is never held back for company.
+ *   batch. A lone request is never held back for company. With `lanes` > 1
+ *   (a pool of inference workers), up to that many runs are in progress at
+ *   once, each taking the next batch when it ends, so the pool stays busy.
  */
 export class DynamicBatcher implements Runner {
   private queue: Queued[] = [];
   private queuedRows = 0;
   private timer: NodeJS.Timeout | undefined;
-  /** Coalescing: a run is in progress, or one is scheduled for this turn of the loop. */
-  private busy = false;
+  /** Coalescing: runs in progress or scheduled for this turn of the loop (at most `lanes`). */
+  private active = 0;
   /** Callers of `release` waiting for the coalescing loop to go idle. */
   private idleWaiters: (() => void)[] = [];
   /** Runs started and not yet settled (release waits for them). */
@@ -43,6 +45,8 @@ export class DynamicBatcher implements Runner {
     private readonly inner: Runner,
     private readonly width: number,
     private readonly config: BatchingConfig,
+    /** Coalescing runs at once: 1 inline, the pool's size with inference workers. */
+    private readonly lanes = 1,
   ) {}
 
   private get coalescing(): boolean {
@@ -55,8 +59,8 @@ export class DynamicBatcher implements Runner {
       if (this.coalescing) {
         this.queue.push({ rows, n, resolve, reject });
         this.queuedRows += n;
-        if (!this.busy) {
-          this.busy = true;
+        if (this.active < this.lanes) {
+          this.active++;
           setImmediate(() => this.coalesce());
         }
         return;
@@ -72,8 +76,8 @@ export class DynamicBatcher implements Runner {
   /** Coalescing: runs what is queued (up to maxBatchSize rows), then again while more arrived meanwhile. */
   private coalesce(): void {
     if (this.queue.length === 0) {
-      this.busy = false;
-      for (const wake of this.idleWaiters.splice(0)) wake();
+      this.active--;
+      if (this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       return;
     }
     let take = 0;
@@ -148,7 +152,7 @@ export class DynamicBatcher implements Runner {
   async release(): Promise<void> {
     if (!this.coalescing) this.flush();
     // Coalescing: what is queued runs after the run in progress; wait until none is left.
-    if (this.busy) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.active > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     await Promise.all(this.running);
     await this.inner.release();
   }

@@ -161,7 +161,9 @@ export class ModelVersion {
     const observe = tuning.observeRun;
     if (observe)
       runner = new MeteredRunner(runner, (rows, s) => observe(manifest.name, manifest.version, rows, s));
-    if (tuning.batching) runner = new DynamicBatcher(runner, io.width, tuning.batching);
+    // With inference workers, as many coalesced runs at once as there are workers.
+    if (tuning.batching)
+      runner = new DynamicBatcher(runner, io.width, tuning.batching, Math.max(1, tuning.workers ?? 0));
     const version = new ModelVersion(manifest, dir, preprocessor, runner);
     try {
       await version.warmUp({ manifestText, maxGoldenBytes: limits.goldenBytes });

@@ -2,6 +2,7 @@
  * Unit tests of dynamic micro-batching (server/batcher.ts) over a fake inner
  * runner that records every run and settles it when the test says so.
  */
+import { stat } from 'node:fs';
 import { expect } from 'chai';
 import { DynamicBatcher } from '../../server/batcher.js';
 import type { Runner } from '../../server/inference-runner.js';
@@ -257,15 +258,24 @@ describe('coalescing batcher (MODEL_BATCHING with a 0 ms delay)', () => {
     const inner = new HoldingRunner();
     const b = coalescing(inner);
     let timerFired = false;
-    const timer = setTimeout(() => {
-      timerFired = true;
-    }, 0);
-    const scores = b.run(rowsFrom(7), 1);
-    // Immediates run in the order they were queued: the batcher's came first.
-    await nextTurn();
+    let timer: NodeJS.Timeout | undefined;
+    let scores: Promise<Float32Array> | undefined;
+    // Scheduled from an I/O callback, as a request arrives: from there the check phase
+    // (setImmediate) always comes before the next timers phase. From elsewhere Node does
+    // not order a 0 ms timer and an immediate, and the test would be a coin toss.
+    await new Promise<void>((resolve) =>
+      stat('.', () => {
+        timer = setTimeout(() => {
+          timerFired = true;
+        }, 0);
+        scores = b.run(rowsFrom(7), 1);
+        // Immediates run in the order they were queued: the batcher's came first.
+        setImmediate(resolve);
+      }),
+    );
     expect(inner.runs).to.deep.equal([1]);
     expect(timerFired).to.equal(false);
-    expect([...(await scores)]).to.deep.equal([7]);
+    expect([...(await (scores as Promise<Float32Array>))]).to.deep.equal([7]);
     clearTimeout(timer);
   });
 
@@ -286,6 +296,29 @@ describe('coalescing batcher (MODEL_BATCHING with a 0 ms delay)', () => {
     const rest = await Promise.all(later);
     expect(inner.runs).to.deep.equal([1, 3]);
     expect(rest.map((s) => [...s])).to.deep.equal([[2], [3], [4]]);
+  });
+
+  it('with lanes (inference workers), keeps that many runs in progress, each taking the next batch', async () => {
+    const inner = new HoldingRunner();
+    inner.hold = true;
+    const b = new DynamicBatcher(inner, WIDTH, { maxBatchSize: 64, maxQueueDelayMs: 0 }, 2);
+    const first = b.run(rowsFrom(1), 1);
+    await nextTurn();
+    const second = b.run(rowsFrom(2), 1);
+    await nextTurn();
+    expect(inner.runs, 'a second run starts while the first is in progress').to.deep.equal([1, 1]);
+    const later = [3, 4, 5].map((k) => b.run(rowsFrom(k), 1));
+    await nextTurn();
+    await nextTurn();
+    expect(inner.runs, 'no third run while both lanes are busy').to.deep.equal([1, 1]);
+    inner.hold = false;
+    inner.releaseHeld();
+    expect([...(await first), ...(await second)]).to.deep.equal([1, 2]);
+    const rest = await Promise.all(later);
+    expect(rest.map((s) => [...s])).to.deep.equal([[3], [4], [5]]);
+    expect(inner.runs.slice(0, 2)).to.deep.equal([1, 1]);
+    expect(inner.runs.slice(2).reduce((a, x) => a + x, 0)).to.equal(3);
+    await b.release();
   });
 
   it('splits at maxBatchSize, and a request that size or larger runs alone', async () => {
