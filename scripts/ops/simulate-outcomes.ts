@@ -145,7 +145,11 @@ async function simulate(o: Options): Promise<Simulated> {
         if (
           convert < conversionProbability(DEMO_EFFECT, { arm: rec.arm, label: out.label, action: out.action })
         ) {
-          const at = Math.min(now - 1000, t + 1000 + delay * (o.delayS - 1) * 1000);
+          // 1 s to --delay after the prediction, but never in the future, and never before the
+          // prediction itself: an outcome clamped to before its exposure is one the readout
+          // rightly leaves out, and the demo's latest predictions would all lose theirs
+          // (the readout then found the planted effect diluted, about 60% of outcomes dropped).
+          const at = Math.max(t + 1, Math.min(now, t + 1000 + delay * (o.delayS - 1) * 1000));
           outcomes.push({
             requestId: rec.requestId,
             instance: i,

@@ -145,6 +145,14 @@ describe('the outcome demo: npm start, traffic, simulate-outcomes, ab-report', f
     for (const kind of ['positives', 'arms', 'promoted'] as const) {
       const c = pair?.comparisons.find((x) => x.kind === kind && x.metric === 'converted');
       if (!c?.effect.ok) throw new Error(`${kind}: no test (${JSON.stringify(c)})`);
+      // The simulator plants each outcome after its prediction: the readout counts all of them
+      // (an outcome clamped to before its exposure would dilute the effect the truth assumes).
+      expect(c.ignored, `${kind}: outcomes not counted`).to.deep.equal({
+        beforeExposure: 0,
+        inDelay: 0,
+        afterWindow: 0,
+        duplicates: 0,
+      });
       const t = planted.truth[kind].absolute;
       expect(c.effect.absolute.ci.low, `${kind}: CI low vs planted ${t}`).to.be.at.most(t);
       expect(c.effect.absolute.ci.high, `${kind}: CI high vs planted ${t}`).to.be.at.least(t);
