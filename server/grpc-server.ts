@@ -98,12 +98,20 @@ const GRPC_TIMEOUT = /^\d{1,8}[HMSmun]$/;
 /** Why the server refused a stream before grpc-js handled it; counted and logged in summary. */
 type Refusal = 'grpc-timeout' | 'body-timeout' | 'pending-bytes' | 'handshake-timeout';
 
+/** Where a request stream's current gRPC message stands: its length prefix so far, then the bytes still missing. */
+interface Frame {
+  headerLeft: Buffer;
+  bodyLeft: number;
+}
+
+const NO_BYTES = Buffer.alloc(0);
+
 interface Tracked {
   readonly stream: http2.ServerHttp2Stream;
   /** Bytes counted against the pending budget (released when the request is whole). */
   bytes: number;
-  /** For request-streaming methods: bytes still missing from the current message (framing state). */
-  frame: { headerLeft: Buffer; bodyLeft: number };
+  /** For request-streaming methods only: the framing state of the message in progress. */
+  readonly frame: Frame | undefined;
   timer: NodeJS.Timeout | undefined;
   done: boolean;
 }
@@ -290,7 +298,8 @@ export class HardenedServer extends Server {
     const t: Tracked = {
       stream,
       bytes: 0,
-      frame: { headerLeft: Buffer.alloc(0), bodyLeft: 0 },
+      // Unary and server-streaming calls need no framing state (most calls: nothing allocated).
+      frame: requestStream ? { headerLeft: NO_BYTES, bodyLeft: 0 } : undefined,
       timer: undefined,
       done: false,
     };
@@ -312,9 +321,9 @@ export class HardenedServer extends Server {
     if (!requestStream) arm();
     stream.on('data', (chunk: Buffer) => {
       if (t.done) return;
-      if (requestStream) {
+      if (t.frame) {
         const wasIdle = t.bytes === 0;
-        const inMessage = messageBytes(t, chunk);
+        const inMessage = messageBytes(t.frame, t.bytes, chunk);
         if (inMessage === 0) {
           this.pendingBytes -= t.bytes;
           t.bytes = 0;
@@ -374,31 +383,32 @@ function handshaken(session: http2.ServerHttp2Session): boolean {
 }
 
 /**
- * Advances the gRPC framing state of a request stream by `chunk` and returns
+ * Advances a request stream's framing state by `chunk` (`bytes` of the current
+ * message counted so far) and returns
  * the bytes of the message still in progress (0 when the chunk ended on a
  * message boundary).
  */
-function messageBytes(t: Tracked, chunk: Buffer): number {
+function messageBytes(frame: Frame, bytes: number, chunk: Buffer): number {
   let buf = chunk;
-  let progress = t.bytes;
+  let progress = bytes;
   while (buf.length > 0) {
-    if (t.frame.bodyLeft > 0) {
-      const n = Math.min(t.frame.bodyLeft, buf.length);
-      t.frame.bodyLeft -= n;
+    if (frame.bodyLeft > 0) {
+      const n = Math.min(frame.bodyLeft, buf.length);
+      frame.bodyLeft -= n;
       progress += n;
       buf = buf.subarray(n);
-      if (t.frame.bodyLeft === 0) progress = 0;
+      if (frame.bodyLeft === 0) progress = 0;
       continue;
     }
-    const need = 5 - t.frame.headerLeft.length;
+    const need = 5 - frame.headerLeft.length;
     const take = buf.subarray(0, need);
-    t.frame.headerLeft = Buffer.concat([t.frame.headerLeft, take]);
+    frame.headerLeft = Buffer.concat([frame.headerLeft, take]);
     progress += take.length;
     buf = buf.subarray(take.length);
-    if (t.frame.headerLeft.length === 5) {
-      t.frame.bodyLeft = t.frame.headerLeft.readUInt32BE(1);
-      t.frame.headerLeft = Buffer.alloc(0);
-      if (t.frame.bodyLeft === 0) progress = 0;
+    if (frame.headerLeft.length === 5) {
+      frame.bodyLeft = frame.headerLeft.readUInt32BE(1);
+      frame.headerLeft = NO_BYTES;
+      if (frame.bodyLeft === 0) progress = 0;
     }
   }
   return progress;

@@ -25,7 +25,12 @@ const MIB = 1024 * 1024;
  * Predict message and sending all of it but the last KiB, and never ending.
  * Resolves with the session and each stream's outcome once known.
  */
-function slowStreams(authority: string, n: number, size: number) {
+function slowStreams(
+  authority: string,
+  n: number,
+  size: number,
+  path = '/inference.v1.InferenceService/Predict',
+) {
   // The client queues every byte at once; its own session memory must not be what resets the streams.
   const session = http2.connect(`http://${authority}`, { maxSessionMemory: 4096 });
   session.on('error', () => undefined);
@@ -38,7 +43,7 @@ function slowStreams(authority: string, n: number, size: number) {
     outcomes.push(o);
     const s = session.request({
       ':method': 'POST',
-      ':path': '/inference.v1.InferenceService/Predict',
+      ':path': path,
       'content-type': 'application/grpc',
       te: 'trailers',
     });
@@ -123,6 +128,39 @@ describe('limits on unfinished streams and idle connections', function () {
       await predict(client, { instances: [{ ...SAMPLE_RECORD }] }, undefined, 5000);
     } finally {
       client.close();
+      await server.stop();
+    }
+  });
+
+  it('counts the message in progress on a request stream (reflection) against the same budget', async () => {
+    // A request-streaming method's bytes are counted per message, from its length prefix:
+    // 20 messages announcing 4 MiB, each 1 KiB short, are 80 MiB against a 32 MiB budget.
+    const server = await spawnServer({ REQUEST_BODY_TIMEOUT_MS: '3000' });
+    try {
+      const attack = slowStreams(
+        `127.0.0.1:${server.grpcPort}`,
+        20,
+        4 * MIB,
+        '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
+      );
+      try {
+        await waitFor(
+          'every unfinished stream to be ended by the server',
+          () => attack.outcomes.every((o) => o.closedAt !== undefined),
+          20_000,
+          50,
+        );
+      } finally {
+        attack.session.destroy();
+      }
+      const statuses = attack.outcomes.map((o) => String(o.status ?? `rst ${o.rst}`));
+      // RESOURCE_EXHAUSTED past the budget, DEADLINE_EXCEEDED at REQUEST_BODY_TIMEOUT_MS for the rest.
+      expect(
+        statuses.every((x) => x === '8' || x === '4'),
+        statuses.join(','),
+      ).to.equal(true);
+      expect(statuses.filter((x) => x === '8').length, statuses.join(',')).to.be.at.least(12);
+    } finally {
       await server.stop();
     }
   });
