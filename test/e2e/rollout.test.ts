@@ -72,6 +72,22 @@ describe('rollout: publish → canary → steps gated by analysis → promote', 
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
+  /** Continuous Predict traffic from `users` distinct users, stopped after the test; resolves once `warm` calls answered. */
+  async function trafficOn(
+    stack: AbStack,
+    prefix: string,
+    o: { users: number; concurrency: number; maxCalls: number; maxMs: number; warm: number },
+  ): Promise<LoadLoop> {
+    const loop = new LoadLoop(stack.client, (i) => ({ user: `${prefix}-${i % o.users}` }), {
+      maxCalls: o.maxCalls,
+      maxMs: o.maxMs,
+      concurrency: o.concurrency,
+    });
+    cleanups.push(async () => void (await loop.stop()));
+    await loop.waitForResults(o.warm);
+    return loop;
+  }
+
   async function stackWith(o: { fault?: boolean; trial?: (dir: string) => void; logs?: string } = {}) {
     const repo = copyModels('rollout-', { labels: true });
     cleanups.push(() => removeDir(repo));
@@ -101,13 +117,13 @@ describe('rollout: publish → canary → steps gated by analysis → promote', 
 
   it('carries a version from publish to stable on one running stack, with zero failed calls', async () => {
     const { repo, stack, cli } = await stackWith();
-    const loop = new LoadLoop(stack.client, (i) => ({ user: `lifecycle-${i % 400}` }), {
+    const loop = await trafficOn(stack, 'lifecycle', {
+      users: 400,
+      concurrency: 8,
       maxCalls: 200_000,
       maxMs: 150_000,
-      concurrency: 8,
+      warm: 200,
     });
-    cleanups.push(async () => void (await loop.stop()));
-    await loop.waitForResults(200);
 
     const canary = await cli.run(['canary', TRIAL]);
     expect(canary.code, canary.stdout + canary.stderr).to.equal(0);
@@ -172,13 +188,13 @@ describe('rollout: publish → canary → steps gated by analysis → promote', 
 
   it('rolls a failing canary back at the first gated step, canary weight 0', async () => {
     const { stack, cli } = await stackWith({ fault: true });
-    const loop = new LoadLoop(stack.client, (i) => ({ user: `bad-${i % 400}` }), {
+    const loop = await trafficOn(stack, 'bad', {
+      users: 400,
+      concurrency: 8,
       maxCalls: 50_000,
       maxMs: 60_000,
-      concurrency: 8,
+      warm: 100,
     });
-    cleanups.push(async () => void (await loop.stop()));
-    await loop.waitForResults(100);
     expect((await cli.run(['canary', TRIAL])).code).to.equal(0);
     const start = await cli.run([
       'start',
@@ -261,13 +277,13 @@ describe('rollout: publish → canary → steps gated by analysis → promote', 
     const logs = mkdtempSync(join(tmpdir(), 'rollout-logs-'));
     cleanups.push(() => removeDir(logs));
     const { stack, cli } = await stackWith({ logs });
-    const loop = new LoadLoop(stack.client, (i) => ({ user: `biz-${i % 300}` }), {
+    const loop = await trafficOn(stack, 'biz', {
+      users: 300,
+      concurrency: 6,
       maxCalls: 50_000,
       maxMs: 60_000,
-      concurrency: 6,
+      warm: 100,
     });
-    cleanups.push(async () => void (await loop.stop()));
-    await loop.waitForResults(100);
     expect((await cli.run(['canary', TRIAL])).code).to.equal(0);
     const start = await cli.run([
       'start',
