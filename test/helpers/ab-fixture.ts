@@ -7,12 +7,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Comparison, PairReadout } from '../../scripts/lib/ab/readout.js';
-import {
-  type OutcomeEntry,
-  type OutcomeRecord,
-  type PredictionRecord,
-  UserIds,
-} from '../../server/call-log.js';
+import { outcomeRecord } from '../../scripts/lib/ab/synthetic.js';
+import { type OutcomeEntry, type PredictionRecord, UserIds } from '../../server/call-log.js';
 import type { Role } from '../../server/config.js';
 import type { Group } from '../../server/experiment.js';
 
@@ -66,18 +62,7 @@ export function predictLine(o: {
 
 /** A RecordOutcomes line as the server logs it. */
 export function outcomeLine(arm: Role, t: number, outcomes: OutcomeEntry[]): string {
-  const record: OutcomeRecord = {
-    requestId: `oc-${t}`,
-    method: 'RecordOutcomes',
-    model: 'conversion',
-    version: '',
-    arm,
-    code: 'OK',
-    latencyMs: 0.2,
-    time: new Date(t).toISOString(),
-    event: 'outcome',
-    outcomes,
-  };
+  const record = outcomeRecord({ requestId: `oc-${t}`, model: 'conversion', arm, t, outcomes });
   return JSON.stringify({ level: 'info', pid: 1, ...record, msg: 'RecordOutcomes' });
 }
 

@@ -68,6 +68,28 @@ const REDACTED_INPUT = {
   deviceName: '[redacted]',
 };
 
+/** A RecordOutcomes call's record as the server logs it (`time` from epoch ms `t`). */
+export function outcomeRecord(o: {
+  readonly requestId: string;
+  readonly model: string;
+  readonly arm: Role;
+  readonly t: number;
+  readonly outcomes: OutcomeEntry[];
+}): OutcomeRecord {
+  return {
+    requestId: o.requestId,
+    method: 'RecordOutcomes',
+    model: o.model,
+    version: '',
+    arm: o.arm,
+    code: 'OK',
+    latencyMs: 0.2,
+    time: new Date(o.t).toISOString(),
+    event: 'outcome',
+    outcomes: o.outcomes,
+  };
+}
+
 /** One line to write, and the arm whose log it belongs to. */
 export interface SyntheticLine {
   readonly arm: Role;
@@ -105,18 +127,7 @@ export class SyntheticExperiment {
       const batch = pending[arm];
       if (batch.length === 0) return;
       pending[arm] = [];
-      const record: OutcomeRecord = {
-        requestId: `oc-${t}-${arm}`,
-        method: 'RecordOutcomes',
-        model: o.model,
-        version: '',
-        arm,
-        code: 'OK',
-        latencyMs: 0.2,
-        time: new Date(t).toISOString(),
-        event: 'outcome',
-        outcomes: batch,
-      };
+      const record = outcomeRecord({ requestId: `oc-${t}-${arm}`, model: o.model, arm, t, outcomes: batch });
       yield { arm, line: this.line(arm, record, 'RecordOutcomes'), kind: 'outcome' };
     }.bind(this);
     for (let i = 0; i < o.users; i++) {
