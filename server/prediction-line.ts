@@ -113,12 +113,6 @@ export class PredictionLine {
     return new PredictionLine(logger, p as PinoInternals, redactFields, limits);
   }
 
-  /** The line (with its newline) for a successful call's record, at `level`. */
-  format(level: number, record: CallRecord, fields: PredictionFields, msg: string): string {
-    const p = this.internals;
-    return this.serialize(p[S.lsCacheSym][level] as string, p[S.timeSym](), record, fields, msg);
-  }
-
   /** Writes the line at `level` (`info` for predictions) if the logger logs that level. */
   write(levelName: 'info' | 'debug', record: CallRecord, fields: PredictionFields, msg: string): void {
     const logger = this.logger;
