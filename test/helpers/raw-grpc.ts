@@ -4,6 +4,7 @@
  * header value (a malformed grpc-timeout), streams left unfinished.
  */
 import http2 from 'node:http2';
+import { grpcFrame } from '../../scripts/lib/load/h2-generator.js';
 
 export interface RawRequest {
   /** `/package.Service/Method`. */
@@ -29,13 +30,8 @@ export interface RawResult {
   readonly ms: number;
 }
 
-/** gRPC's 5-byte length prefix. */
-export function frame(message: Buffer, compressed = false): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt8(compressed ? 1 : 0, 0);
-  head.writeUInt32BE(message.length, 1);
-  return Buffer.concat([head, message]);
-}
+/** A gRPC length-prefixed message (the one framing, from the load generator). */
+export const frame = grpcFrame;
 
 /** One HTTP/2 connection for many raw calls. */
 export class RawClient {

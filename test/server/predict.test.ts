@@ -3,6 +3,7 @@ import { connect } from 'node:http2';
 import { join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { grpcFrame } from '../../scripts/lib/load/h2-generator.js';
 import { asPredictionRecord } from '../../server/call-log.js';
 import { INTERNAL_MESSAGE } from '../../server/errors.js';
 import {
@@ -65,10 +66,7 @@ function unaryWithTimeout(
       session.close();
       resolve({ grpcStatus });
     });
-    const frame = Buffer.alloc(5 + message.length);
-    frame.writeUInt32BE(message.length, 1);
-    frame.set(message, 5);
-    req.end(frame);
+    req.end(grpcFrame(message));
   });
 }
 

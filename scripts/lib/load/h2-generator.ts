@@ -26,9 +26,10 @@ export class H2GeneratorError extends Error {
   override name = 'H2GeneratorError';
 }
 
-/** A gRPC length-prefixed message (uncompressed): flag byte 0, 4-byte big-endian length, the bytes. */
-export function grpcFrame(message: Uint8Array): Buffer {
+/** A gRPC length-prefixed message: the compressed flag byte, 4-byte big-endian length, the bytes. */
+export function grpcFrame(message: Uint8Array, compressed = false): Buffer {
   const out = Buffer.alloc(5 + message.length);
+  out.writeUInt8(compressed ? 1 : 0, 0);
   out.writeUInt32BE(message.length, 1);
   out.set(message, 5);
   return out;
