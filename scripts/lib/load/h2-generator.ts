@@ -20,6 +20,7 @@ import { type ClientHttp2Session, connect, constants, type IncomingHttpHeaders }
 import { performance } from 'node:perf_hooks';
 import { AB_ARM_HEADER } from '../../../server/headers.js';
 import type { GhzDetail, GhzReport } from './ghz-report.js';
+import { goCodeName } from './summary.js';
 
 /** The generator could not run at all (the target refused the connection, say). */
 export class H2GeneratorError extends Error {
@@ -75,29 +76,6 @@ export interface H2GeneratorRun {
   readonly onTick?: (elapsedMs: number) => void;
   readonly tickMs?: number;
 }
-
-/** gRPC codes by number, as the canonical table names them (and ghz's Go names, for its report shape). */
-const CODES: readonly (readonly [canonical: string, go: string])[] = [
-  ['OK', 'OK'],
-  ['CANCELLED', 'Canceled'],
-  ['UNKNOWN', 'Unknown'],
-  ['INVALID_ARGUMENT', 'InvalidArgument'],
-  ['DEADLINE_EXCEEDED', 'DeadlineExceeded'],
-  ['NOT_FOUND', 'NotFound'],
-  ['ALREADY_EXISTS', 'AlreadyExists'],
-  ['PERMISSION_DENIED', 'PermissionDenied'],
-  ['RESOURCE_EXHAUSTED', 'ResourceExhausted'],
-  ['FAILED_PRECONDITION', 'FailedPrecondition'],
-  ['ABORTED', 'Aborted'],
-  ['OUT_OF_RANGE', 'OutOfRange'],
-  ['UNIMPLEMENTED', 'Unimplemented'],
-  ['INTERNAL', 'Internal'],
-  ['UNAVAILABLE', 'Unavailable'],
-  ['DATA_LOSS', 'DataLoss'],
-  ['UNAUTHENTICATED', 'Unauthenticated'],
-];
-
-const goName = (code: number) => CODES[code]?.[1] ?? 'Unknown';
 
 /** grpc's http-grpc-status-mapping.md: the gRPC code of a response without grpc-status. */
 export function codeOfHttpStatus(status: number): number {
@@ -308,7 +286,7 @@ export function toGhzReport(
   const statusCodeDistribution: Record<string, number> = {};
   const errorDistribution: Record<string, number> = {};
   const details = calls.map((c) => {
-    const status = goName(c.code);
+    const status = goCodeName(c.code);
     statusCodeDistribution[status] = (statusCodeDistribution[status] ?? 0) + 1;
     const error = c.code === 0 ? '' : `rpc error: code = ${status} desc = ${c.message}`;
     if (error !== '') errorDistribution[error] = (errorDistribution[error] ?? 0) + 1;

@@ -31,6 +31,15 @@ const GO_CODE_TO_CANONICAL: Readonly<Record<string, { name: string; code: number
   Unauthenticated: { name: 'UNAUTHENTICATED', code: 16 },
 };
 
+const GO_NAME_BY_CODE: readonly string[] = Object.entries(GO_CODE_TO_CANONICAL)
+  .sort(([, a], [, b]) => a.code - b.code)
+  .map(([go]) => go);
+
+/** Go's name of a numeric gRPC status (what ghz's report writes), `Unknown` for a code it has none for. */
+export function goCodeName(code: number): string {
+  return GO_NAME_BY_CODE[code] ?? 'Unknown';
+}
+
 /** A gRPC status by its canonical name and number (ghz's Go name when unknown). */
 export function canonicalStatus(goName: string): { name: string; code: number | undefined } {
   const known = GO_CODE_TO_CANONICAL[goName];
