@@ -1,18 +1,18 @@
 import type { Server } from '@grpc/grpc-js';
 import type { Role } from './config.js';
-import {
-  type GetModelMetadataRequest,
-  type GetModelMetadataResponse,
-  type InferenceServiceServer,
-  InferenceServiceService,
-  type ListModelsResponse,
-  type PredictRequest,
-  type PredictResponse,
-  type RecordOutcomesRequest,
+import type {
+  GetModelMetadataRequest,
+  GetModelMetadataResponse,
+  InferenceServiceServer,
+  ListModelsResponse,
+  PredictRequest,
+  PredictResponse,
+  RecordOutcomesRequest,
 } from './generated/inference/v1/inference.js';
 import { columnsOf } from './model-manifest.js';
 import type { ModelRepository } from './model-repository.js';
 import type { OutcomeRecorder } from './outcome-recorder.js';
+import { InferenceServiceDefinition } from './predict-codec.js';
 import type { PredictionPipeline } from './prediction-pipeline.js';
 import { checkModelRef, validatePredict } from './request-validation.js';
 import { type CallContext, type UnaryAdapter, withTolerantDecoding } from './unary-handler.js';
@@ -52,7 +52,7 @@ export class PredictService {
         'info',
       ),
     };
-    server.addService(withTolerantDecoding(InferenceServiceService), impl);
+    server.addService(withTolerantDecoding(InferenceServiceDefinition), impl);
   }
 
   async predict(request: PredictRequest, ctx: CallContext): Promise<PredictResponse> {

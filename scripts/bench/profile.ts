@@ -30,6 +30,7 @@ import { newestVersion } from '../lib/versions.js';
 export interface Frame {
   readonly functionName: string;
   readonly url: string;
+  readonly lineNumber?: number;
 }
 
 /** Components, checked in this order on each frame from the sampled one up. */
@@ -100,6 +101,23 @@ export function componentTimes(profile: CpuProfile, fromUs: number, toUs: number
     }
     return c;
   };
+  return sampledTimes(profile, fromUs, toUs, (id) => {
+    const c = category(id);
+    return c === 'idle' ? undefined : c;
+  });
+}
+
+/**
+ * µs per key over the samples whose time (µs, the monotonic clock V8 and
+ * `process.hrtime` share on Linux) falls in [fromUs, toUs]; `keyOf` names a
+ * sampled node's key, or undefined to leave it out.
+ */
+function sampledTimes(
+  profile: CpuProfile,
+  fromUs: number,
+  toUs: number,
+  keyOf: (nodeId: number) => string | undefined,
+): Map<string, number> {
   const out = new Map<string, number>();
   let t = profile.startTime;
   for (let i = 0; i < profile.samples.length; i++) {
@@ -107,10 +125,25 @@ export function componentTimes(profile: CpuProfile, fromUs: number, toUs: number
     t += dt;
     // A sample stands for the interval since the previous one.
     if (t < fromUs || t > toUs) continue;
-    const c = category(profile.samples[i] as number);
-    if (c !== 'idle') out.set(c, (out.get(c) ?? 0) + dt);
+    const key = keyOf(profile.samples[i] as number);
+    if (key !== undefined) out.set(key, (out.get(key) ?? 0) + dt);
   }
   return out;
+}
+
+/**
+ * CPU µs of self time per function (name, file and line of its sampled
+ * frame) in [fromUs, toUs], idle left out: where to look inside a component.
+ */
+export function selfTimes(profile: CpuProfile, fromUs: number, toUs: number): Map<string, number> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  return sampledTimes(profile, fromUs, toUs, (id) => {
+    const f = byId.get(id)?.callFrame;
+    if (!f || f.functionName === '(idle)') return undefined;
+    const where =
+      f.url === '' ? '' : ` ${f.url.replace(/^.*\/(node_modules|dist)\//, '')}:${(f.lineNumber ?? -1) + 1}`;
+    return `${f.functionName || '(anonymous)'}${where}`;
+  });
 }
 
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
@@ -124,6 +157,8 @@ node --cpu-prof samples taken in the measured phase.
   --duration D      measured phase per process (default 8s)
   --warmup D        unmeasured load first (default 2s)
   --concurrency C   ghz workers (default 50)
+  --top N           also list each process's N costliest functions by self
+                    time per call (default 0: none)
   -h, --help        this text`;
 
 function parse(argv: readonly string[]) {
@@ -131,11 +166,13 @@ function parse(argv: readonly string[]) {
     duration: { type: 'string' },
     warmup: { type: 'string' },
     concurrency: { type: 'string' },
+    top: { type: 'string' },
   });
   return {
     durationMs: durationOption(values.duration, '--duration', 1000, 600_000) ?? 8000,
     warmupMs: durationOption(values.warmup, '--warmup', 0, 600_000) ?? 2000,
     concurrency: intOption(values.concurrency, '--concurrency', 1, 2000) ?? 50,
+    top: intOption(values.top, '--top', 0, 1000) ?? 0,
     help: values.help === true,
   };
 }
@@ -143,13 +180,19 @@ function parse(argv: readonly string[]) {
 async function main(argv: readonly string[]): Promise<number> {
   const opts = optionsOrExit({ name: 'bench:profile', usage: USAGE, parse }, argv);
   if (typeof opts === 'number') return opts;
-  const { durationMs, warmupMs, concurrency } = opts;
+  const { durationMs, warmupMs, concurrency, top } = opts;
   const workDir = mkdtempSync(join(tmpdir(), 'bench-profile-'));
   const procs = new Processes();
   const progress: Progress = (line) => process.stderr.write(`${line}\n`);
   const version = newestVersion(join(MODELS_DIR, 'conversion'));
   const prof = (name: string) => ['--cpu-prof', `--cpu-prof-dir=${join(workDir, `prof-${name}`)}`];
-  const results: { name: string; calls: number; times: Map<string, number>; load: string }[] = [];
+  const results: {
+    name: string;
+    calls: number;
+    times: Map<string, number>;
+    self: Map<string, number>;
+    load: string;
+  }[] = [];
   const onSignal = () => void procs.stopAll().then(() => process.exit(130));
   process.once('SIGINT', onSignal);
   try {
@@ -191,6 +234,7 @@ async function main(argv: readonly string[]): Promise<number> {
         name,
         calls: m.okCount,
         times: componentTimes(profile, from, to),
+        self: selfTimes(profile, from, to),
         load: `${m.load1[0].toFixed(2)}→${m.load1[1].toFixed(2)}`,
       });
     }
@@ -223,6 +267,14 @@ async function main(argv: readonly string[]): Promise<number> {
   console.log(
     `| **total (busy)** | **${(total(server) / server.calls).toFixed(1)}** | 100% | **${(total(floor) / floor.calls).toFixed(1)}** |`,
   );
+  for (const r of top > 0 ? results : []) {
+    console.log(`\n${r.name}: the ${top} costliest functions, self time\n`);
+    console.log('| function | µs/call |');
+    console.log('| --- | ---: |');
+    const rows = [...r.self.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
+    for (const [k, v] of rows)
+      console.log(`| ${k.replaceAll('|', '\\|')} | ${(v / Math.max(1, r.calls)).toFixed(2)} |`);
+  }
   return 0;
 }
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { categorize, componentTimes } from '../../scripts/bench/profile.js';
+import { categorize, componentTimes, selfTimes } from '../../scripts/bench/profile.js';
 
 const f = (functionName: string, url = '') => ({ functionName, url });
 
@@ -66,6 +66,35 @@ describe('bench-profile: charging samples to components', () => {
     expect(Object.fromEntries(componentTimes(profile, 1030, 1100))).to.deep.equal({
       'garbage collector': 30,
       'logging (pino, sonic-boom)': 40,
+    });
+  });
+
+  it('adds self time per sampled function, named with its file and line, without idle (--top)', () => {
+    const profile = {
+      nodes: [
+        { id: 1, callFrame: f('(root)'), children: [2, 3] },
+        { id: 2, callFrame: f('(idle)') },
+        {
+          id: 3,
+          callFrame: { functionName: 'entry', url: 'file:///w/dist/server/predict-codec.js', lineNumber: 49 },
+          children: [4],
+        },
+        {
+          id: 4,
+          callFrame: { functionName: '', url: 'file:///w/node_modules/pino/lib/proto.js', lineNumber: 0 },
+        },
+      ],
+      startTime: 0,
+      // Sample times: 10, 30, 60, 100.
+      samples: [3, 2, 4, 3],
+      timeDeltas: [10, 20, 30, 40],
+    };
+    expect(Object.fromEntries(selfTimes(profile, 0, 1000))).to.deep.equal({
+      'entry server/predict-codec.js:50': 50,
+      '(anonymous) pino/lib/proto.js:1': 30,
+    });
+    expect(Object.fromEntries(selfTimes(profile, 30, 60))).to.deep.equal({
+      '(anonymous) pino/lib/proto.js:1': 30,
     });
   });
 });
