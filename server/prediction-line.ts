@@ -75,6 +75,16 @@ export class PredictionLine {
   private readonly censor: string;
   /** What `boundInputs` counted for the last instance `simpleInstance` wrote. */
   private used = 0;
+  /** The logger's time function is pino's `isoTime`, so one string serves every line of a millisecond. */
+  private readonly isoTime: boolean;
+  private timeMs = Number.NaN;
+  private timePart = '';
+  /** The last call's method, model, version, arm and code, and their part of the line (constant under load). */
+  private callKey: readonly string[] = [];
+  private callPart = '';
+  /** The same for the event and experiment. */
+  private eventKey: readonly string[] = [];
+  private eventPart = '';
 
   private constructor(
     private readonly logger: Logger,
@@ -85,6 +95,38 @@ export class PredictionLine {
   ) {
     this.redact = new Set(redactFields);
     this.censor = str('[redacted]');
+    this.isoTime = internals[S.timeSym] === pino.stdTimeFunctions.isoTime;
+  }
+
+  /** What the logger's time function returns now; pino's `isoTime` is computed once per millisecond. */
+  private time(): string {
+    if (!this.isoTime) return this.internals[S.timeSym]();
+    const now = Date.now();
+    if (now !== this.timeMs) {
+      this.timeMs = now;
+      this.timePart = `,"time":"${new Date(now).toISOString()}"`;
+    }
+    return this.timePart;
+  }
+
+  /** `,"method":…,"code":…` for the call, from the last line's when the five values are the same. */
+  private callFields(r: CallRecord): string {
+    const k = this.callKey;
+    if (k[0] === r.method && k[1] === r.model && k[2] === r.version && k[3] === r.arm && k[4] === r.code) {
+      return this.callPart;
+    }
+    this.callKey = [r.method, r.model, r.version, r.arm, r.code];
+    this.callPart = `,"method":${str(r.method)},"model":${str(r.model)},"version":${str(r.version)},"arm":${str(r.arm)},"code":${str(r.code)}`;
+    return this.callPart;
+  }
+
+  /** `,"event":…,"experiment":…`, from the last line's when both are the same. */
+  private eventFields(f: PredictionFields): string {
+    const k = this.eventKey;
+    if (k[0] === f.event && k[1] === f.experiment) return this.eventPart;
+    this.eventKey = [f.event, f.experiment];
+    this.eventPart = `,"event":${str(f.event)},"experiment":${str(f.experiment)}`;
+    return this.eventPart;
   }
 
   /**
@@ -119,7 +161,7 @@ export class PredictionLine {
     if (!logger.isLevelEnabled(levelName)) return;
     const level = logger.levels.values[levelName] as number;
     const p = this.internals;
-    const time = p[S.timeSym]();
+    const time = this.time();
     const line = this.serialize(p[S.lsCacheSym][level] as string, time, record, fields, msg);
     const stream = p[S.streamSym];
     if (stream[S.needsMetadataGsym] === true) {
@@ -146,20 +188,11 @@ export class PredictionLine {
       this.internals[S.chindingsSym] +
       ',"requestId":' +
       str(r.requestId) +
-      ',"method":' +
-      str(r.method) +
-      ',"model":' +
-      str(r.model) +
-      ',"version":' +
-      str(r.version) +
-      ',"arm":' +
-      str(r.arm) +
-      ',"code":' +
-      str(r.code) +
+      this.callFields(r) +
       ',"latencyMs":' +
       num(r.latencyMs);
     if (r.message !== undefined) s += `,"message":${str(r.message)}`;
-    s += `,"event":${str(f.event)},"experiment":${str(f.experiment)}`;
+    s += this.eventFields(f);
     if (f.user !== undefined) s += `,"user":${str(f.user)}`;
     if (f.forced !== undefined) s += `,"forced":${str(f.forced)}`;
     if (f.pinned !== undefined) s += ',"pinned":true';

@@ -5,9 +5,13 @@ import { createStreamLogger, type LogDestinationName, LogOutput } from '../../se
 import { Metrics } from '../../server/metrics.js';
 import { LogSink, SAMPLE_RECORD } from '../helpers/server.js';
 
-/** A stand-in for SonicBoom: records lines, and fails on demand like a full disk. */
+/** One event-loop turn: LogOutput hands lines to its destinations at the end of the turn. */
+const turn = () => new Promise<void>((r) => setImmediate(r));
+
+/** A stand-in for SonicBoom: records lines (and the chunks they came in), and fails on demand like a full disk. */
 class FakeSonic extends EventEmitter {
   fd = 99;
+  readonly chunks: string[] = [];
   _writing = false;
   _len = 0;
   _bufs: string[] = [];
@@ -16,13 +20,14 @@ class FakeSonic extends EventEmitter {
   readonly lines: string[] = [];
 
   write(line: string): boolean {
+    this.chunks.push(line);
     this._bufs.push(line);
     this._len += line.length;
     if (this.failing) {
       queueMicrotask(() => this.emit('error', Object.assign(new Error('no space'), { code: 'ENOSPC' })));
       return true;
     }
-    for (const b of this._bufs) this.lines.push(b);
+    for (const b of this._bufs) for (const l of b.split(/(?<=\n)/)) this.lines.push(l);
     const n = this._len;
     this._bufs = [];
     this._len = 0;
@@ -61,12 +66,13 @@ describe('log line bounds', () => {
     expect(line?.inputs[0]?.list).to.have.length(33);
   });
 
-  it('replaces a line over LOG_MAX_LINE_BYTES by a short notice with its request id and size', () => {
+  it('replaces a line over LOG_MAX_LINE_BYTES by a short notice with its request id and size', async () => {
     const sonic = new FakeSonic();
     const out = new LogOutput(8192);
     out.add('stdout', sonic as never);
     const logger = createStreamLogger(config.log, out);
     logger.warn({ requestId: 'big-1', message: 'z'.repeat(20_000) }, 'Predict');
+    await turn();
     const notice = JSON.parse(sonic.lines[0] as string) as Record<string, unknown>;
     expect(notice).to.include({ level: 'warn', requestId: 'big-1', limit: 8192 });
     expect(notice.bytes).to.be.greaterThan(20_000);
@@ -82,8 +88,10 @@ describe('log line bounds', () => {
     out.onDropped((d, n) => counted.push([d, n]));
     file.failing = true;
     out.write('{"msg":"a"}\n');
-    await new Promise((r) => setImmediate(r));
+    await turn(); // handed over: the fake fails it
+    await turn(); // its error is out: the file is failing
     for (let i = 0; i < 10; i++) out.write(`{"msg":"b${i}"}\n`);
+    await turn();
     expect(counted.reduce((n, [d, k]) => n + (d === 'file' ? k : 0), 0)).to.equal(10);
     const warn = stdout.lines
       .map((l) => JSON.parse(l) as Record<string, unknown>)
@@ -94,12 +102,47 @@ describe('log line bounds', () => {
     const probe = (out as unknown as { destinations: { lastProbe: number }[] }).destinations[0];
     if (probe) probe.lastProbe = 0;
     out.write('{"msg":"c"}\n');
+    await turn();
     const recovered = stdout.lines
       .map((l) => JSON.parse(l) as Record<string, unknown>)
       .find((l) => l.msg === 'log destination recovered');
     expect(recovered).to.include({ destination: 'file', dropped: 10 });
     // The line that failed first was kept and written on recovery.
     expect(file.lines).to.include('{"msg":"a"}\n');
+  });
+
+  it('hands each turn’s lines to every destination as one chunk, in order, and at once on flushSync', async () => {
+    const file = new FakeSonic();
+    const stdout = new FakeSonic();
+    const out = new LogOutput(1 << 20);
+    out.add('file', file as never);
+    out.add('stdout', stdout as never);
+    for (let i = 0; i < 5; i++) out.write(`{"msg":"a${i}"}\n`);
+    expect(file.chunks, 'nothing before the turn ends').to.deep.equal([]);
+    await turn();
+    const turnOne = ['a0', 'a1', 'a2', 'a3', 'a4'].map((m) => `{"msg":"${m}"}\n`);
+    expect(file.chunks).to.deep.equal([turnOne.join('')]);
+    expect(stdout.chunks).to.deep.equal([turnOne.join('')]);
+    out.write('{"msg":"b"}\n');
+    out.flushSync(); // pino's exit and fatal hook: no turn to wait for
+    expect(file.lines).to.deep.equal([...turnOne, '{"msg":"b"}\n']);
+    await turn();
+    expect(file.chunks, 'nothing handed over twice').to.have.length(2);
+  });
+
+  it('counts every line of a dropped chunk while a destination is failing', async () => {
+    const file = new FakeSonic();
+    const out = new LogOutput(1 << 20);
+    out.add('file', file as never);
+    const counted: number[] = [];
+    out.onDropped((_d, n) => counted.push(n));
+    file.failing = true;
+    out.write('{"msg":"first"}\n');
+    await turn();
+    await turn();
+    for (let i = 0; i < 7; i++) out.write(`{"msg":"x${i}"}\n`);
+    await turn();
+    expect(counted).to.deep.equal([7]);
   });
 
   it('counts dropped lines in inference_log_write_errors_total, including those before anyone listened', async () => {

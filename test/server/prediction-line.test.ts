@@ -99,6 +99,43 @@ function instance(rng: Rng): Record<string, unknown> {
 }
 
 describe('prediction log line (server/prediction-line.ts)', () => {
+  it('matches pino, time included, from one writer across 400 lines whose call fields, event and clock repeat or change', () => {
+    // The writer keeps the last line's time (per ms) and call and event parts: a stale one must show.
+    const rng = new Rng(2026);
+    const sink = new Capture();
+    const logger = createStreamLogger(config.log, sink).child({ component: 'rpc' });
+    const fast = PredictionLine.for(logger, redactFields);
+    if (!fast) throw new Error('PredictionLine.for refused the server logger');
+    const realNow = Date.now;
+    let now = Date.UTC(2026, 11, 1, 12, 0, 0, 999);
+    Date.now = () => now;
+    try {
+      for (let i = 0; i < 400; i++) {
+        if (rng.chance(0.3)) now += rng.int(1, 1500);
+        const record: CallRecord = {
+          ...CALL,
+          requestId: `req-${i}`,
+          method: rng.chance(0.2) ? 'ModelInfer' : 'Predict',
+          model: rng.chance(0.2) ? 'other' : CALL.model,
+          version: rng.chance(0.2) ? '20261201T000000Z' : CALL.version,
+          arm: rng.chance(0.2) ? 'stable' : CALL.arm,
+        };
+        const fields: PredictionFields = {
+          event: 'prediction',
+          experiment: rng.chance(0.2) ? 'other-v2' : 'positives-v1',
+          outputs: outputs(1, rng, false),
+          inputs: [{ ...SAMPLE_RECORD }],
+        };
+        logger.info({ ...record, ...fields }, record.method);
+        fast.write('info', record, fields, record.method);
+        const [viaPino, viaFast] = sink.chunks.splice(0);
+        expect(viaFast, `line ${i}`).to.equal(viaPino);
+      }
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   it("writes the seed record's line byte for byte as pino does, redaction included", () => {
     const fields: PredictionFields = {
       event: 'prediction',
@@ -207,7 +244,7 @@ describe('prediction log line (server/prediction-line.ts)', () => {
       expect(parsed.inputsOmitted).to.be.greaterThan(0);
     });
 
-    it('gives an oversized line the same stand-in as pino, through the line cap of the destination', () => {
+    it('gives an oversized line the same stand-in as pino, through the line cap of the destination', async () => {
       /** A SonicBoom stand-in: what LogOutput's guarded destination needs of one. */
       class Sonic extends EventEmitter {
         readonly chunks: string[] = [];
@@ -232,8 +269,11 @@ describe('prediction log line (server/prediction-line.ts)', () => {
       };
       logger.info({ ...CALL, ...fields }, 'Predict');
       fast?.write('info', CALL, fields, 'Predict');
-      expect(sonic.chunks).to.have.length(2);
-      const [viaPino, viaFast] = sonic.chunks.map((l) => untimed(l));
+      // LogOutput hands a turn's lines over as one chunk.
+      await new Promise((r) => setImmediate(r));
+      const lines = sonic.chunks.join('').split(/(?<=\n)/);
+      expect(lines).to.have.length(2);
+      const [viaPino, viaFast] = lines.map((l) => untimed(l));
       expect(viaFast).to.equal(viaPino);
       expect(JSON.parse(viaFast as string)).to.include({
         msg: 'log line over LOG_MAX_LINE_BYTES; dropped',
