@@ -38,12 +38,63 @@ interface JsonObject {
   [key: string]: Json;
 }
 
+/**
+ * The Struct keys seen lately, by a hash of their bytes: the same few keys
+ * arrive in every request, and a key string made afresh each time must also
+ * be looked up in V8's string table when it becomes a property name (a cache
+ * miss or two per key under load). A hit returns the string made before, so
+ * neither happens. Only ASCII keys up to 64 bytes are kept; a slot is
+ * overwritten by the next key that hashes to it, so the cache never grows.
+ */
+const KEY_SLOTS = 1024;
+const keyCache: (string | undefined)[] = new Array(KEY_SLOTS).fill(undefined);
+
+/** A reader that keeps its bytes within reach (BinaryReader's own are private). */
+class Reader extends BinaryReader {
+  constructor(readonly data: Uint8Array) {
+    super(data);
+  }
+}
+
+/** `reader.string()` for a Struct key: the same string (or the same error), from the cache when it holds it. */
+function key(reader: Reader): string {
+  const start = reader.pos;
+  const len = reader.uint32();
+  const from = reader.pos;
+  const to = from + len;
+  const buf = reader.data;
+  if (len > 64 || to > reader.len) {
+    reader.pos = start;
+    return reader.string();
+  }
+  let h = len;
+  for (let i = from; i < to; i++) {
+    const b = buf[i] as number;
+    if (b > 0x7f) {
+      reader.pos = start;
+      return reader.string();
+    }
+    h = (Math.imul(h, 31) + b) | 0;
+  }
+  reader.pos = to;
+  const slot = h & (KEY_SLOTS - 1);
+  const cached = keyCache[slot];
+  if (cached !== undefined && cached.length === len) {
+    let i = 0;
+    while (i < len && cached.charCodeAt(i) === buf[from + i]) i++;
+    if (i === len) return cached;
+  }
+  const s = String.fromCharCode.apply(String, buf.subarray(from, to) as unknown as number[]);
+  keyCache[slot] = s;
+  return s;
+}
+
 function enter(depth: number): void {
   if (depth >= RECURSION_LIMIT) throw new Error(RECURSION_MESSAGE);
 }
 
 /** `Struct.unwrap(Struct.decode(reader, length))`, at `depth` nested messages. */
-function struct(reader: BinaryReader, length: number, depth: number): JsonObject {
+function struct(reader: Reader, length: number, depth: number): JsonObject {
   enter(depth);
   const end = reader.pos + length;
   const out: JsonObject = {};
@@ -60,15 +111,15 @@ function struct(reader: BinaryReader, length: number, depth: number): JsonObject
 }
 
 /** One `Struct_FieldsEntry`, stored into `into` as the generated decoder and unwrap would. */
-function entry(reader: BinaryReader, length: number, depth: number, into: JsonObject): void {
+function entry(reader: Reader, length: number, depth: number, into: JsonObject): void {
   enter(depth);
   const end = reader.pos + length;
-  let key = '';
+  let name = '';
   let v: Json | undefined;
   while (reader.pos < end) {
     const tag = reader.uint32();
     if (tag === 10) {
-      key = reader.string();
+      name = key(reader);
       continue;
     }
     if (tag === 18) {
@@ -80,11 +131,11 @@ function entry(reader: BinaryReader, length: number, depth: number, into: JsonOb
   }
   // ts-proto assigns `fields[key]` on a plain object (a `__proto__` key sets its
   // prototype, or nothing) and unwrap copies own keys: such a key never survives.
-  if (v !== undefined && key !== '__proto__') into[key] = v;
+  if (v !== undefined && name !== '__proto__') into[name] = v;
 }
 
 /** `Value.unwrap(Value.decode(reader, length))`: its kinds in unwrap's priority. */
-function value(reader: BinaryReader, length: number, depth: number): Json | undefined {
+function value(reader: Reader, length: number, depth: number): Json | undefined {
   enter(depth);
   const end = reader.pos + length;
   let isNull = false;
@@ -128,7 +179,7 @@ function value(reader: BinaryReader, length: number, depth: number): Json | unde
 }
 
 /** `ListValue.unwrap(ListValue.decode(reader, length))`; an unset value stays an `undefined` item, as there. */
-function listValue(reader: BinaryReader, length: number, depth: number): Json[] {
+function listValue(reader: Reader, length: number, depth: number): Json[] {
   enter(depth);
   const end = reader.pos + length;
   const out: Json[] = [];
@@ -146,7 +197,7 @@ function listValue(reader: BinaryReader, length: number, depth: number): Json[] 
 
 /** `PredictRequest.decode(bytes)`, the same result (or the same error), without the intermediate messages. */
 export function decodePredictRequest(bytes: Uint8Array): PredictRequest {
-  const reader = new BinaryReader(bytes);
+  const reader = new Reader(bytes);
   const message: PredictRequest = { model: '', version: '', requestId: '', instances: [] };
   const end = reader.len;
   while (reader.pos < end) {

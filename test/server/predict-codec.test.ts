@@ -24,6 +24,8 @@ const KEYS = [
   '12',
   'ключ',
   'a'.repeat(40),
+  'b'.repeat(64), // the longest key the cache keeps
+  'c'.repeat(65),
 ];
 const STRINGS = ['', 'Beijing', 'a', 'ü€𝄞', '\u0000', 'x'.repeat(200), '\ud800'];
 const NUMBERS = [0, -0, 1, -1, 0.5, 1e300, -1e-300, Number.MAX_SAFE_INTEGER, Number.NaN, Infinity];
@@ -165,6 +167,22 @@ describe('Predict codec (hand-written, against the generated one)', () => {
     }
     // Both outcomes must be well represented for the comparison to mean anything.
     expect(errors).to.be.within(1000, 19_000);
+  });
+
+  it('returns the right key whatever the key cache holds: 20,000 distinct keys, twice, sharing its 1,024 slots', () => {
+    const rng = new Rng(5);
+    const keys = Array.from({ length: 20_000 }, (_, i) =>
+      rng.chance(0.5)
+        ? `k${i}`
+        : String.fromCharCode(...Array.from({ length: rng.int(1, 12) }, () => rng.int(32, 126))),
+    );
+    const instances = [];
+    for (let i = 0; i < keys.length; i += 50) {
+      instances.push(Object.fromEntries(keys.slice(i, i + 50).map((k, j) => [k, j])));
+    }
+    const bytes = PredictRequest.encode({ model: 'm', version: '', requestId: '', instances }).finish();
+    expectSameDecode(bytes, 'first pass');
+    expectSameDecode(bytes, 'second pass, from the cache');
   });
 
   it('keeps the same recursion limit: 32 nested structs decode, 33 fail with the same error', () => {
