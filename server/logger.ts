@@ -11,6 +11,9 @@ export const LOG_FILE_STEM = 'server';
 /** A log destination, as the `destination` label of `inference_log_write_errors_total` names it. */
 export type LogDestinationName = 'file' | 'stdout';
 
+/** The most LogOutput gathers before handing lines over within a turn (UTF-16 units, about 64 KiB of ASCII). */
+export const MAX_CHUNK_CHARS = 64 * 1024;
+
 /** How often a failing destination is offered a line again, to find out whether it recovered. */
 const PROBE_MS = 1000;
 
@@ -290,8 +293,9 @@ export class LogOutput implements DestinationStream {
   private readonly destinations: GuardedDestination[] = [];
   private readonly early = new Map<LogDestinationName, number>();
   private listener: ((destination: LogDestinationName, lines: number) => void) | undefined;
-  /** This turn's lines, not yet handed to the destinations. */
+  /** This turn's lines, not yet handed to the destinations, and their length in UTF-16 units. */
   private pending: string[] = [];
+  private pendingLength = 0;
   private scheduled: NodeJS.Immediate | undefined;
   private readonly handOver = () => this.flushPending();
 
@@ -311,7 +315,11 @@ export class LogOutput implements DestinationStream {
       line = tooLong(line, this.maxLineBytes);
     }
     this.pending.push(line);
-    this.scheduled ??= setImmediate(this.handOver);
+    this.pendingLength += line.length;
+    // A turn that logs a lot hands over in pieces, so that a destination's
+    // buffer cap (LOG_BUFFER_BYTES) drops lines, not whole turns.
+    if (this.pendingLength >= MAX_CHUNK_CHARS) this.flushPending();
+    else this.scheduled ??= setImmediate(this.handOver);
   }
 
   /** Hands this turn's lines to every destination as one chunk. */
@@ -323,6 +331,7 @@ export class LogOutput implements DestinationStream {
     if (this.pending.length === 0) return;
     const chunk = this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join('');
     this.pending = [];
+    this.pendingLength = 0;
     for (const d of this.destinations) d.write(chunk);
   }
 

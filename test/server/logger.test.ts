@@ -1,7 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { expect } from 'chai';
 import { loadConfig } from '../../server/config.js';
-import { createStreamLogger, type LogDestinationName, LogOutput } from '../../server/logger.js';
+import {
+  createStreamLogger,
+  type LogDestinationName,
+  LogOutput,
+  MAX_CHUNK_CHARS,
+} from '../../server/logger.js';
 import { Metrics } from '../../server/metrics.js';
 import { LogSink, SAMPLE_RECORD } from '../helpers/server.js';
 
@@ -128,6 +133,19 @@ describe('log line bounds', () => {
     expect(file.lines).to.deep.equal([...turnOne, '{"msg":"b"}\n']);
     await turn();
     expect(file.chunks, 'nothing handed over twice').to.have.length(2);
+  });
+
+  it('hands a busy turn’s lines over in chunks of at most MAX_CHUNK_CHARS plus a line, none lost or reordered', async () => {
+    const file = new FakeSonic();
+    const out = new LogOutput(1 << 20);
+    out.add('file', file as never);
+    const lines = Array.from({ length: 2000 }, (_, i) => `{"msg":"${i}","pad":"${'x'.repeat(i % 200)}"}\n`);
+    for (const l of lines) out.write(l);
+    expect(file.chunks.length, 'handed over before the turn ended').to.be.greaterThan(1);
+    await turn();
+    const longest = Math.max(...lines.map((l) => l.length));
+    for (const c of file.chunks) expect(c.length).to.be.at.most(MAX_CHUNK_CHARS + longest);
+    expect(file.lines).to.deep.equal(lines);
   });
 
   it('counts every line of a dropped chunk while a destination is failing', async () => {
