@@ -54,6 +54,7 @@ export class Metrics {
   readonly assignments: Counter<AssignmentLabels>;
   readonly outcomes: Counter<OutcomeLabels>;
   readonly logWriteErrors: Counter<L['destination']>;
+  private inFlightNow: () => number = () => 0;
 
   constructor(readonly registry: Registry = new Registry()) {
     collectDefaultMetrics({ register: registry });
@@ -86,10 +87,15 @@ export class Metrics {
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers,
     });
+    const metrics = this;
     this.inFlight = new Gauge({
       name: 'inference_in_flight_requests',
       help: 'Requests being handled right now.',
       registers,
+      // Read at each scrape, not counted up and down on every call.
+      collect() {
+        this.set(metrics.inFlightNow());
+      },
     });
     this.modelLoads = new Counter({
       name: 'inference_model_loads_total',
@@ -133,6 +139,11 @@ export class Metrics {
       labelNames: [LABEL.destination],
       registers,
     });
+  }
+
+  /** Where `inference_in_flight_requests` reads its value at each scrape: the unary adapter's count. */
+  readInFlightFrom(read: () => number): void {
+    this.inFlightNow = read;
   }
 }
 

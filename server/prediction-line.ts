@@ -61,6 +61,9 @@ interface PinoInternals {
 
 const str = JSON.stringify;
 
+/** How many input keys PredictionLine keeps quoted before it starts over. */
+const QUOTED_KEYS_MAX = 1024;
+
 /** A number as pino writes a top-level one: non-finite values become null. */
 const num = (n: number) => (Number.isFinite(n) ? String(n) : 'null');
 
@@ -85,6 +88,8 @@ export class PredictionLine {
   /** The same for the event and experiment. */
   private eventKey: readonly string[] = [];
   private eventPart = '';
+  /** Input keys as JSON (`"userId"`): the same few in every request. Cleared when full. */
+  private readonly quotedKeys = new Map<string, string>();
 
   private constructor(
     private readonly logger: Logger,
@@ -96,6 +101,17 @@ export class PredictionLine {
     this.redact = new Set(redactFields);
     this.censor = str('[redacted]');
     this.isoTime = internals[S.timeSym] === pino.stdTimeFunctions.isoTime;
+  }
+
+  /** `JSON.stringify(key)`, remembered for the keys seen lately. */
+  private quoted(key: string): string {
+    let q = this.quotedKeys.get(key);
+    if (q === undefined) {
+      if (this.quotedKeys.size >= QUOTED_KEYS_MAX) this.quotedKeys.clear();
+      q = str(key);
+      this.quotedKeys.set(key, q);
+    }
+    return q;
   }
 
   /** What the logger's time function returns now; pino's `isoTime` is computed once per millisecond. */
@@ -277,7 +293,7 @@ export class PredictionLine {
       }
       // JSON.stringify leaves out undefined and functions; the Struct decoder makes neither.
       if (json === undefined) continue;
-      s += first ? `${str(key)}:${json}` : `,${str(key)}:${json}`;
+      s += first ? `${this.quoted(key)}:${json}` : `,${this.quoted(key)}:${json}`;
       first = false;
     }
     this.used = used;
@@ -298,7 +314,7 @@ export class PredictionLine {
       else json = str(v);
       // JSON.stringify leaves out undefined and functions; the Struct decoder makes neither.
       if (json === undefined) continue;
-      s += first ? `${str(key)}:${json}` : `,${str(key)}:${json}`;
+      s += first ? `${this.quoted(key)}:${json}` : `,${this.quoted(key)}:${json}`;
       first = false;
     }
     return `${s}}`;

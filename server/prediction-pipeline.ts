@@ -7,7 +7,7 @@
  * after it, so a model, version policy, label, preprocessing rule, assignment
  * or log field cannot differ between them.
  */
-import type { PredictionOutput, UserIds } from './call-log.js';
+import type { PredictionFields, PredictionOutput, UserIds } from './call-log.js';
 import type { Role } from './config.js';
 import { FieldError, invalidArgument } from './errors.js';
 import type { ExperimentAssigner, Group } from './experiment.js';
@@ -69,6 +69,9 @@ export interface ScoredBatch {
   readonly predictions: ScoredInstance[];
 }
 
+/** The `label` label's values, by label. */
+const LABEL_VALUES = ['0', '1'] as const;
+
 export class PredictionPipeline {
   constructor(private readonly deps: PredictionPipelineDeps) {}
 
@@ -107,45 +110,53 @@ export class PredictionPipeline {
       const threshold = model.manifest.threshold;
       const predictions: ScoredInstance[] = new Array(n);
       const outputs: PredictionOutput[] = new Array(n);
-      // One counter update per (group, label) per request, not per instance.
-      const tally = new Map<string, number>();
+      // One counter update per (group, label) per request, not per instance: per group, [label 0, label 1].
+      const tally = new Map<Group, [number, number]>();
       for (let i = 0; i < n; i++) {
         const score = scores[i] as number;
         const label = score >= threshold ? 1 : 0;
         const record = records[i] as Readonly<Record<string, unknown>>;
         const own = call.user === undefined ? instanceUser(record) : undefined;
         const { group, action } = assigner.assign(label, call.user ?? own, () => `${ctx.requestId}#${i}`);
-        const key = `${group}|${label}`;
-        tally.set(key, (tally.get(key) ?? 0) + 1);
+        let counts = tally.get(group);
+        if (counts === undefined) {
+          counts = [0, 0];
+          tally.set(group, counts);
+        }
+        counts[label]++;
         predictions[i] = { score, label, group, action };
         outputs[i] =
           own === undefined
             ? { score, label, group, action }
             : { score, label, group, action, user: userIds.forLog(own) };
       }
-      for (const [key, count] of tally) {
-        const [group = '', label = ''] = key.split('|');
-        const labels: Labels<AssignmentLabels> = {
-          arm: assigner.role,
-          model: model.name,
-          version: model.version,
-          group,
-          label,
-        };
-        metrics.assignments.inc(labels, count);
+      for (const [group, counts] of tally) {
+        for (const label of [0, 1] as const) {
+          if (counts[label] === 0) continue;
+          const labels: Labels<AssignmentLabels> = {
+            arm: assigner.role,
+            model: model.name,
+            version: model.version,
+            group,
+            label: LABEL_VALUES[label],
+          };
+          metrics.assignments.inc(labels, counts[label]);
+        }
       }
       // How the call was routed, for the readout: only randomised calls are
       // exposures. Both fields are left out of an ordinary call's line.
       const forced = forcedArm(ctx.metadata);
-      ctx.log = {
+      // Built field by field, in the line's order (no spread of a throwaway object per optional field).
+      const log: { -readonly [K in keyof PredictionFields]: PredictionFields[K] } = {
         event: 'prediction',
         experiment: assigner.experimentName,
-        ...(call.user === undefined ? {} : { user: userIds.forLog(call.user) }),
-        ...(forced === undefined ? {} : { forced }),
-        ...(call.version === '' ? {} : { pinned: true as const }),
-        outputs,
-        ...(this.deps.logInputs ? { inputs: records } : {}),
-      };
+      } as PredictionFields;
+      if (call.user !== undefined) log.user = userIds.forLog(call.user);
+      if (forced !== undefined) log.forced = forced;
+      if (call.version !== '') log.pinned = true;
+      log.outputs = outputs;
+      if (this.deps.logInputs) log.inputs = records;
+      ctx.log = log;
       return { model: model.name, version: model.version, arm: assigner.role, predictions };
     } finally {
       lease.release();

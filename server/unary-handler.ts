@@ -156,7 +156,9 @@ export class UnaryAdapter {
   private readonly lag = new LoopLag();
   private readonly slackMs = (timeoutMs: number) => 20 + 0.1 * timeoutMs + this.lag.recentMaxMs;
 
-  constructor(private readonly options: UnaryAdapterOptions) {}
+  constructor(private readonly options: UnaryAdapterOptions) {
+    options.metrics.readInFlightFrom(() => this.inFlight);
+  }
 
   /** Stops the event-loop delay monitor (shutdown). */
   close(): void {
@@ -173,7 +175,7 @@ export class UnaryAdapter {
     fn: UnaryFn<Req, Res>,
     logLevel: 'info' | 'debug',
   ): handleUnaryCall<Req, Res> {
-    const { logger, metrics } = this.options;
+    const { logger } = this.options;
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const t0 = performance.now();
       const wallStart = Date.now();
@@ -187,14 +189,12 @@ export class UnaryAdapter {
         log: undefined,
       };
       this.inFlight++;
-      metrics.inFlight.inc();
       let done = false;
       // Settles the call exactly once; must not throw, whatever `err` is.
       const finish = (ok: boolean, err: unknown, response: Res | undefined) => {
         if (done) return;
         done = true;
         this.inFlight--;
-        metrics.inFlight.dec();
         let code: status = status.OK;
         let internal = false;
         if (ok) {
@@ -218,9 +218,11 @@ export class UnaryAdapter {
       };
       // A caller that cancels or runs out of deadline frees its slot at once,
       // and the call is counted with the status the caller saw.
-      call.once('cancelled', () => {
+      call.on('cancelled', () => {
         // grpc-js emits 'cancelled' after every call's trailers too; an error
         // (and its stack) is built only for a call that is still running.
+        // (`on`, not `once`: `done` makes a second emit harmless, and the call
+        // is not kept, so the listener needs no wrapper and no removal.)
         if (done) return;
         const expired = deadlineHasPassed(call.getDeadline(), this.slackMs, wallStart);
         finish(false, expired ? deadlineExceeded() : cancelled(), undefined);
