@@ -216,7 +216,9 @@ export class HardenedServer extends Server {
   }
 
   private intercept(path: string, call: ServerInterceptingCallInterface): ServerInterceptingCall {
-    if (!this.paths.get(path)?.rejectUndecodable) return new ServerInterceptingCall(call);
+    // Nothing to intercept: hand grpc-js its own call back, with no layer in between
+    // (grpc-js chains interceptors by passing each one's result to the next).
+    if (!this.paths.get(path)?.rejectUndecodable) return call as ServerInterceptingCall;
     let rejected = false;
     return new ServerInterceptingCall(call, {
       start: (next) =>
