@@ -37,7 +37,10 @@ export interface Frame {
 const RULES: readonly [string, (f: Frame) => boolean][] = [
   [
     'logging (pino, sonic-boom)',
-    (f) => /\/(pino|pino-roll|sonic-boom|fast-redact|pino-std-serializers)\/|server\/logger\.js/.test(f.url),
+    (f) =>
+      /\/(pino|pino-roll|sonic-boom|fast-redact|pino-std-serializers)\/|server\/(logger|prediction-line)\.js/.test(
+        f.url,
+      ),
   ],
   ['metrics (prom-client)', (f) => /\/prom-client\/|server\/metrics\.js/.test(f.url)],
   [
@@ -46,7 +49,7 @@ const RULES: readonly [string, (f: Frame) => boolean][] = [
   ],
   ['preprocessing', (f) => /server\/preprocess\.js/.test(f.url)],
   ['A/B assignment', (f) => /server\/experiment\.js/.test(f.url)],
-  ['protobuf (ts-proto, Struct)', (f) => /\/generated\/|@bufbuild\//.test(f.url)],
+  ['protobuf (ts-proto, Struct)', (f) => /\/generated\/|@bufbuild\/|server\/predict-codec\.js/.test(f.url)],
   [
     'server handler (adapter, service)',
     (f) => /\/server\/[\w-]+\.js/.test(f.url) && !f.url.includes('/generated/'),

@@ -24,6 +24,13 @@ describe('bench-profile: charging samples to components', () => {
     expect(categorize([f('decode', 'file:///p/dist/server/generated/google/protobuf/struct.js')])).to.equal(
       'protobuf (ts-proto, Struct)',
     );
+    // The hand-written codec is protobuf work, the hand-written prediction line logging.
+    expect(categorize([f('entry', 'file:///p/dist/server/predict-codec.js')])).to.equal(
+      'protobuf (ts-proto, Struct)',
+    );
+    expect(categorize([f('serialize', 'file:///p/dist/server/prediction-line.js')])).to.equal(
+      'logging (pino, sonic-boom)',
+    );
     expect(categorize([f('fill', 'file:///p/dist/server/preprocess.js')])).to.equal('preprocessing');
     expect(categorize([f('predict', 'file:///p/dist/server/predict-service.js')])).to.equal(
       'server handler (adapter, service)',
