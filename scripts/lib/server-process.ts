@@ -47,6 +47,8 @@ export interface ServerOptions {
   readonly ports?: { readonly grpc: number; readonly metrics: number } | 'free';
   /** Node flags before the script, e.g. `--cpu-prof`. */
   readonly nodeArgs?: readonly string[];
+  /** The server's entry script (default: this tree's `dist/server/main.js`); `bench:compare` runs another build's. */
+  readonly main?: string;
   /** Its own process group, so a terminal's Ctrl-C reaches only the parent, which stops it in order. */
   readonly detached?: boolean;
   /** Append stdout and stderr to this file instead of piping them (readiness from gRPC health). */
@@ -111,7 +113,7 @@ export async function startServer(o: ServerOptions = {}): Promise<ServerProcess>
   if (!piped && !(ports.grpc > 0)) {
     throw new Error('a server whose output goes to a file needs its ports given (or "free")');
   }
-  const args = [...(o.nodeArgs ?? []), SERVER_MAIN];
+  const args = [...(o.nodeArgs ?? []), o.main ?? SERVER_MAIN];
   const proc =
     o.outFile === undefined
       ? spawn(process.execPath, args, {

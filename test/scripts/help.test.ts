@@ -21,6 +21,7 @@ const NPM_COMMANDS = [
   'bench:families',
   'bench:event-loop',
   'bench:profile',
+  'bench:compare',
   'publish-model',
   'qa',
   'envoy-config',

@@ -3,7 +3,7 @@
  * and CPU time. The benchmarks and the soak sample these for the processes
  * they start and for the load generators they have reaped.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Resident set size of a process from /proc, in bytes; undefined once it has gone. */
 export function rssBytes(pid: number): number | undefined {
@@ -36,6 +36,35 @@ export function cpuTimesMs(pid: number): { self: number; children: number } | un
   const at = (n: number) => Number(f[n - 3]);
   const tick = 1000 / TICKS_PER_S;
   return { self: (at(14) + at(15)) * tick, children: (at(16) + at(17)) * tick };
+}
+
+/**
+ * CPU time of a process's threads from /proc/<pid>/task/<tid>/stat, in ms:
+ * its main thread (the event loop, for Node) and all the others together
+ * (libuv's pool, V8's GC helpers, ONNX Runtime's). Undefined once it has gone.
+ */
+export function threadCpuMs(pid: number): { main: number; other: number } | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  let main = 0;
+  let other = 0;
+  for (const tid of tids) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const ms = (Number(f[11]) + Number(f[12])) * (1000 / TICKS_PER_S); // utime(14), stime(15)
+    if (Number(tid) === pid) main += ms;
+    else other += ms;
+  }
+  return { main, other };
 }
 
 /** Bytes as MiB with one decimal, `n/a` when unknown. */

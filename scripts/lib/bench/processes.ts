@@ -79,6 +79,8 @@ export async function startBenchServer(
     readonly env?: Readonly<Record<string, string>>;
     /** Extra node flags, e.g. `--cpu-prof`. */
     readonly nodeArgs?: readonly string[];
+    /** Another build's `dist/server/main.js` (default: this tree's). */
+    readonly main?: string;
     readonly timeoutMs?: number;
   },
 ): Promise<BenchServer> {
@@ -90,6 +92,7 @@ export async function startBenchServer(
     outFile,
     env: { LOG_DIR: join(o.workDir, `logs-${stem}`), SHUTDOWN_GRACE_MS: '2000', ...o.env },
     ...(o.nodeArgs ? { nodeArgs: o.nodeArgs } : {}),
+    ...(o.main !== undefined ? { main: o.main } : {}),
     ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
     onSpawn: (proc) => procs.add(o.name, () => stopChild(proc)),
   });

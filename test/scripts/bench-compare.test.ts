@@ -1,0 +1,81 @@
+import { expect } from 'chai';
+import { parseVariant } from '../../scripts/bench/compare.js';
+import { cpuTimesMs, threadCpuMs } from '../../scripts/lib/bench/process-stats.js';
+import { UsageError } from '../../scripts/lib/cli.js';
+import { runCli } from '../helpers/cli.js';
+import { ROOT } from '../helpers/server.js';
+
+describe('bench:compare', function () {
+  this.timeout(120_000);
+
+  it('reads a variant as a name and server variables, and refuses a malformed one in one sentence', () => {
+    expect(parseVariant('warn:LOG_LEVEL=warn')).to.deep.equal({ name: 'warn', env: { LOG_LEVEL: 'warn' } });
+    expect(parseVariant('b-2:MODEL_BATCHING=*=32/1ms,LOG_INPUTS=false')).to.deep.equal({
+      name: 'b-2',
+      env: { MODEL_BATCHING: '*=32/1ms', LOG_INPUTS: 'false' },
+    });
+    expect(() => parseVariant('LOG_LEVEL=warn')).to.throw(UsageError, /NAME:VAR=VALUE/);
+    expect(() => parseVariant('x:log_level=warn')).to.throw(UsageError, /"log_level=warn" is not VAR=VALUE/);
+  });
+
+  it('splits a process’s CPU into its main thread and the others, adding up to its total', () => {
+    // Busy the main thread for a while so the split has something to show.
+    const until = Date.now() + 200;
+    while (Date.now() < until) Math.sqrt(Math.random());
+    const threads = threadCpuMs(process.pid);
+    const total = cpuTimesMs(process.pid);
+    if (!threads || !total) throw new Error('no /proc entry for this process');
+    expect(threads.main).to.be.greaterThan(0);
+    // Read one after the other, 10 ms ticks: equal within a few ticks.
+    expect(Math.abs(threads.main + threads.other - total.self)).to.be.at.most(50);
+    expect(threadCpuMs(2 ** 22 + 12_345)).to.equal(undefined);
+  });
+
+  it('runs this tree’s server beside a variant of it and reports both, with the ratio to the first', async () => {
+    const run = await runCli(
+      'npm',
+      [
+        'run',
+        '--silent',
+        'bench:compare',
+        '--',
+        '--variant',
+        'no-inputs:LOG_INPUTS=false',
+        '--rounds',
+        '2',
+        '--duration',
+        '1s',
+        '--warmup',
+        '0s',
+      ],
+      { cwd: ROOT, name: 'bench:compare', timeoutMs: 110_000 },
+    );
+    expect(run.code, run.stderr).to.equal(0);
+    expect(run.stderr).to.match(/round 2\/2/);
+    const rows = run.stdout.split('\n').filter((l) => /^\| (this tree|no-inputs) \|/.test(l));
+    expect(rows, run.stdout).to.have.length(2);
+    const cells = (row: string) => row.split('|').map((c) => c.trim());
+    const [first, second] = rows.map(cells) as [string[], string[]];
+    expect(Number(first[2]), 'ok/s').to.be.greaterThan(0);
+    expect(Number(first[3]), 'CPU µs per call').to.be.greaterThan(0);
+    expect(first[6]).to.equal('1.000');
+    // The ratio column is the second's CPU per call over the first's.
+    expect(Number(second[6])).to.be.closeTo(Number(second[3]) / Number(first[3]), 0.002);
+    expect(second[7]?.split(' / ')).to.have.length(2);
+  });
+
+  it('refuses a revision git does not know, in one sentence, exit 2, leaving no worktree behind', async () => {
+    const run = await runCli(
+      'npm',
+      ['run', '--silent', 'bench:compare', '--', '--base', 'no-such-revision-x'],
+      {
+        cwd: ROOT,
+        name: 'bench:compare',
+      },
+    );
+    expect(run.code).to.equal(2);
+    expect(run.stderr).to.match(/--base no-such-revision-x is not a commit git knows here\./);
+    const list = await runCli('git', ['worktree', 'list'], { cwd: ROOT });
+    expect(list.stdout).to.not.match(/bench-compare-/);
+  });
+});
