@@ -217,7 +217,9 @@ export class HardenedServer extends Server {
 
   private intercept(path: string, call: ServerInterceptingCallInterface): ServerInterceptingCall {
     // Nothing to intercept: hand grpc-js its own call back, with no layer in between
-    // (grpc-js chains interceptors by passing each one's result to the next).
+    // (grpc-js chains interceptors by passing each one's result to the next). The
+    // cast is to grpc-js's declared return type: this is its base call, which has
+    // the interface (ServerInterceptingCallInterface) that is all grpc-js uses.
     if (!this.paths.get(path)?.rejectUndecodable) return call as ServerInterceptingCall;
     let rejected = false;
     return new ServerInterceptingCall(call, {

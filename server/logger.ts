@@ -11,8 +11,15 @@ export const LOG_FILE_STEM = 'server';
 /** A log destination, as the `destination` label of `inference_log_write_errors_total` names it. */
 export type LogDestinationName = 'file' | 'stdout';
 
-/** The most LogOutput gathers before handing lines over within a turn (UTF-16 units, about 64 KiB of ASCII). */
-export const MAX_CHUNK_CHARS = 64 * 1024;
+/**
+ * The most bytes LogOutput hands a destination in one chunk, for a
+ * destination buffer of `bufferBytes` (LOG_BUFFER_BYTES): 64 KiB, or a
+ * quarter of the buffer when that is smaller, so that the buffer's cap drops
+ * lines, never a whole busy turn. A line longer than this goes alone.
+ */
+export function chunkBytes(bufferBytes: number): number {
+  return Math.min(64 * 1024, Math.floor(bufferBytes / 4));
+}
 
 /** How often a failing destination is offered a line again, to find out whether it recovered. */
 const PROBE_MS = 1000;
@@ -149,7 +156,12 @@ class GuardedDestination {
     sonic.on('write', () => this.onWritten());
     // pino registers an exit hook that flushes SonicBoom synchronously; that flush
     // retries a failing write forever. Ours is bounded (flushSync below).
-    (sonic as { flushSync: () => void }).flushSync = () => this.flushSync();
+    // pino's exit hook (its own destinations') calls this too: the lines of the
+    // current turn are handed over first, or a crash would lose them.
+    (sonic as { flushSync: () => void }).flushSync = () => {
+      this.output.handOverPending();
+      this.flushSync();
+    };
   }
 
   /** Writes `line`, which may be several lines (LogOutput hands over one chunk per event-loop turn). */
@@ -163,7 +175,13 @@ class GuardedDestination {
       }
       this.lastProbe = now; // this line is the probe: SonicBoom retries its buffer, then this
     }
-    this.sonic.write(line);
+    try {
+      this.sonic.write(line);
+    } catch {
+      // A stream that throws (SonicBoom after `end()`, "SonicBoom destroyed")
+      // loses these lines, and only these: never the caller, never the other destination.
+      this.drop(countLines(line));
+    }
   }
 
   /** Resolves once everything buffered is written, or at once if failing, or after `timeoutMs`. */
@@ -293,13 +311,21 @@ export class LogOutput implements DestinationStream {
   private readonly destinations: GuardedDestination[] = [];
   private readonly early = new Map<LogDestinationName, number>();
   private listener: ((destination: LogDestinationName, lines: number) => void) | undefined;
-  /** This turn's lines, not yet handed to the destinations, and their length in UTF-16 units. */
+  /** This turn's lines, not yet handed to the destinations, and at most how many bytes they make. */
   private pending: string[] = [];
-  private pendingLength = 0;
+  private pendingBytes = 0;
   private scheduled: NodeJS.Immediate | undefined;
-  private readonly handOver = () => this.flushPending();
+  private readonly handOver = () => this.handOverPending();
+  private readonly maxChunkBytes: number;
 
-  constructor(private readonly maxLineBytes: number) {}
+  /** `bufferBytes`: each destination's buffer cap (LOG_BUFFER_BYTES), which bounds a chunk (`chunkBytes`). */
+  constructor(
+    private readonly maxLineBytes: number,
+    bufferBytes = 16 * 1024 * 1024,
+  ) {
+    this.maxChunkBytes = chunkBytes(bufferBytes);
+    flushAtExit(this);
+  }
 
   add(name: LogDestinationName, sonic: Sonic, fd?: number): void {
     this.destinations.push(new GuardedDestination(name, sonic, this, fd));
@@ -314,16 +340,17 @@ export class LogOutput implements DestinationStream {
     if (line.length * 3 > this.maxLineBytes && Buffer.byteLength(line) > this.maxLineBytes) {
       line = tooLong(line, this.maxLineBytes);
     }
+    // At most 3 UTF-8 bytes per UTF-16 unit. A turn that logs a lot hands over
+    // in pieces, before the line that would take the chunk past its bound.
+    const bytes = line.length * 3;
+    if (this.pendingBytes > 0 && this.pendingBytes + bytes > this.maxChunkBytes) this.handOverPending();
     this.pending.push(line);
-    this.pendingLength += line.length;
-    // A turn that logs a lot hands over in pieces, so that a destination's
-    // buffer cap (LOG_BUFFER_BYTES) drops lines, not whole turns.
-    if (this.pendingLength >= MAX_CHUNK_CHARS) this.flushPending();
-    else this.scheduled ??= setImmediate(this.handOver);
+    this.pendingBytes += bytes;
+    this.scheduled ??= setImmediate(this.handOver);
   }
 
-  /** Hands this turn's lines to every destination as one chunk. */
-  private flushPending(): void {
+  /** Hands this turn's lines to every destination as one chunk (also what every flush and exit does first). */
+  handOverPending(): void {
     if (this.scheduled !== undefined) {
       clearImmediate(this.scheduled);
       this.scheduled = undefined;
@@ -331,7 +358,7 @@ export class LogOutput implements DestinationStream {
     if (this.pending.length === 0) return;
     const chunk = this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join('');
     this.pending = [];
-    this.pendingLength = 0;
+    this.pendingBytes = 0;
     for (const d of this.destinations) d.write(chunk);
   }
 
@@ -355,26 +382,53 @@ export class LogOutput implements DestinationStream {
     fields: Record<string, unknown>,
   ): void {
     const line = `${JSON.stringify({ level, time: new Date().toISOString(), pid: process.pid, ...fields, msg })}\n`;
-    this.flushPending();
+    this.handOverPending();
     for (const d of this.destinations) if (d !== except) d.write(line);
   }
 
   /** Waits, at most `timeoutMs`, until every healthy destination has written what it holds. */
   async flush(timeoutMs: number): Promise<void> {
-    this.flushPending();
+    this.handOverPending();
     await Promise.all(this.destinations.map((d) => d.flush(timeoutMs)));
   }
 
   flushSync(): void {
-    this.flushPending();
+    this.handOverPending();
     for (const d of this.destinations) d.flushSync();
   }
 
   /** Before exit: no further lines; whatever could not be written is counted as dropped. */
   close(): void {
-    this.flushPending();
+    this.handOverPending();
     for (const d of this.destinations) d.close();
   }
+}
+
+/**
+ * Every LogOutput still referenced hands over and writes what it holds when
+ * the process exits (`process.exit`, an uncaught exception): pino-roll's file
+ * stream has no exit hook of its own. Weak references, so a LogOutput that is
+ * dropped (tests make many) is not kept alive; one listener for them all.
+ */
+const atExit = new Set<WeakRef<LogOutput>>();
+const forgotten = new FinalizationRegistry<WeakRef<LogOutput>>((ref) => atExit.delete(ref));
+let exitHooked = false;
+function flushAtExit(output: LogOutput): void {
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once('exit', () => {
+      for (const ref of atExit) {
+        try {
+          ref.deref()?.flushSync();
+        } catch {
+          // At exit there is no one left to tell, and the next LogOutput must still get its turn.
+        }
+      }
+    });
+  }
+  const ref = new WeakRef(output);
+  atExit.add(ref);
+  forgotten.register(output, ref);
 }
 
 /** The stand-in for a line over `LOG_MAX_LINE_BYTES`: its level, time, request id and size. */
@@ -412,7 +466,7 @@ export interface Logging {
  * pending, bounded in time.
  */
 export async function createLogger(log: Config['log']): Promise<Logging> {
-  const output = new LogOutput(log.maxLineBytes);
+  const output = new LogOutput(log.maxLineBytes, log.bufferBytes);
   if (log.dir !== '') {
     // pino-roll creates the directory asynchronously but links current.log
     // synchronously, so a missing LOG_DIR would crash start-up with ENOENT.

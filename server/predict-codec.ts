@@ -231,8 +231,15 @@ function varintSize(v: number): number {
   return n;
 }
 
-/** Bytes of an `int32` varint: negative values are sign-extended to ten bytes, as protobuf does. */
+/** The generated encoder's check (`@bufbuild/protobuf`'s `assertInt32`): the same refusals, the same messages. */
+function assertInt32(v: unknown): void {
+  if (typeof v !== 'number') throw new Error(`invalid int32: ${typeof v}`);
+  if (!Number.isInteger(v) || v > 0x7fffffff || v < -0x80000000) throw new Error(`invalid int32: ${v}`);
+}
+
+/** Bytes of an `int32` varint (checked first): negative values are sign-extended to ten bytes, as protobuf does. */
 function int32Size(v: number): number {
+  assertInt32(v);
   return v < 0 ? 10 : varintSize(v);
 }
 

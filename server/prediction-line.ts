@@ -61,8 +61,9 @@ interface PinoInternals {
 
 const str = JSON.stringify;
 
-/** How many input keys PredictionLine keeps quoted before it starts over. */
+/** How many input keys PredictionLine keeps quoted before it starts over, and the longest it keeps. */
 const QUOTED_KEYS_MAX = 1024;
+const QUOTED_KEY_MAX_CHARS = 64;
 
 /** A number as pino writes a top-level one: non-finite values become null. */
 const num = (n: number) => (Number.isFinite(n) ? String(n) : 'null');
@@ -105,6 +106,8 @@ export class PredictionLine {
 
   /** `JSON.stringify(key)`, remembered for the keys seen lately. */
   private quoted(key: string): string {
+    // Only short keys are kept: a client's long distinct keys must not pin memory.
+    if (key.length > QUOTED_KEY_MAX_CHARS) return str(key);
     let q = this.quotedKeys.get(key);
     if (q === undefined) {
       if (this.quotedKeys.size >= QUOTED_KEYS_MAX) this.quotedKeys.clear();

@@ -147,16 +147,16 @@ export class PredictionPipeline {
       // exposures. Both fields are left out of an ordinary call's line.
       const forced = forcedArm(ctx.metadata);
       // Built field by field, in the line's order (no spread of a throwaway object per optional field).
-      const log: { -readonly [K in keyof PredictionFields]: PredictionFields[K] } = {
+      const log: { -readonly [K in keyof PredictionFields]?: PredictionFields[K] } = {
         event: 'prediction',
         experiment: assigner.experimentName,
-      } as PredictionFields;
+      };
       if (call.user !== undefined) log.user = userIds.forLog(call.user);
       if (forced !== undefined) log.forced = forced;
       if (call.version !== '') log.pinned = true;
       log.outputs = outputs;
       if (this.deps.logInputs) log.inputs = records;
-      ctx.log = log;
+      ctx.log = log as PredictionFields; // every required field is set by now
       return { model: model.name, version: model.version, arm: assigner.role, predictions };
     } finally {
       lease.release();

@@ -148,7 +148,14 @@ async function main(argv: readonly string[]): Promise<number> {
   const workDir = mkdtempSync(join(tmpdir(), 'bench-compare-work-'));
   const procs = new Processes();
   let base: ReturnType<typeof buildRevision> | undefined;
-  const onSignal = () => void procs.stopAll().then(() => process.exit(130));
+  const cleanUp = async () => {
+    await procs.stopAll();
+    base?.remove();
+    base = undefined;
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  // Ctrl-C: the servers stop, the worktree and the work files go, then exit 130.
+  const onSignal = () => void cleanUp().then(() => process.exit(130));
   process.once('SIGINT', onSignal);
   try {
     if (opts.base !== undefined) base = buildRevision(opts.base, progress);
@@ -224,9 +231,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     return 0;
   } finally {
-    await procs.stopAll();
-    base?.remove();
-    rmSync(workDir, { recursive: true, force: true });
+    await cleanUp();
   }
 }
 

@@ -1,14 +1,14 @@
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
+import pino from 'pino';
 import { loadConfig } from '../../server/config.js';
-import {
-  createStreamLogger,
-  type LogDestinationName,
-  LogOutput,
-  MAX_CHUNK_CHARS,
-} from '../../server/logger.js';
+import { chunkBytes, createStreamLogger, type LogDestinationName, LogOutput } from '../../server/logger.js';
 import { Metrics } from '../../server/metrics.js';
-import { LogSink, SAMPLE_RECORD } from '../helpers/server.js';
+import { runCli } from '../helpers/cli.js';
+import { LogSink, ROOT, SAMPLE_RECORD } from '../helpers/server.js';
 
 /** One event-loop turn: LogOutput hands lines to its destinations at the end of the turn. */
 const turn = () => new Promise<void>((r) => setImmediate(r));
@@ -135,18 +135,83 @@ describe('log line bounds', () => {
     expect(file.chunks, 'nothing handed over twice').to.have.length(2);
   });
 
-  it('hands a busy turn’s lines over in chunks of at most MAX_CHUNK_CHARS plus a line, none lost or reordered', async () => {
+  it('hands a busy turn’s lines over in chunks within a quarter of the destination buffer, none lost or reordered', async () => {
     const file = new FakeSonic();
-    const out = new LogOutput(1 << 20);
+    const out = new LogOutput(1 << 20, 64 * 1024);
     out.add('file', file as never);
     const lines = Array.from({ length: 2000 }, (_, i) => `{"msg":"${i}","pad":"${'x'.repeat(i % 200)}"}\n`);
     for (const l of lines) out.write(l);
     expect(file.chunks.length, 'handed over before the turn ended').to.be.greaterThan(1);
     await turn();
-    const longest = Math.max(...lines.map((l) => l.length));
-    for (const c of file.chunks) expect(c.length).to.be.at.most(MAX_CHUNK_CHARS + longest);
+    for (const c of file.chunks) expect(Buffer.byteLength(c)).to.be.at.most(chunkBytes(64 * 1024));
     expect(file.lines).to.deep.equal(lines);
   });
+
+  it('drops only what overflows a real SonicBoom with the smallest buffer allowed (64 KiB), never a whole turn', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'log-chunks-'));
+    try {
+      const path = join(dir, 'out.log');
+      const out = new LogOutput(1 << 20, 64 * 1024);
+      out.add('file', pino.destination({ dest: path, sync: false, maxLength: 64 * 1024 }) as never);
+      let dropped = 0;
+      out.onDropped((_d, n) => {
+        dropped += n;
+      });
+      // 570 lines of 116 bytes (66 KB) in one turn: as one chunk, SonicBoom would drop it whole;
+      // line by line, only what is past its 64 KiB is dropped (6 lines).
+      const line = `${JSON.stringify({ level: 'info', msg: 'x'.repeat(90) })}\n`;
+      for (let i = 0; i < 570; i++) out.write(line);
+      await out.flush(5000);
+      expect(dropped).to.be.at.most(Math.ceil((570 * line.length - 64 * 1024) / line.length));
+      expect(readFileSync(path, 'utf8').split('\n').length - 1).to.equal(570 - dropped);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('counts the lines of a destination that throws as dropped, and still writes the other one', async () => {
+    const broken = new FakeSonic();
+    broken.write = () => {
+      throw new Error('SonicBoom destroyed');
+    };
+    const stdout = new FakeSonic();
+    const out = new LogOutput(1 << 20);
+    out.add('file', broken as never);
+    out.add('stdout', stdout as never);
+    const counted: [LogDestinationName, number][] = [];
+    out.onDropped((d, n) => counted.push([d, n]));
+    for (let i = 0; i < 3; i++) out.write(`{"msg":"${i}"}\n`);
+    await turn(); // a throw here would be an uncaught exception in the setImmediate
+    expect(counted).to.deep.equal([['file', 3]]);
+    expect(stdout.lines).to.have.length(3);
+  });
+
+  for (const how of ['throw', 'exit'] as const) {
+    it(`writes the lines of the last turn to the log file when the process ends by ${how === 'throw' ? 'an uncaught exception' : 'process.exit'}`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'log-at-exit-'));
+      try {
+        const script = [
+          `import { loadConfig } from ${JSON.stringify(join(ROOT, 'dist/server/config.js'))};`,
+          `import { createLogger } from ${JSON.stringify(join(ROOT, 'dist/server/logger.js'))};`,
+          `const { logger } = await createLogger(loadConfig({ LOG_DIR: ${JSON.stringify(dir)}, LOG_STDOUT: 'false' }).log);`,
+          'setTimeout(() => {',
+          "  logger.info('the last line');",
+          how === 'throw' ? "  throw new Error('boom');" : '  process.exit(3);',
+          '}, 20);',
+        ].join('\n');
+        const run = await runCli(process.execPath, ['--input-type=module', '-e', script], {
+          cwd: ROOT,
+          name: 'node',
+        });
+        expect(run.code).to.equal(how === 'throw' ? 1 : 3);
+        const files = readdirSync(dir).filter((f) => /^server\..*\.log$/.test(f));
+        const text = files.map((f) => readFileSync(join(dir, f), 'utf8')).join('');
+        expect(text).to.contain('"msg":"the last line"');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 
   it('counts every line of a dropped chunk while a destination is failing', async () => {
     const file = new FakeSonic();

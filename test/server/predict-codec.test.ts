@@ -230,6 +230,29 @@ describe('Predict codec (hand-written, against the generated one)', () => {
     expectSameDecode(bytes, 'several kinds');
   });
 
+  it('refuses what the generated encoder refuses (a label or action that is no int32), with its message', () => {
+    for (const bad of [1.5, -0.5, 2 ** 31, -(2 ** 31) - 1, Number.NaN, Infinity, undefined, null]) {
+      for (const field of ['label', 'action'] as const) {
+        const message = {
+          model: 'm',
+          version: '',
+          requestId: 'r',
+          arm: 'stable',
+          predictions: [{ score: 0.5, label: 1, group: 'g', action: 1, [field]: bad }],
+        } as unknown as PredictResponse;
+        let want: string | undefined;
+        try {
+          PredictResponse.encode(message);
+        } catch (err) {
+          want = (err as Error).message;
+        }
+        // null and undefined fail ts-proto's own `!== 0` test the same way (they are not 0).
+        expect(want, `ts-proto on ${field}=${bad}`).to.match(/^invalid int32: /);
+        expect(() => encodePredictResponse(message), `${field}=${bad}`).to.throw(want);
+      }
+    }
+  });
+
   it('encodes 3,000 random responses to the generated encoder’s bytes', () => {
     const rng = new Rng(99);
     const ints = [0, 1, -1, 127, 128, 300, 2 ** 31 - 1, -(2 ** 31), -5];
