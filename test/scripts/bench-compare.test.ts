@@ -1,3 +1,4 @@
+import { Worker } from 'node:worker_threads';
 import { expect } from 'chai';
 import { parseVariant } from '../../scripts/bench/compare.js';
 import { cpuTimesMs, threadCpuMs } from '../../scripts/lib/bench/process-stats.js';
@@ -18,11 +19,19 @@ describe('bench:compare', function () {
     expect(() => parseVariant('x:log_level=warn')).to.throw(UsageError, /"log_level=warn" is not VAR=VALUE/);
   });
 
-  it('splits a process’s CPU into its main thread and the others, adding up to its total', () => {
-    // Busy the main thread for a while so the split has something to show.
-    const until = Date.now() + 200;
-    while (Date.now() < until) Math.sqrt(Math.random());
+  it('splits a process’s CPU into its main thread and the others (exited threads included), adding up to its total', async () => {
+    // Fixed amounts of work (about 250 ms of CPU each here), not wall time, so load cannot shrink them.
+    const work = 'let x = 0; for (let i = 0; i < 5e7; i++) x += Math.sqrt(i); if (x < 0) throw 0;';
+    // A thread that does its work and exits: its CPU stays in the process's total.
+    const worker = new Worker(work, { eval: true });
+    await new Promise((resolve) => worker.once('exit', resolve));
+    const before = threadCpuMs(process.pid);
+    let x = 0;
+    for (let i = 0; i < 5e7; i++) x += Math.sqrt(i);
+    expect(x).to.be.greaterThan(0);
     const threads = threadCpuMs(process.pid);
+    expect(threads && before && threads.main - before.main, 'main thread ms').to.be.at.least(100);
+    expect(threads?.other, 'the exited worker counts').to.be.at.least(100);
     const total = cpuTimesMs(process.pid);
     if (!threads || !total) throw new Error('no /proc entry for this process');
     expect(threads.main).to.be.greaterThan(0);

@@ -3,7 +3,7 @@
  * and CPU time. The benchmarks and the soak sample these for the processes
  * they start and for the load generators they have reaped.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 
 /** Resident set size of a process from /proc, in bytes; undefined once it has gone. */
 export function rssBytes(pid: number): number | undefined {
@@ -39,32 +39,23 @@ export function cpuTimesMs(pid: number): { self: number; children: number } | un
 }
 
 /**
- * CPU time of a process's threads from /proc/<pid>/task/<tid>/stat, in ms:
- * its main thread (the event loop, for Node) and all the others together
- * (libuv's pool, V8's GC helpers, ONNX Runtime's). Undefined once it has gone.
+ * CPU time of a process in ms, split into its main thread (the event loop, for
+ * Node; /proc/<pid>/task/<pid>/stat) and the rest (libuv's pool, V8's GC
+ * helpers, ONNX Runtime's, including threads that have already exited: the
+ * process total less the main thread). Undefined once it has gone.
  */
 export function threadCpuMs(pid: number): { main: number; other: number } | undefined {
-  let tids: string[];
+  const total = cpuTimesMs(pid);
+  let text: string;
   try {
-    tids = readdirSync(`/proc/${pid}/task`);
+    text = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
-  let main = 0;
-  let other = 0;
-  for (const tid of tids) {
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // the thread ended between the listing and the read
-    }
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    const ms = (Number(f[11]) + Number(f[12])) * (1000 / TICKS_PER_S); // utime(14), stime(15)
-    if (Number(tid) === pid) main += ms;
-    else other += ms;
-  }
-  return { main, other };
+  if (!total) return undefined;
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const main = (Number(f[11]) + Number(f[12])) * (1000 / TICKS_PER_S); // utime(14), stime(15)
+  return { main, other: Math.max(0, total.self - main) };
 }
 
 /** Bytes as MiB with one decimal, `n/a` when unknown. */
