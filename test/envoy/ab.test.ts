@@ -246,7 +246,18 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
     const users = (f: (r: (typeof inWindow)[number]) => boolean) =>
       new Set(inWindow.filter(f).map((r) => r.user)).size;
     expect(start - Math.min(...logged.map((r) => Date.parse(r.time)))).to.be.below(5000);
-    expect(assignment.arms.rows.map((r) => [r.name, r.count])).to.deep.equal([
+    // On a mismatch, say where the split's lines fell against the window (a rare flake, cause not yet known).
+    const outside = (arm: string) =>
+      `${arm}: ${logged.filter((r) => r.arm === arm && Date.parse(r.time) < start).length} before start, ` +
+      `${logged.filter((r) => r.arm === arm && Date.parse(r.time) >= until).length} at or after --until, ` +
+      `${new Set(logged.filter((r) => r.arm === arm).map((r) => r.user)).size} users in all`;
+    const bothArms = [...new Set(logged.filter((r) => r.arm === 'canary').map((r) => r.user))].filter((u) =>
+      logged.some((r) => r.arm === 'stable' && r.user === u),
+    ).length;
+    expect(
+      assignment.arms.rows.map((r) => [r.name, r.count]),
+      `window [${new Date(start).toISOString()}, ${splitEnd}); ${outside('stable')}; ${outside('canary')}; ${bothArms} users on both arms`,
+    ).to.deep.equal([
       ['stable', users((r) => r.arm === 'stable')],
       ['canary', users((r) => r.arm === 'canary')],
     ]);
