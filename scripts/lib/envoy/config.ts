@@ -250,8 +250,6 @@ const TYPE = {
   httpOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
   aggregate: 'type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig',
   previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
-  previousPriorities:
-    'type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig',
   routeConfig: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
   downstreamConnections:
     'type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig',
@@ -411,14 +409,6 @@ export function routeConfiguration(weights: Weights, perTryTimeoutMs = DEFAULT_E
             },
           ],
           host_selection_retry_max_attempts: 3,
-          // A retry moves on to the next priority it has not tried: in the canary's aggregate
-          // cluster that is stable. Without it a retry stays on the canary, which the
-          // aggregate prefers until health checks mark it down, so a hung canary could take
-          // every attempt of a call (seen: a 2.5 s deadline passed after three 1 s attempts).
-          retry_priority: {
-            name: 'envoy.retry_priorities.previous_priorities',
-            typed_config: { '@type': TYPE.previousPriorities, update_frequency: 1 },
-          },
           refresh_cluster_on_retry: true,
         },
         include_attempt_count_in_response: true,
