@@ -164,6 +164,46 @@ describe('Envoy limits', function () {
     });
   });
 
+  describe('with health checks too slow to notice a hung canary', () => {
+    let stack: AbStack;
+    before(async () => {
+      // One check a minute: during the test the canary stays "healthy" in Envoy's eyes,
+      // so only the retry policy can steer a call away from it.
+      stack = await startAbStack({ healthCheckIntervalMs: 60_000 });
+    });
+    after(async () => {
+      stack?.canary.proc.kill('SIGCONT');
+      await stack?.stop();
+    });
+
+    it('retries a call whose canary attempt hung on stable, within a 2.5 s deadline, before any health check has failed', async () => {
+      // Warm both arms, and find users the split sends to the canary.
+      const warm = await runCalls(stack.client, 200, (i) => ({ user: `slow-hc-${i}` }));
+      expect(failures(warm)).to.deep.equal([]);
+      const canaryUsers = warm.filter((r) => r.armHeader === 'canary').map((r) => r.user as string);
+      expect(canaryUsers.length, 'users the split sends to the canary').to.be.greaterThan(5);
+      stack.canary.proc.kill('SIGSTOP');
+      try {
+        // The canary is healthy as far as Envoy knows: only the per-try timeout and the
+        // retry policy (previous_hosts, the aggregate cluster's fallback) can save these calls.
+        const results = await runCalls(
+          stack.client,
+          canaryUsers.length,
+          (i) => ({ user: canaryUsers[i] as string, deadlineMs: 2500 }),
+          canaryUsers.length,
+        );
+        expect(failures(results)).to.deep.equal([]);
+        expect(results.every((r) => r.armHeader === 'stable')).to.equal(true);
+        expect(
+          results.every((r) => r.endedAt - r.startedAt >= 900),
+          'each waited out the per-try timeout',
+        ).to.equal(true);
+      } finally {
+        stack.canary.proc.kill('SIGCONT');
+      }
+    });
+  });
+
   describe('with short idle and header timeouts', () => {
     let stack: AbStack;
     before(async () => {
