@@ -95,6 +95,25 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
       user: `user-${i}`,
       ...(i % 3 === 0 ? { override: 'canary' } : {}),
     }));
+    // The end of the split must follow every split call's log line. A line takes its time
+    // after the response is sent, so a client can read an answer before its line is
+    // stamped; a readout windowed at splitEnd would then count fewer users than one over
+    // the whole log (seen: 2,656 against 2,658).
+    const splitUsers = new Set(split.map((r) => r.user));
+    let lastStamp = 0;
+    await waitFor(
+      "every split call's line in the logs",
+      () => {
+        const stamps = predictLinesIn(logs)
+          .filter((l) => splitUsers.has(l.user as string))
+          .map((l) => Date.parse(l.time as string));
+        lastStamp = Math.max(0, ...stamps);
+        return stamps.length >= split.length;
+      },
+      10_000,
+      50,
+    );
+    await waitFor('the clock past the last line', () => Date.now() > lastStamp, 1000, 1);
     splitEnd = new Date().toISOString();
     all.push(...split);
     expect(failures(split)).to.deep.equal([]);
