@@ -65,6 +65,17 @@ function slowStreams(
   return { session, outcomes };
 }
 
+/** Waits until the server has ended every stream of `attack` (bounded); each stream's gRPC status, or `rst <code>`. */
+async function endedStatuses(attack: ReturnType<typeof slowStreams>): Promise<string[]> {
+  await waitFor(
+    'every unfinished stream to be ended by the server',
+    () => attack.outcomes.every((o) => o.closedAt !== undefined),
+    20_000,
+    50,
+  );
+  return attack.outcomes.map((o) => String(o.status ?? `rst ${o.rst}`));
+}
+
 async function rssOf(server: SpawnedServer): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
   return (
@@ -86,6 +97,7 @@ describe('limits on unfinished streams and idle connections', function () {
       const t0 = Date.now();
       const attack = slowStreams(`127.0.0.1:${server.grpcPort}`, 100, 4 * MIB);
       let peak = base;
+      let statuses: string[] = [];
       const sampler = setInterval(() => {
         void rssOf(server).then(
           (r) => {
@@ -97,20 +109,13 @@ describe('limits on unfinished streams and idle connections', function () {
       try {
         // Serving goes on meanwhile.
         await predict(client, { instances: [{ ...SAMPLE_RECORD }] }, undefined, 5000);
-        await waitFor(
-          'every unfinished stream to be ended by the server',
-          () => attack.outcomes.every((o) => o.closedAt !== undefined),
-          20_000,
-          50,
-        );
+        statuses = await endedStatuses(attack);
       } finally {
         clearInterval(sampler);
         attack.session.destroy();
       }
       const byStatus: Record<string, number> = {};
-      for (const o of attack.outcomes)
-        byStatus[String(o.status ?? `rst ${o.rst}`)] =
-          (byStatus[String(o.status ?? `rst ${o.rst}`)] ?? 0) + 1;
+      for (const k of statuses) byStatus[k] = (byStatus[k] ?? 0) + 1;
       // RESOURCE_EXHAUSTED (8) past the pending-bytes budget; DEADLINE_EXCEEDED (4) at REQUEST_BODY_TIMEOUT_MS.
       expect(
         Object.keys(byStatus).every((k) => k === '8' || k === '4'),
@@ -143,17 +148,12 @@ describe('limits on unfinished streams and idle connections', function () {
         4 * MIB,
         '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
       );
+      let statuses: string[];
       try {
-        await waitFor(
-          'every unfinished stream to be ended by the server',
-          () => attack.outcomes.every((o) => o.closedAt !== undefined),
-          20_000,
-          50,
-        );
+        statuses = await endedStatuses(attack);
       } finally {
         attack.session.destroy();
       }
-      const statuses = attack.outcomes.map((o) => String(o.status ?? `rst ${o.rst}`));
       // RESOURCE_EXHAUSTED past the budget, DEADLINE_EXCEEDED at REQUEST_BODY_TIMEOUT_MS for the rest.
       expect(
         statuses.every((x) => x === '8' || x === '4'),
