@@ -71,6 +71,8 @@ export interface ScoredBatch {
 
 /** The `label` label's values, by label. */
 const LABEL_VALUES = ['0', '1'] as const;
+/** The labels, once (not an array per request). */
+const LABELS = [0, 1] as const;
 
 export class PredictionPipeline {
   constructor(private readonly deps: PredictionPipelineDeps) {}
@@ -131,7 +133,7 @@ export class PredictionPipeline {
             : { score, label, group, action, user: userIds.forLog(own) };
       }
       for (const [group, counts] of tally) {
-        for (const label of [0, 1] as const) {
+        for (const label of LABELS) {
           if (counts[label] === 0) continue;
           const labels: Labels<AssignmentLabels> = {
             arm: assigner.role,
