@@ -11,6 +11,7 @@ import {
   DEFAULT_TARGETS,
   type Measurement,
   ratios,
+  roundRatios,
   rssGrowth,
   type SideBySide,
   verdicts,
@@ -214,8 +215,34 @@ describe('bench: interleaved rounds and CPU per call', () => {
     expect(c.maxMs).to.equal(20);
     expect(c.cpuMs).to.deep.equal({ s: 600, g: 50 });
     expect(c.rounds).to.deep.equal([1000, 3000, 1000]);
+    expect(c.roundCpu).to.deep.equal([
+      { okCount: 1000, cpuMs: { s: 100 } },
+      { okCount: 3000, cpuMs: { s: 300 } },
+      { okCount: 2000, cpuMs: { s: 200, g: 50 } },
+    ]);
     expect(c.load1).to.deep.equal([1, 4]);
     expect(c.errors).to.deep.equal(['UNAVAILABLE ×1']);
+  });
+
+  it('gives the CPU ratio to the floor round by round, and shows its range in the verdict', () => {
+    const round = (okCount: number, cpuMs: Record<string, number>) => m({ okCount, cpuMs });
+    // Round 1: 150 vs 100 µs; round 2: 160 vs 80 µs.
+    const direct = combineRounds([round(1000, { server: 150 }), round(2000, { server: 320 })]);
+    const floor = combineRounds([round(1000, { 'floor server': 100 }), round(1000, { 'floor server': 80 })]);
+    expect(roundRatios(direct, ['server'], floor)).to.deep.equal([1.5, 2]);
+    const side = runs();
+    const vs = verdicts({
+      ...side,
+      direct: { ...side.direct, max: direct },
+      floor: { ...side.floor, max: floor },
+    });
+    // Over both rounds: 470 ms / 3,000 calls against 180 ms / 2,000.
+    expect(vs[3]?.detail).to.equal('server 157 µs vs floor 90 µs per call = 1.74× (rounds 1.50–2.00×)');
+    // Not the same rounds (or a single one): no per-round figures, rather than pairs that never ran together.
+    expect(roundRatios(direct, ['server'], combineRounds([round(1000, { 'floor server': 100 })]))).to.equal(
+      undefined,
+    );
+    expect(roundRatios(direct, ['Envoy'], floor)).to.equal(undefined);
   });
 
   it('gives CPU µs per successful call and the share of the cores', () => {

@@ -34,6 +34,14 @@ export interface Measurement {
   readonly cpuMs?: Readonly<Record<string, number>>;
   /** Successful calls per second of each round, when this combines interleaved rounds. */
   readonly rounds?: readonly number[];
+  /** Each round's successful calls and CPU times, when this combines interleaved rounds. */
+  readonly roundCpu?: readonly RoundCpu[];
+}
+
+/** What one interleaved round of a target counted: its successful calls and each process's CPU ms. */
+export interface RoundCpu {
+  readonly okCount: number;
+  readonly cpuMs: Readonly<Record<string, number>>;
 }
 
 function median(xs: readonly number[]): number | undefined {
@@ -78,6 +86,7 @@ export function combineRounds(rounds: readonly Measurement[]): Measurement {
     load1: [first.load1[0], last.load1[1]],
     cpuMs,
     rounds: rounds.map((m) => m.okRps),
+    roundCpu: rounds.map((m) => ({ okCount: m.okCount, cpuMs: m.cpuMs ?? {} })),
   };
 }
 
@@ -235,13 +244,12 @@ export function verdicts(s: SideBySide, t: Targets = DEFAULT_TARGETS): Verdict[]
   out.push(rateVerdict(s.envoy?.high, t));
   if (s.envoy?.highLean) out.push(rateVerdict(s.envoy.highLean, t));
 
-  const serverCpu = usPerCall(direct, [PROCESS.server]);
-  const floorCpu = usPerCall(floor, [PROCESS.floor]);
   out.push(
     cpuVerdict(
       `server CPU per call ≤ ${t.serverCpuFactor} × floor's (full prediction log line)`,
-      serverCpu,
-      floorCpu,
+      direct,
+      [PROCESS.server],
+      floor,
       t.serverCpuFactor,
       'server',
     ),
@@ -249,8 +257,9 @@ export function verdicts(s: SideBySide, t: Targets = DEFAULT_TARGETS): Verdict[]
   out.push(
     cpuVerdict(
       `through Envoy: Envoy + both servers' CPU per call ≤ ${t.envoyCpuFactor} × floor's`,
-      usPerCall(s.envoy?.max, [PROCESS.envoy, PROCESS.stable, PROCESS.canary]),
-      floorCpu,
+      s.envoy?.max,
+      [PROCESS.envoy, PROCESS.stable, PROCESS.canary],
+      floor,
       t.envoyCpuFactor,
       'Envoy + stable + canary',
     ),
@@ -271,7 +280,10 @@ export function verdicts(s: SideBySide, t: Targets = DEFAULT_TARGETS): Verdict[]
 }
 
 /** CPU µs per successful call of `processes` together in `m`; undefined when any was not recorded. */
-export function usPerCall(m: Measurement | undefined, processes: readonly string[]): number | undefined {
+export function usPerCall(
+  m: Pick<Measurement, 'okCount' | 'cpuMs'> | undefined,
+  processes: readonly string[],
+): number | undefined {
   if (!m?.cpuMs || m.okCount === 0) return undefined;
   let ms = 0;
   for (const p of processes) {
@@ -282,21 +294,52 @@ export function usPerCall(m: Measurement | undefined, processes: readonly string
   return (ms * 1000) / m.okCount;
 }
 
+/**
+ * The ratio of `ours` to the floor's CPU per call in each interleaved round
+ * (round r of both ran in the same pass over the targets), or undefined when
+ * the two were not measured in the same rounds. A reader sees from them how
+ * far the shared machine moved the one-run ratio.
+ */
+export function roundRatios(
+  ours: Measurement | undefined,
+  processes: readonly string[],
+  floor: Measurement | undefined,
+): number[] | undefined {
+  const a = ours?.roundCpu;
+  const b = floor?.roundCpu;
+  if (!a || !b || a.length !== b.length || a.length < 2) return undefined;
+  const out: number[] = [];
+  for (let i = 0; i < a.length; i++) {
+    const x = usPerCall(a[i], processes);
+    const y = usPerCall(b[i], [PROCESS.floor]);
+    if (x === undefined || y === undefined || y <= 0) return undefined;
+    out.push(x / y);
+  }
+  return out;
+}
+
 function cpuVerdict(
   target: string,
-  ours: number | undefined,
-  floor: number | undefined,
+  ours: Measurement | undefined,
+  processes: readonly string[],
+  floorRun: Measurement | undefined,
   factor: number,
   what: string,
 ): Verdict {
-  if (ours === undefined || floor === undefined || floor <= 0) {
+  const us = usPerCall(ours, processes);
+  const floor = usPerCall(floorRun, [PROCESS.floor]);
+  if (us === undefined || floor === undefined || floor <= 0) {
     return { target, status: 'not measured', detail: `${what} or floor CPU time missing` };
   }
-  const x = ours / floor;
+  const x = us / floor;
+  const perRound = roundRatios(ours, processes, floorRun);
+  const spread = perRound
+    ? ` (rounds ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×)`
+    : '';
   return {
     target,
     status: x <= factor ? 'met' : 'missed',
-    detail: `${what} ${f0(ours)} µs vs floor ${f0(floor)} µs per call = ${f2(x)}×`,
+    detail: `${what} ${f0(us)} µs vs floor ${f0(floor)} µs per call = ${f2(x)}×${spread}`,
   };
 }
 
