@@ -7,11 +7,11 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { cutOffMidResponse } from '../../scripts/lib/chaos/faults.js';
+import { cutOffMidResponse, frozenMidResponse } from '../../scripts/lib/chaos/faults.js';
 import { type FaultResult, judge } from '../../scripts/lib/chaos/run.js';
-import type { AccessEntry } from '../../scripts/lib/chaos/stack.js';
 import type { CallOutcome } from '../../scripts/lib/chaos/traffic.js';
 import { UsageError } from '../../scripts/lib/cli.js';
+import type { AccessLogEntry } from '../../scripts/lib/envoy/access-log-entry.js';
 import { parseChaosArgs } from '../../scripts/ops/chaos.js';
 import { ROOT, removeDir } from '../helpers/server.js';
 
@@ -22,9 +22,10 @@ const call = (user: string, code: number): CallOutcome => ({
   code,
   details: '',
 });
-const entry = (e: Partial<AccessEntry>): AccessEntry => ({
+const entry = (e: Partial<AccessLogEntry>): AccessLogEntry => ({
   listener: 'public',
   user: null,
+  override: null,
   cluster: 'canary_with_fallback',
   arm: 'canary',
   grpc_status: null,
@@ -58,6 +59,21 @@ describe('npm run chaos: verdicts', () => {
       entry({ response_flags: '-' }),
     ]) {
       expect(judge(killed, [call('a', 13)], () => e, true).verdict, JSON.stringify(e)).to.equal('FAIL');
+    }
+  });
+
+  it("accepts a hung canary's call only when Envoy's access log shows the response begun (canary, 200, caller's reset)", () => {
+    const hung = { allowed: frozenMidResponse };
+    const proved = (u: string) => entry({ user: u, response_flags: 'DR' });
+    expect(judge(hung, [call('a', 4)], proved, true)).to.include({ verdict: 'PASS', documented: 1 });
+    // A call that got no answer at all (the per-try timeout should have retried it), or another case.
+    for (const e of [
+      undefined,
+      entry({ response_flags: 'DR', response_code: 0 }),
+      entry({ response_flags: 'DR', cluster: 'stable' }),
+      entry({ response_flags: 'UR' }),
+    ]) {
+      expect(judge(hung, [call('a', 4)], () => e, true).verdict, JSON.stringify(e)).to.equal('FAIL');
     }
   });
 

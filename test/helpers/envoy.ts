@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { type AccessLogEntry, readAccessLog } from '../../scripts/lib/envoy/access-log-entry.js';
 import type { EnvoyAdmin } from '../../scripts/lib/envoy/admin.js';
 import { type BootstrapOptions, DEFAULT_WEIGHTS, type Weights } from '../../scripts/lib/envoy/config.js';
 import { bootstrapText, routesText } from '../../scripts/lib/envoy/files.js';
@@ -34,22 +35,6 @@ import {
 /** The demo versions the two arms serve (models/conversion/labels.json: stable the older, canary the newer). */
 export function demoVersions(): { older: string; newer: string } {
   return olderAndNewer(DEMO_MODELS, 'conversion');
-}
-
-/** One Envoy access log entry (see accessLog() in scripts/lib/envoy/config.ts). */
-export interface AccessLogEntry {
-  /** `public` (the gRPC listener clients use) or `qa` (the one that honours x-ab-group). */
-  listener: string;
-  user: string | null;
-  override: string | null;
-  /** The route that matched (ab_split, qa_override_stable, qa_override_canary, invalid_user_id). */
-  route: string | null;
-  cluster: string | null;
-  arm: string | null;
-  grpc_status: string | null;
-  response_code: number | string | null;
-  attempts: number | string | null;
-  response_flags: string;
 }
 
 export interface AbStack {
@@ -185,18 +170,7 @@ export async function startAbStack(o: AbStackOptions = {}): Promise<AbStack> {
       client,
       qaClient,
       env,
-      accessLog() {
-        let text = '';
-        try {
-          text = readFileSync(join(dir, 'access.log'), 'utf8');
-        } catch {
-          return [];
-        }
-        return text
-          .split('\n')
-          .filter((l) => l.trim() !== '')
-          .map((l) => JSON.parse(l) as AccessLogEntry);
-      },
+      accessLog: () => readAccessLog(join(dir, 'access.log')),
       async restartCanary(extra = {}) {
         const next = await spawnServer({ ...env.canary, ...extra, GRPC_PORT: String(stack.canaryPort) });
         started.push(next);

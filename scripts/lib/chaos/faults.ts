@@ -7,7 +7,8 @@ import { cpSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFi
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readLabels, writeLabels } from '../../../server/version-labels.js';
-import type { AccessEntry, ChaosStack } from './stack.js';
+import type { AccessLogEntry } from '../envoy/access-log-entry.js';
+import type { ChaosStack } from './stack.js';
 
 export interface FaultContext {
   readonly stack: ChaosStack;
@@ -33,7 +34,7 @@ export interface Fault {
    * A failed call this fault may cost, proved from Envoy's access log entry
    * for it; undefined means none may fail.
    */
-  allowed?(entry: AccessEntry | undefined): boolean;
+  allowed?(entry: AccessLogEntry | undefined): boolean;
 }
 
 const MODEL = 'conversion';
@@ -77,12 +78,32 @@ function logSizes(stack: ChaosStack): number[] {
  * it died, and Envoy had already forwarded its response headers (HTTP cannot
  * take back a started response). Envoy's access log shows exactly that.
  */
-export function cutOffMidResponse(e: AccessEntry | undefined): boolean {
+export function cutOffMidResponse(e: AccessLogEntry | undefined): boolean {
   return (
     e !== undefined &&
     /canary/.test(String(e.cluster)) &&
     String(e.response_code) === '200' &&
     /UR|UC/.test(e.response_flags)
+  );
+}
+
+/**
+ * The one failure no proxy can retry when the canary hangs (SIGSTOP, a blocked
+ * event loop): it had begun the response when it froze. A grpc-js response
+ * leaves in two writes, the headers and message, then the trailers (a Node
+ * HTTP/2 stream ends only once its last write has completed: every response
+ * traced at 1, 4 and 20 concurrent calls, 0.4 ms apart at 1). Envoy has
+ * forwarded the headers, the per-try timeout no longer applies to a started
+ * response, and the call waits until its caller gives up at the deadline.
+ * Envoy's access log shows exactly that: the canary cluster, response code
+ * 200, the downstream reset (DR).
+ */
+export function frozenMidResponse(e: AccessLogEntry | undefined): boolean {
+  return (
+    e !== undefined &&
+    /canary/.test(String(e.cluster)) &&
+    String(e.response_code) === '200' &&
+    /DR/.test(e.response_flags)
   );
 }
 
@@ -118,6 +139,7 @@ export function faults(): Fault[] {
         stack.servers.canary.proc.kill('SIGCONT');
       },
       recovered: ({ stack }) => stack.healthy(),
+      allowed: frozenMidResponse,
     },
     {
       name: 'stable-drain',

@@ -6,8 +6,9 @@
  * normal (and how much of that came after the remedy), and peak RSS.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { AccessLogEntry } from '../envoy/access-log-entry.js';
 import { type Fault, whenTrue } from './faults.js';
-import type { AccessEntry, ChaosStack } from './stack.js';
+import type { ChaosStack } from './stack.js';
 import type { CallOutcome, Traffic } from './traffic.js';
 
 export type Verdict = 'PASS' | 'FAIL' | 'NOT RUN';
@@ -31,7 +32,7 @@ export interface FaultResult {
   /** Peak resident memory during the fault, MB. */
   readonly peakRssMb: { readonly stable: number; readonly canary: number; readonly envoy: number };
   /** The failures, for the report: code and message, and Envoy's entry. */
-  readonly failures: readonly { readonly call: CallOutcome; readonly entry: AccessEntry | undefined }[];
+  readonly failures: readonly { readonly call: CallOutcome; readonly entry: AccessLogEntry | undefined }[];
 }
 
 export interface RunOptions {
@@ -51,7 +52,7 @@ export interface RunOptions {
 export function judge(
   fault: Pick<Fault, 'allowed'>,
   calls: readonly CallOutcome[],
-  entryOf: (user: string) => AccessEntry | undefined,
+  entryOf: (user: string) => AccessLogEntry | undefined,
   recovered: boolean,
 ): { verdict: Verdict; reason?: string; failures: FaultResult['failures']; documented: number } {
   const failures = calls.filter((c) => c.code !== 0).map((call) => ({ call, entry: entryOf(call.user) }));

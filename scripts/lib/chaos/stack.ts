@@ -22,6 +22,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type AccessLogEntry, readAccessLog } from '../envoy/access-log-entry.js';
 import type { EnvoyAdmin } from '../envoy/admin.js';
 import { type BootstrapOptions, DEFAULT_WEIGHTS } from '../envoy/config.js';
 import { bootstrapText, routesText } from '../envoy/files.js';
@@ -30,18 +31,6 @@ import { MODELS_DIR, PROJECT_ROOT } from '../paths.js';
 import { type ServerProcess, startServer } from '../server-process.js';
 
 export type Arm = 'stable' | 'canary';
-
-/** One Envoy access log entry (scripts/lib/envoy/config.ts accessLog()). */
-export interface AccessEntry {
-  readonly listener: string;
-  readonly user: string | null;
-  readonly cluster: string | null;
-  readonly arm: string | null;
-  readonly grpc_status: string | null;
-  readonly response_code: number | string | null;
-  readonly response_flags: string;
-  readonly attempts: number | string | null;
-}
 
 export interface ChaosStackOptions {
   /** Active health check interval. */
@@ -230,23 +219,8 @@ export class ChaosStack {
   }
 
   /** The Envoy access log, parsed (lines Envoy has flushed). */
-  accessLog(): AccessEntry[] {
-    let text = '';
-    try {
-      text = readFileSync(this.accessLogPath, 'utf8');
-    } catch {
-      return [];
-    }
-    const out: AccessEntry[] = [];
-    for (const l of text.split('\n')) {
-      if (l.trim() === '') continue;
-      try {
-        out.push(JSON.parse(l) as AccessEntry);
-      } catch {
-        // a line being written
-      }
-    }
-    return out;
+  accessLog(): AccessLogEntry[] {
+    return readAccessLog(this.accessLogPath);
   }
 
   /** Fills the log tmpfs to the last byte; returns a function that frees it again. */
