@@ -18,9 +18,9 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { durationOption, intOption, parseCommandLine } from '../lib/args.js';
 import { startFloor } from '../lib/bench/baselines.js';
-import { ghzPhase } from '../lib/bench/measure.js';
-import { threadCpuMs } from '../lib/bench/process-stats.js';
+import { mainThread } from '../lib/bench/measure.js';
 import { benchRepository, Processes, startBenchServer } from '../lib/bench/processes.js';
+import { grpcTarget, interleaved, type PhaseContext, warmUp } from '../lib/bench/targets.js';
 import { optionsOrExit, runIfMain, UsageError, usageFailure } from '../lib/cli.js';
 import { MODELS_DIR, PROJECT_ROOT } from '../lib/paths.js';
 import { newestVersion } from '../lib/versions.js';
@@ -29,8 +29,9 @@ const USAGE = `Usage: npm run bench:compare -- (--base REV | --variant SPEC)... 
 
 Throughput and server CPU per call of this server against another build or
 other settings of it, in one run: the servers run side by side and ghz
-(c=50) drives each in turn, in interleaved rounds. The first row is this
-tree's server as built; every ratio is to it.
+(c=50) drives each in turn, in interleaved rounds (the order rotating from
+round to round, as in npm run bench). The first row is this tree's server as
+built; every ratio is to it.
 
   --base REV          also run the server of git revision REV (checked out in a
                       temporary worktree, built there, removed afterwards)
@@ -92,17 +93,15 @@ function parse(argv: readonly string[]) {
   };
 }
 
-/** One compared server and what its rounds added up to. */
+/** One compared server. */
 interface Row {
   readonly name: string;
   readonly host: string;
   readonly pid: number;
-  ok: number;
-  elapsedMs: number;
-  mainMs: number;
-  otherMs: number;
-  readonly perRound: number[];
 }
+
+/** The key of each server's CPU time in its measurements. */
+const SERVER = 'server';
 
 /** A temporary git worktree of `rev`, built, sharing this tree's node_modules; removed by the returned function. */
 function buildRevision(rev: string, progress: (line: string) => void): { root: string; remove: () => void } {
@@ -147,6 +146,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const progress = (line: string) => process.stderr.write(`${line}\n`);
   const workDir = mkdtempSync(join(tmpdir(), 'bench-compare-work-'));
   const procs = new Processes();
+  const interrupt = new AbortController();
   let base: ReturnType<typeof buildRevision> | undefined;
   const cleanUp = async () => {
     await procs.stopAll();
@@ -154,8 +154,11 @@ async function main(argv: readonly string[]): Promise<number> {
     base = undefined;
     rmSync(workDir, { recursive: true, force: true });
   };
-  // Ctrl-C: the servers stop, the worktree and the work files go, then exit 130.
-  const onSignal = () => void cleanUp().then(() => process.exit(130));
+  // Ctrl-C: the running ghz and the servers stop, the worktree and the work files go, then exit 130.
+  const onSignal = () => {
+    interrupt.abort();
+    void cleanUp().then(() => process.exit(130));
+  };
   process.once('SIGINT', onSignal);
   try {
     if (opts.base !== undefined) base = buildRevision(opts.base, progress);
@@ -165,8 +168,6 @@ async function main(argv: readonly string[]): Promise<number> {
       MODEL_VERSION_POLICY: `conversion=${version}`,
     };
     const rows: Row[] = [];
-    const add = (name: string, host: string, pid: number) =>
-      rows.push({ name, host, pid, ok: 0, elapsedMs: 0, mainMs: 0, otherMs: 0, perRound: [] });
     const server = async (name: string, extra: Readonly<Record<string, string>>, mainScript?: string) => {
       const s = await startBenchServer(procs, {
         name: name.replace(/\W+/g, '-'),
@@ -174,43 +175,45 @@ async function main(argv: readonly string[]): Promise<number> {
         env: { ...env, ...extra },
         ...(mainScript !== undefined ? { main: mainScript } : {}),
       });
-      add(name, s.host, s.pid);
+      rows.push({ name, host: s.host, pid: s.pid });
     };
     await server('this tree', {});
     if (base) await server(`${opts.base}`, {}, join(base.root, 'dist', 'server', 'main.js'));
     for (const v of opts.variants) await server(v.name, v.env);
     if (opts.floor) {
       const f = await startFloor(procs, workDir);
-      add('floor (bare grpc-js)', `127.0.0.1:${f.port}`, f.pid);
+      rows.push({ name: 'floor (bare grpc-js)', host: `127.0.0.1:${f.port}`, pid: f.pid });
     }
-    const phase = (r: Row, target: string, durationMs: number) =>
-      ghzPhase({
-        target,
-        host: r.host,
-        model: 'conversion',
-        load: { concurrency: opts.concurrency, durationMs },
-        workDir,
-        progress: () => undefined,
-      });
+    // The bench's own rounds: each server in turn, the order rotating from round to round.
+    const ctx: PhaseContext = {
+      opts: {
+        rounds: opts.rounds,
+        durationMs: opts.durationMs * opts.rounds,
+        warmupMs: opts.warmupMs,
+        concurrency: opts.concurrency,
+      },
+      workDir,
+      progress,
+      signal: interrupt.signal,
+    };
+    const targets = rows.map((r) =>
+      grpcTarget(ctx, r.name, r.host, [{ name: SERVER, pid: r.pid, threads: true }]),
+    );
     const loadBefore = loadavg()[0] as number;
-    for (const r of rows) if (opts.warmupMs > 0) await phase(r, `${r.name} warm-up`, opts.warmupMs);
-    for (let round = 1; round <= opts.rounds; round++) {
-      progress(`round ${round}/${opts.rounds} (load ${(loadavg()[0] as number).toFixed(2)})`);
-      for (const r of rows) {
-        const before = threadCpuMs(r.pid);
-        const m = await phase(r, r.name, opts.durationMs);
-        const after = threadCpuMs(r.pid);
-        if (!before || !after) throw new Error(`${r.name} exited during the run`);
-        if (m.errorCount > 0)
-          throw new Error(`${r.name}: ${m.errorCount} calls failed (${m.errors.join(', ')})`);
-        r.ok += m.okCount;
-        r.elapsedMs += m.elapsedMs;
-        r.mainMs += after.main - before.main;
-        r.otherMs += after.other - before.other;
-        r.perRound.push(m.okRps);
-      }
-    }
+    await warmUp(ctx, targets);
+    const results = await interleaved(ctx, targets);
     const loadAfter = loadavg()[0] as number;
+    const measured = rows.map((r) => {
+      const m = results.get(r.name);
+      if (!m) throw new Error(`${r.name} was not measured`);
+      if (m.errorCount > 0)
+        throw new Error(`${r.name}: ${m.errorCount} calls failed (${m.errors.join(', ')})`);
+      const total = m.cpuMs?.[SERVER];
+      const main = m.cpuMs?.[mainThread(SERVER)];
+      if (total === undefined || main === undefined) throw new Error(`${r.name} exited during the run`);
+      const per = (ms: number) => (ms * 1000) / Math.max(1, m.okCount);
+      return { name: r.name, m, perCall: per(total), main: per(main), other: per(total - main) };
+    });
     console.log(
       `bench:compare, ${new Date().toISOString()}, ${opts.rounds} rounds × ${opts.durationMs / 1000} s per server, ` +
         `ghz c=${opts.concurrency}, conversion@${version}, load average ${loadBefore.toFixed(2)} → ${loadAfter.toFixed(2)}\n`,
@@ -219,18 +222,17 @@ async function main(argv: readonly string[]): Promise<number> {
       '| server | ok/s | CPU µs/call | main thread | other threads | CPU ÷ first | ok/s per round |',
     );
     console.log('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
-    const perCall = (r: Row) => ((r.mainMs + r.otherMs) * 1000) / Math.max(1, r.ok);
-    const first = rows[0] as Row;
-    for (const r of rows) {
-      const okRps = r.elapsedMs > 0 ? (r.ok * 1000) / r.elapsedMs : 0;
+    const first = measured[0] as (typeof measured)[number];
+    for (const r of measured) {
       console.log(
-        `| ${r.name} | ${okRps.toFixed(0)} | ${perCall(r).toFixed(1)} | ${((r.mainMs * 1000) / Math.max(1, r.ok)).toFixed(1)} | ` +
-          `${((r.otherMs * 1000) / Math.max(1, r.ok)).toFixed(1)} | ${(perCall(r) / perCall(first)).toFixed(3)} | ` +
-          `${r.perRound.map((x) => x.toFixed(0)).join(' / ')} |`,
+        `| ${r.name} | ${r.m.okRps.toFixed(0)} | ${r.perCall.toFixed(1)} | ${r.main.toFixed(1)} | ` +
+          `${r.other.toFixed(1)} | ${(r.perCall / first.perCall).toFixed(3)} | ` +
+          `${(r.m.rounds ?? []).map((x) => x.toFixed(0)).join(' / ')} |`,
       );
     }
     return 0;
   } finally {
+    process.off('SIGINT', onSignal);
     await cleanUp();
   }
 }

@@ -24,7 +24,7 @@ import { summarize } from '../load/summary.js';
 import { runTool, type ToolRunOptions } from '../tool-process.js';
 import { H2LOAD_BIN, type H2loadRun, h2loadArgs, predictBody, readH2loadLog } from './h2load.js';
 import { errorKinds, heyArgs, runHey } from './hey.js';
-import { cpuTimesMs } from './process-stats.js';
+import { cpuTimesMs, threadCpuMs } from './process-stats.js';
 import { grpcErrorsBetween } from './scrape.js';
 import type { Measurement } from './verdicts.js';
 
@@ -41,7 +41,12 @@ export type Progress = (line: string) => void;
 export interface Watched {
   readonly name: string;
   readonly pid: number;
+  /** Also record its main thread's share, under `mainThread(name)` (bench:compare). */
+  readonly threads?: boolean;
 }
+
+/** The key under which a phase records a watched process's main-thread CPU time (with `threads`). */
+export const mainThread = (name: string) => `${name} main thread`;
 
 /** The key under which a phase records its load generator's CPU time. */
 export const GENERATOR = 'load generator';
@@ -70,12 +75,18 @@ function ticker(progress: Progress, label: string, durationMs: number) {
 function cpuMeter(watch: readonly Watched[]): () => Record<string, number> {
   const self = () => cpuTimesMs(process.pid)?.children ?? 0;
   const before = new Map(watch.map((w) => [w.name, cpuTimesMs(w.pid)?.self ?? 0]));
+  const mainBefore = new Map(
+    watch.filter((w) => w.threads).map((w) => [w.name, threadCpuMs(w.pid)?.main ?? 0]),
+  );
   const generatorBefore = self();
   return () => {
     const out: Record<string, number> = {};
     for (const w of watch) {
       const now = cpuTimesMs(w.pid)?.self;
       if (now !== undefined) out[w.name] = now - (before.get(w.name) ?? 0);
+      const main = w.threads ? threadCpuMs(w.pid)?.main : undefined;
+      if (now !== undefined && main !== undefined)
+        out[mainThread(w.name)] = main - (mainBefore.get(w.name) ?? 0);
     }
     out[GENERATOR] = self() - generatorBefore;
     return out;

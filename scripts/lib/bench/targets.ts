@@ -19,13 +19,18 @@ export const MODEL = 'conversion';
 /** The machine's cores, for the shares in CPU tables. */
 export const CORES = cpus().length;
 
-/** What every section of a bench run shares. */
-export interface BenchContext {
-  readonly opts: BenchOptions;
-  readonly procs: Processes;
+/** What running phases on targets needs: the load options, ghz's files, progress and the abort signal. */
+export interface PhaseContext {
+  readonly opts: Pick<BenchOptions, 'durationMs' | 'rounds' | 'warmupMs' | 'concurrency'>;
   readonly workDir: string;
   readonly progress: Progress;
   readonly signal: AbortSignal;
+}
+
+/** What every section of a bench run shares. */
+export interface BenchContext extends PhaseContext {
+  readonly opts: BenchOptions;
+  readonly procs: Processes;
   /** The demo version every LR target serves. */
   readonly version: string;
 }
@@ -43,7 +48,7 @@ export interface Target {
  * Inference Protocol's ModelInfer, its tensors encoded as `oip`.
  */
 export function grpcTarget(
-  ctx: BenchContext,
+  ctx: PhaseContext,
   name: string,
   host: string,
   watch: readonly Watched[],
@@ -68,7 +73,7 @@ export function grpcTarget(
   };
 }
 
-export function httpTarget(ctx: BenchContext, name: string, url: string, watch: readonly Watched[]): Target {
+export function httpTarget(ctx: PhaseContext, name: string, url: string, watch: readonly Watched[]): Target {
   return {
     name,
     watch,
@@ -81,7 +86,7 @@ export function httpTarget(ctx: BenchContext, name: string, url: string, watch: 
 export const closed = (concurrency: number, durationMs: number): Load => ({ concurrency, durationMs });
 
 /** `rps` calls per second with the run's concurrency and duration. */
-export const paced = (ctx: BenchContext, rps: number): Load => ({
+export const paced = (ctx: PhaseContext, rps: number): Load => ({
   concurrency: ctx.opts.concurrency,
   rps,
   durationMs: ctx.opts.durationMs,
@@ -89,7 +94,7 @@ export const paced = (ctx: BenchContext, rps: number): Load => ({
 
 /** Unmeasured load on each target, so JIT, connections and caches are warm. */
 export async function warmUp(
-  ctx: BenchContext,
+  ctx: PhaseContext,
   targets: readonly Target[],
   concurrency = ctx.opts.concurrency,
 ): Promise<void> {
@@ -103,7 +108,7 @@ export async function warmUp(
  * per target.
  */
 export async function interleaved(
-  ctx: BenchContext,
+  ctx: PhaseContext,
   targets: readonly Target[],
   concurrency = ctx.opts.concurrency,
 ): Promise<Map<string, Measurement>> {
