@@ -132,16 +132,14 @@ export async function sideBySide(ctx: BenchContext): Promise<SideResult> {
           ]),
     floor: grpcTarget(ctx, 'floor', `127.0.0.1:${floor.port}`, [{ name: 'floor server', pid: floor.pid }]),
   };
-  // The pairs the CPU verdicts divide are neighbours (direct and the floor, the floor and
-  // Envoy), so that each round's ratio compares phases seconds apart (see interleaved()).
   const order = [
     targets.direct,
-    targets.floor,
-    targets.envoy,
     targets.oipRaw,
     targets.oipTyped,
     targets.batched,
+    targets.envoy,
     targets.flask,
+    targets.floor,
     ...peers.map((p) => p.target),
   ].filter((t): t is Target => t !== undefined);
 

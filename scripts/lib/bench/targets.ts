@@ -104,11 +104,8 @@ export async function warmUp(
 
 /**
  * The closed-loop throughput of every target: `opts.rounds` rounds of
- * duration/rounds each, combined per target. The order rotates from round to
- * round so that no target always runs first or after the same one: round r
- * starts r targets from the end (round 0 at the first, round 1 at the last),
- * which keeps neighbours in the list next to each other in every one of the
- * first n rounds, so a ratio between neighbours compares phases seconds apart.
+ * duration/rounds each, round r starting at target r (rotation), combined
+ * per target.
  */
 export async function interleaved(
   ctx: PhaseContext,
@@ -120,8 +117,7 @@ export async function interleaved(
   for (let r = 0; r < rounds; r++) {
     ctx.progress(`[bench] round ${r + 1}/${rounds}`);
     for (let i = 0; i < targets.length; i++) {
-      const n = targets.length;
-      const t = targets[(((i - r) % n) + n) % n] as Target;
+      const t = targets[(r + i) % targets.length] as Target;
       per.get(t.name)?.push(await t.run(closed(concurrency, Math.round(durationMs / rounds))));
     }
   }
