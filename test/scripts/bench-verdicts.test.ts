@@ -5,6 +5,7 @@ import { modelInferArray, predictArray, USERS } from '../../scripts/lib/bench/me
 import { parseBenchArgs } from '../../scripts/lib/bench/options.js';
 import { readServerScrape } from '../../scripts/lib/bench/scrape.js';
 import { measurementTable, sideBySideTable } from '../../scripts/lib/bench/tables.js';
+import { interleaved, type PhaseContext, type Target } from '../../scripts/lib/bench/targets.js';
 import {
   combineRounds,
   cpuPerCall,
@@ -222,6 +223,30 @@ describe('bench: interleaved rounds and CPU per call', () => {
     ]);
     expect(c.load1).to.deep.equal([1, 4]);
     expect(c.errors).to.deep.equal(['UNAVAILABLE ×1']);
+  });
+
+  it('runs every target once a round, each round starting one target later, and combines the rounds', async () => {
+    const ran: string[] = [];
+    const target = (name: string): Target => ({
+      name,
+      watch: [],
+      run: async (load) => {
+        ran.push(`${name}@${load.durationMs}`);
+        return m({ target: name, okCount: 100, okRps: 100, elapsedMs: 1000, cpuMs: { s: 10 } });
+      },
+    });
+    const ctx: PhaseContext = {
+      opts: { rounds: 3, durationMs: 3000, warmupMs: 0, concurrency: 5 },
+      workDir: '/nonexistent',
+      progress: () => undefined,
+      signal: new AbortController().signal,
+    };
+    const res = await interleaved(ctx, ['a', 'b', 'c', 'd'].map(target));
+    expect(ran).to.deep.equal(
+      ['a', 'b', 'c', 'd', 'b', 'c', 'd', 'a', 'c', 'd', 'a', 'b'].map((n) => `${n}@1000`),
+    );
+    expect(res.get('b')?.okCount).to.equal(300);
+    expect(res.get('b')?.roundCpu).to.have.length(3);
   });
 
   it('gives the CPU ratio to the floor round by round, and shows its range in the verdict', () => {
