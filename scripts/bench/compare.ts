@@ -18,7 +18,6 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { durationOption, intOption, parseCommandLine } from '../lib/args.js';
 import { startFloor } from '../lib/bench/baselines.js';
-import { mainThread } from '../lib/bench/measure.js';
 import { benchRepository, Processes, startBenchServer } from '../lib/bench/processes.js';
 import { grpcTarget, interleaved, type PhaseContext, warmUp } from '../lib/bench/targets.js';
 import { optionsOrExit, runIfMain, UsageError, usageFailure } from '../lib/cli.js';
@@ -209,7 +208,7 @@ async function main(argv: readonly string[]): Promise<number> {
       if (m.errorCount > 0)
         throw new Error(`${r.name}: ${m.errorCount} calls failed (${m.errors.join(', ')})`);
       const total = m.cpuMs?.[SERVER];
-      const main = m.cpuMs?.[mainThread(SERVER)];
+      const main = m.mainThreadMs?.[SERVER];
       if (total === undefined || main === undefined) throw new Error(`${r.name} exited during the run`);
       const per = (ms: number) => (ms * 1000) / Math.max(1, m.okCount);
       return { name: r.name, m, perCall: per(total), main: per(main), other: per(total - main) };

@@ -23,26 +23,32 @@ const call = (user: string, code: number): CallOutcome => ({
   details: '',
 });
 const entry = (e: Partial<AccessLogEntry>): AccessLogEntry => ({
+  time: '2026-12-01T00:00:00.000Z',
   listener: 'public',
   user: null,
   override: null,
+  method: '/inference.v1.InferenceService/Predict',
+  route: 'ab_split',
   cluster: 'canary_with_fallback',
   arm: 'canary',
+  upstream_host: '127.0.0.1:50052',
   grpc_status: null,
   response_code: 200,
-  response_flags: 'UR',
   attempts: 1,
+  response_flags: 'UR',
+  duration_ms: 3,
+  request_id: null,
   ...e,
 });
 
 describe('npm run chaos: verdicts', () => {
   it('passes a fault that cost no call and recovered', () => {
-    expect(judge({}, [call('a', 0), call('b', 0)], () => undefined, true).verdict).to.equal('PASS');
+    expect(judge({}, [call('a', 0), call('b', 0)], () => undefined, true, 1).verdict).to.equal('PASS');
   });
 
   it('fails a fault that did not recover, or cost a call it may not cost', () => {
-    expect(judge({}, [call('a', 0)], () => undefined, false)).to.include({ verdict: 'FAIL' });
-    const r = judge({}, [call('a', 14)], () => undefined, true);
+    expect(judge({}, [call('a', 0)], () => undefined, false, 1)).to.include({ verdict: 'FAIL' });
+    const r = judge({}, [call('a', 14)], () => undefined, true, 1);
     expect(r.verdict).to.equal('FAIL');
     expect(r.reason).to.match(/1 failed call/);
   });
@@ -50,31 +56,42 @@ describe('npm run chaos: verdicts', () => {
   it("accepts a canary SIGKILL's cut-off call only when Envoy's access log proves it (canary, 200, upstream reset)", () => {
     const killed = { allowed: cutOffMidResponse };
     const proved = (u: string) => entry({ user: u });
-    expect(judge(killed, [call('a', 13)], proved, true)).to.include({ verdict: 'PASS', documented: 1 });
-    // No entry, another cluster, no response started, or no upstream reset: not the documented case.
+    expect(judge(killed, [call('a', 13)], proved, true, 1)).to.include({ verdict: 'PASS', documented: 1 });
+    // No entry, another cluster, stable answering (the fallback), no response started, or no
+    // upstream reset: not the documented case.
     for (const e of [
       undefined,
       entry({ cluster: 'stable' }),
+      entry({ arm: 'stable' }),
       entry({ response_code: 0 }),
       entry({ response_flags: '-' }),
+      entry({ response_flags: 'UMSDR' }),
     ]) {
-      expect(judge(killed, [call('a', 13)], () => e, true).verdict, JSON.stringify(e)).to.equal('FAIL');
+      expect(judge(killed, [call('a', 13)], () => e, true, 1).verdict, JSON.stringify(e)).to.equal('FAIL');
     }
+    // Nor a call begun after the fault was in: it cannot have been cut off by it.
+    expect(judge(killed, [{ ...call('a', 13), startedAt: 2 }], proved, true, 1).verdict).to.equal('FAIL');
   });
 
   it("accepts a hung canary's call only when Envoy's access log shows the response begun (canary, 200, caller's reset)", () => {
     const hung = { allowed: frozenMidResponse };
-    const proved = (u: string) => entry({ user: u, response_flags: 'DR' });
-    expect(judge(hung, [call('a', 4)], proved, true)).to.include({ verdict: 'PASS', documented: 1 });
-    // A call that got no answer at all (the per-try timeout should have retried it), or another case.
+    const frozen = { response_flags: 'DR', grpc_status: 'UNKNOWN' };
+    const proved = (u: string) => entry({ user: u, ...frozen });
+    expect(judge(hung, [call('a', 4)], proved, true, 1)).to.include({ verdict: 'PASS', documented: 1 });
+    // A call that got no answer at all (the per-try timeout should have retried it), one stable
+    // answered after the fallback, one whose status did arrive, or another case.
     for (const e of [
       undefined,
-      entry({ response_flags: 'DR', response_code: 0 }),
-      entry({ response_flags: 'DR', cluster: 'stable' }),
+      entry({ ...frozen, response_code: 0 }),
+      entry({ ...frozen, cluster: 'stable' }),
+      entry({ ...frozen, arm: 'stable' }),
+      entry({ ...frozen, grpc_status: 'OK' }),
+      entry({ ...frozen, response_flags: 'UMSDR' }),
       entry({ response_flags: 'UR' }),
     ]) {
-      expect(judge(hung, [call('a', 4)], () => e, true).verdict, JSON.stringify(e)).to.equal('FAIL');
+      expect(judge(hung, [call('a', 4)], () => e, true, 1).verdict, JSON.stringify(e)).to.equal('FAIL');
     }
+    expect(judge(hung, [{ ...call('a', 4), startedAt: 2 }], proved, true, 1).verdict).to.equal('FAIL');
   });
 
   it('parses its options and refuses unknown faults', () => {

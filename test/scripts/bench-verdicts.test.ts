@@ -263,10 +263,13 @@ describe('bench: interleaved rounds and CPU per call', () => {
     });
     // Over both rounds: 470 ms / 3,000 calls against 180 ms / 2,000.
     expect(vs[3]?.detail).to.equal('server 157 µs vs floor 90 µs per call = 1.74× (rounds 1.50–2.00×)');
-    // Not the same rounds (or a single one): no per-round figures, rather than pairs that never ran together.
+    // Not the same rounds, or a single one: no per-round figures, rather than pairs that never ran
+    // together or a range of one.
     expect(roundRatios(direct, ['server'], combineRounds([round(1000, { 'floor server': 100 })]))).to.equal(
       undefined,
     );
+    const one = (cpu: Record<string, number>) => combineRounds([round(1000, cpu)]);
+    expect(roundRatios(one({ server: 150 }), ['server'], one({ 'floor server': 100 }))).to.equal(undefined);
     expect(roundRatios(direct, ['Envoy'], floor)).to.equal(undefined);
   });
 

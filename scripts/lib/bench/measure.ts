@@ -41,12 +41,9 @@ export type Progress = (line: string) => void;
 export interface Watched {
   readonly name: string;
   readonly pid: number;
-  /** Also record its main thread's share, under `mainThread(name)` (bench:compare). */
+  /** Also record its main thread's share, in the measurement's `mainThreadMs` (bench:compare). */
   readonly threads?: boolean;
 }
-
-/** The key under which a phase records a watched process's main-thread CPU time (with `threads`). */
-export const mainThread = (name: string) => `${name} main thread`;
 
 /** The key under which a phase records its load generator's CPU time. */
 export const GENERATOR = 'load generator';
@@ -70,26 +67,36 @@ function ticker(progress: Progress, label: string, durationMs: number) {
  * CPU time used between `start()` and the returned function's call, per
  * watched process, plus the load generator: the children this process has
  * reaped meanwhile (cutime + cstime of /proc/self/stat), which is the ghz or
- * hey run that just exited.
+ * hey run that just exited. A process watched with `threads` is read as one
+ * split snapshot (main thread and the rest) each time, and its main thread's
+ * time is also given apart.
  */
-function cpuMeter(watch: readonly Watched[]): () => Record<string, number> {
+function cpuMeter(
+  watch: readonly Watched[],
+): () => { cpuMs: Record<string, number>; mainThreadMs: Record<string, number> } {
   const self = () => cpuTimesMs(process.pid)?.children ?? 0;
-  const before = new Map(watch.map((w) => [w.name, cpuTimesMs(w.pid)?.self ?? 0]));
-  const mainBefore = new Map(
-    watch.filter((w) => w.threads).map((w) => [w.name, threadCpuMs(w.pid)?.main ?? 0]),
-  );
+  const read = (w: Watched) => {
+    if (!w.threads) {
+      const t = cpuTimesMs(w.pid);
+      return t && { total: t.self, main: undefined };
+    }
+    const t = threadCpuMs(w.pid);
+    return t && { total: t.main + t.other, main: t.main };
+  };
+  const before = new Map(watch.map((w) => [w.name, read(w)]));
   const generatorBefore = self();
   return () => {
-    const out: Record<string, number> = {};
+    const cpuMs: Record<string, number> = {};
+    const mainThreadMs: Record<string, number> = {};
     for (const w of watch) {
-      const now = cpuTimesMs(w.pid)?.self;
-      if (now !== undefined) out[w.name] = now - (before.get(w.name) ?? 0);
-      const main = w.threads ? threadCpuMs(w.pid)?.main : undefined;
-      if (now !== undefined && main !== undefined)
-        out[mainThread(w.name)] = main - (mainBefore.get(w.name) ?? 0);
+      const now = read(w);
+      const then = before.get(w.name);
+      if (!now) continue;
+      cpuMs[w.name] = now.total - (then?.total ?? 0);
+      if (now.main !== undefined) mainThreadMs[w.name] = now.main - (then?.main ?? 0);
     }
-    out[GENERATOR] = self() - generatorBefore;
-    return out;
+    cpuMs[GENERATOR] = self() - generatorBefore;
+    return { cpuMs, mainThreadMs };
   };
 }
 
@@ -194,7 +201,7 @@ async function measuredPhase<T>(
     tickMs: 5000,
     ...(o.signal ? { signal: o.signal } : {}),
   });
-  const cpuMs = cpu();
+  const { cpuMs, mainThreadMs } = cpu();
   const after = load1();
   const m: Measurement = {
     target: o.target,
@@ -206,6 +213,7 @@ async function measuredPhase<T>(
     ...(await read(result)),
     load1: [before, after],
     cpuMs,
+    ...(Object.keys(mainThreadMs).length > 0 ? { mainThreadMs } : {}),
   };
   o.progress(`  ${label}: ${summaryLine(m)}`);
   return m;

@@ -32,6 +32,8 @@ export interface Measurement {
   readonly load1: readonly [number, number];
   /** CPU time per process during the phase, ms (the target's processes and the load generator). */
   readonly cpuMs?: Readonly<Record<string, number>>;
+  /** The main thread's part of `cpuMs`, ms, for the processes watched with `threads`. */
+  readonly mainThreadMs?: Readonly<Record<string, number>>;
   /** Successful calls per second of each round, when this combines interleaved rounds. */
   readonly rounds?: readonly number[];
   /** Each round's successful calls and CPU times, when this combines interleaved rounds. */
@@ -67,8 +69,13 @@ export function combineRounds(rounds: readonly Measurement[]): Measurement {
     median(rounds.map(f).filter((x): x is number => x !== undefined));
   const elapsedMs = sum((m) => m.elapsedMs);
   const okCount = sum((m) => m.okCount);
-  const cpuMs: Record<string, number> = {};
-  for (const m of rounds) for (const [k, v] of Object.entries(m.cpuMs ?? {})) cpuMs[k] = (cpuMs[k] ?? 0) + v;
+  const add = (pick: (m: Measurement) => Readonly<Record<string, number>> | undefined) => {
+    const out: Record<string, number> = {};
+    for (const m of rounds) for (const [k, v] of Object.entries(pick(m) ?? {})) out[k] = (out[k] ?? 0) + v;
+    return out;
+  };
+  const cpuMs = add((m) => m.cpuMs);
+  const mainThreadMs = add((m) => m.mainThreadMs);
   const maxes = rounds.map((m) => m.maxMs).filter((x): x is number => x !== undefined);
   return {
     ...first,
@@ -85,6 +92,7 @@ export function combineRounds(rounds: readonly Measurement[]): Measurement {
     errors: rounds.flatMap((m) => m.errors),
     load1: [first.load1[0], last.load1[1]],
     cpuMs,
+    ...(Object.keys(mainThreadMs).length > 0 ? { mainThreadMs } : {}),
     rounds: rounds.map((m) => m.okRps),
     roundCpu: rounds.map((m) => ({ okCount: m.okCount, cpuMs: m.cpuMs ?? {} })),
   };

@@ -79,12 +79,26 @@ function logSizes(stack: ChaosStack): number[] {
  * take back a started response). Envoy's access log shows exactly that.
  */
 export function cutOffMidResponse(e: AccessLogEntry | undefined): boolean {
+  return answeredByCanary(e) && hasFlag(e, 'UR', 'UC');
+}
+
+/**
+ * The call was routed to the canary and its endpoint took it (the arm is the
+ * answering endpoint's: after a fallback to stable the cluster stays
+ * canary_with_fallback, the arm does not), and sent its response headers.
+ */
+function answeredByCanary(e: AccessLogEntry | undefined): e is AccessLogEntry {
   return (
     e !== undefined &&
     /canary/.test(String(e.cluster)) &&
-    String(e.response_code) === '200' &&
-    /UR|UC/.test(e.response_flags)
+    e.arm === 'canary' &&
+    String(e.response_code) === '200'
   );
+}
+
+/** Whether Envoy's comma-separated %RESPONSE_FLAGS% hold one of `flags`. */
+function hasFlag(e: AccessLogEntry, ...flags: string[]): boolean {
+  return e.response_flags.split(',').some((f) => flags.includes(f));
 }
 
 /**
@@ -95,16 +109,13 @@ export function cutOffMidResponse(e: AccessLogEntry | undefined): boolean {
  * traced at 1, 4 and 20 concurrent calls, 0.4 ms apart at 1). Envoy has
  * forwarded the headers, the per-try timeout no longer applies to a started
  * response, and the call waits until its caller gives up at the deadline.
- * Envoy's access log shows exactly that: the canary cluster, response code
- * 200, the downstream reset (DR).
+ * Envoy's access log shows exactly that: the canary's endpoint, response
+ * code 200 without a gRPC status, the downstream reset (DR).
  */
 export function frozenMidResponse(e: AccessLogEntry | undefined): boolean {
-  return (
-    e !== undefined &&
-    /canary/.test(String(e.cluster)) &&
-    String(e.response_code) === '200' &&
-    /DR/.test(e.response_flags)
-  );
+  // No trailers came: Envoy logs a 200 without grpc-status as UNKNOWN.
+  const noStatus = e?.grpc_status === null || e?.grpc_status === 'UNKNOWN';
+  return answeredByCanary(e) && noStatus && hasFlag(e, 'DR');
 }
 
 export function faults(): Fault[] {

@@ -47,16 +47,20 @@ export interface RunOptions {
 
 /**
  * Judges one fault's calls: PASS when every failed call is one the fault may
- * cost (`allowed`, given Envoy's access log entry for it) and it recovered.
+ * cost (`allowed`, given Envoy's access log entry for it, and begun before the
+ * fault was in: no later call can have been caught by it) and it recovered.
  */
 export function judge(
   fault: Pick<Fault, 'allowed'>,
   calls: readonly CallOutcome[],
   entryOf: (user: string) => AccessLogEntry | undefined,
   recovered: boolean,
+  injectedAt: number,
 ): { verdict: Verdict; reason?: string; failures: FaultResult['failures']; documented: number } {
   const failures = calls.filter((c) => c.code !== 0).map((call) => ({ call, entry: entryOf(call.user) }));
-  const documented = failures.filter((f) => fault.allowed?.(f.entry) === true).length;
+  const documented = failures.filter(
+    (f) => f.call.startedAt <= injectedAt && fault.allowed?.(f.entry) === true,
+  ).length;
   if (!recovered) return { verdict: 'FAIL', reason: 'did not recover in time', failures, documented };
   if (documented < failures.length) {
     return {
@@ -102,8 +106,11 @@ export async function runFault(fault: Fault, o: RunOptions): Promise<FaultResult
   let recoveredAt: number | undefined;
   let remediedAt: number | undefined;
   let error: string | undefined;
+  // When the fault was surely in: a call begun after it cannot be one it cut off.
+  let injectedAt = t0;
   try {
     await fault.inject(ctx);
+    injectedAt = Date.now();
     const absorbed = fault.absorbed;
     const watching = absorbed ? whenTrue(() => absorbed(ctx), fault.holdMs + o.recoverTimeoutMs) : undefined;
     await sleep(fault.holdMs);
@@ -123,7 +130,13 @@ export async function runFault(fault: Fault, o: RunOptions): Promise<FaultResult
   const calls = traffic.between(t0, t1);
   const log = stack.accessLog();
   const byUser = new Map(log.map((e) => [e.user ?? '', e]));
-  const judged = judge(fault, calls, (u) => byUser.get(u), recoveredAt !== undefined && error === undefined);
+  const judged = judge(
+    fault,
+    calls,
+    (u) => byUser.get(u),
+    recoveredAt !== undefined && error === undefined,
+    injectedAt,
+  );
   const result: FaultResult = {
     fault: fault.name,
     what: fault.what,

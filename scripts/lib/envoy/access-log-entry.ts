@@ -10,27 +10,27 @@ import { readFileSync } from 'node:fs';
 
 export interface AccessLogEntry {
   /** `%START_TIME%`. */
-  readonly time?: string;
+  readonly time: string;
   /** `public` (the gRPC listener clients use) or `qa` (the one that honours x-ab-group). */
   readonly listener: string;
   readonly user: string | null;
   readonly override: string | null;
-  readonly method?: string | null;
+  readonly method: string | null;
   /** The route that matched (ab_split, qa_override_stable, qa_override_canary, invalid_user_id). */
-  readonly route?: string | null;
+  readonly route: string | null;
   /** The route's cluster (canary_with_fallback for the canary's share). */
   readonly cluster: string | null;
   /** The arm of the endpoint that answered. */
   readonly arm: string | null;
-  readonly upstream_host?: string | null;
+  readonly upstream_host: string | null;
   readonly grpc_status: string | null;
   /** 200 once upstream response headers were forwarded downstream; 0 when none were. */
   readonly response_code: number | string | null;
   readonly attempts: number | string | null;
   /** Envoy's response flags, e.g. `UR`, `UC`, `DR`; `-` for none. */
   readonly response_flags: string;
-  readonly duration_ms?: number | string | null;
-  readonly request_id?: string | null;
+  readonly duration_ms: number | string | null;
+  readonly request_id: string | null;
 }
 
 /**

@@ -11,6 +11,7 @@
  */
 
 import { AB_ARM_HEADER, AB_OVERRIDE_HEADER, USER_ID_HEADER } from '../../../server/headers.js';
+import type { AccessLogEntry } from './access-log-entry.js';
 
 /** The route configuration's name; RDS stats are `http.<prefix>.rds.<name>.*`. */
 export const ROUTE_CONFIG_NAME = 'ab_routes';
@@ -497,7 +498,7 @@ function accessLog(target: string, listener: ListenerKind) {
       response_flags: '%RESPONSE_FLAGS%',
       duration_ms: '%DURATION%',
       request_id: '%REQ(X-REQUEST-ID):128%',
-    },
+    } satisfies Record<keyof AccessLogEntry, string>,
   };
   if (target === 'stdout') {
     return { name: 'envoy.access_loggers.stdout', typed_config: { '@type': TYPE.stdoutLog, log_format } };
