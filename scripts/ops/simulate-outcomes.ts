@@ -15,8 +15,11 @@
  *   npm run simulate-outcomes       # outcomes with the planted effect
  *   npm run ab-report               # recovers it within its intervals
  *
- * Draws are a hash of (seed, requestId, instance): running it twice sends the
- * same outcomes, which the readout counts once.
+ * Draws are a hash of (seed, unit, the unit's nth prediction in the logs),
+ * not of the request id a server or Envoy made up: the same traffic gives the
+ * same draws in every run (the demo test's readout is then one fixed
+ * realisation, not a fresh one each time), and running it twice on the same
+ * logs sends the same outcomes, which the readout counts once.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -84,9 +87,9 @@ function options(argv: readonly string[]): Options {
   };
 }
 
-/** Two uniform draws in [0, 1) from sha256(seed:requestId:instance). */
-function draws(seed: number, requestId: string, instance: number): [number, number] {
-  const h = createHash('sha256').update(`${seed}:${requestId}:${instance}`).digest();
+/** Two uniform draws in [0, 1) from sha256(seed:unit:n), for the unit's nth prediction. */
+function draws(seed: number, unit: string, n: number): [number, number] {
+  const h = createHash('sha256').update(`${seed}:${unit}:${n}`).digest();
   return [h.readUInt32BE(0) / 2 ** 32, h.readUInt32BE(4) / 2 ** 32];
 }
 
@@ -106,6 +109,8 @@ async function simulate(o: Options): Promise<Simulated> {
     {
       arms: Set<string>;
       t: number[];
+      /** Its predictions read so far, forced and pinned ones included (the draws' index). */
+      read: number;
       /** The arm of its randomised predictions; undefined while it has none. */
       arm: UnitExposure['arm'] | undefined;
       predictions: UnitExposure['predictions'][number][];
@@ -131,7 +136,7 @@ async function simulate(o: Options): Promise<Simulated> {
         const key = userOfOutput(rec, i) ?? `r:${rec.requestId}#${i}`;
         let u = byUnit.get(key);
         if (!u) {
-          u = { arms: new Set(), t: [], arm: undefined, predictions: [] };
+          u = { arms: new Set(), t: [], read: 0, arm: undefined, predictions: [] };
           byUnit.set(key, u);
         }
         // As the readout counts: a forced or pinned call is no exposure, but still puts its unit on its arm.
@@ -141,7 +146,7 @@ async function simulate(o: Options): Promise<Simulated> {
           u.t.push(t);
           u.predictions.push({ label: out.label, group: out.group, action: out.action });
         }
-        const [convert, delay] = draws(o.seed, rec.requestId, i);
+        const [convert, delay] = draws(o.seed, key, u.read++);
         if (
           convert < conversionProbability(DEMO_EFFECT, { arm: rec.arm, label: out.label, action: out.action })
         ) {
