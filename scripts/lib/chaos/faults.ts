@@ -106,7 +106,7 @@ function hasFlag(e: AccessLogEntry, ...flags: string[]): boolean {
  * event loop): it had begun the response when it froze. A grpc-js response
  * leaves in two writes, the headers and message, then the trailers (a Node
  * HTTP/2 stream ends only once its last write has completed: every response
- * traced at 1, 4 and 20 concurrent calls, 0.4 ms apart at 1). Envoy has
+ * traced at 1, 4 and 20 concurrent calls, 0.3–0.4 ms apart at 1). Envoy has
  * forwarded the headers, the per-try timeout no longer applies to a started
  * response, and the call waits until its caller gives up at the deadline.
  * Envoy's access log shows exactly that: the canary's endpoint, response
