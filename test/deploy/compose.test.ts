@@ -111,12 +111,18 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     const tUp = Date.now();
     const upMs = await stack.up();
     admin = new EnvoyAdmin(`127.0.0.1:${ports.ENVOY_ADMIN_PORT}`);
-    await waitFor(
-      'Envoy to see stable and canary healthy',
-      async () =>
-        (await admin.clusterHealthy('stable')) && (await admin.clusterHealthy('canary')) ? true : undefined,
-      { timeoutMs: 30_000, intervalMs: 100 },
-    );
+    try {
+      await waitFor(
+        'Envoy to see stable and canary healthy',
+        async () =>
+          (await admin.clusterHealthy('stable')) && (await admin.clusterHealthy('canary')) ? true : undefined,
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+    } catch (err) {
+      // Seen once in a fresh-clone run (and not in the next): say what Envoy and the containers
+      // looked like, so the next one can be explained.
+      throw new Error(`${(err as Error).message}\n${await stackState(stack, admin)}`);
+    }
     log(
       `docker compose up --wait: ${(upMs / 1000).toFixed(1)} s; Envoy saw both arms healthy ${((Date.now() - tUp) / 1000).toFixed(1)} s after up started`,
     );
@@ -387,3 +393,27 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     expect(await stack.ps()).to.deep.equal([]);
   });
 });
+
+/** Envoy's view of each arm's hosts, each container's state, and the last lines of Envoy's log. */
+async function stackState(stack: ComposeStack, admin: EnvoyAdmin): Promise<string> {
+  const parts: string[] = [];
+  const attempt = async (what: string, f: () => Promise<string>) => {
+    try {
+      parts.push(`${what}: ${await f()}`);
+    } catch (err) {
+      parts.push(`${what}: unavailable (${(err as Error).message})`);
+    }
+  };
+  await attempt('Envoy hosts', async () => {
+    const clusters = await admin.clusters();
+    return JSON.stringify(['stable', 'canary'].map((c) => ({ cluster: c, hosts: clusters.get(c) ?? [] })));
+  });
+  await attempt('containers', async () =>
+    JSON.stringify((await stack.ps()).map((c) => ({ service: c.Service, state: c.State, health: c.Health }))),
+  );
+  await attempt('Envoy log (last 20 lines)', async () => {
+    const envoy = (await stack.ps()).find((c) => c.Service === 'envoy');
+    return envoy ? `\n${await stack.docker(['logs', '--tail', '20', envoy.ID])}` : 'no envoy container';
+  });
+  return parts.join('\n');
+}
