@@ -411,9 +411,9 @@ async function stackState(stack: ComposeStack, admin: EnvoyAdmin): Promise<strin
   await attempt('containers', async () =>
     JSON.stringify((await stack.ps()).map((c) => ({ service: c.Service, state: c.State, health: c.Health }))),
   );
-  await attempt('Envoy log (last 20 lines)', async () => {
-    const envoy = (await stack.ps()).find((c) => c.Service === 'envoy');
-    return envoy ? `\n${await stack.docker(['logs', '--tail', '20', envoy.ID])}` : 'no envoy container';
+  await attempt('Envoy log (last 20 lines, both streams)', async () => {
+    const r = await stack.run(['logs', '--no-color', '--tail', '20', 'envoy'], 30_000);
+    return `\n${r.stdout}${r.stderr}`;
   });
   return parts.join('\n');
 }
