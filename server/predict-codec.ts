@@ -1,4 +1,4 @@
-import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { BinaryReader, INT32_MAX, INT32_MIN } from '@bufbuild/protobuf/wire';
 import {
   InferenceServiceService,
   type Prediction,
@@ -234,7 +234,7 @@ function varintSize(v: number): number {
 /** The generated encoder's check (`@bufbuild/protobuf`'s `assertInt32`): the same refusals, the same messages. */
 function assertInt32(v: unknown): void {
   if (typeof v !== 'number') throw new Error(`invalid int32: ${typeof v}`);
-  if (!Number.isInteger(v) || v > 0x7fffffff || v < -0x80000000) throw new Error(`invalid int32: ${v}`);
+  if (!Number.isInteger(v) || v > INT32_MAX || v < INT32_MIN) throw new Error(`invalid int32: ${v}`);
 }
 
 /** Bytes of an `int32` varint (checked first): negative values are sign-extended to ten bytes, as protobuf does. */

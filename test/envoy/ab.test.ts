@@ -265,7 +265,7 @@ describe('A/B experiment split (stage 2) behind Envoy', function () {
     const users = (f: (r: (typeof inWindow)[number]) => boolean) =>
       new Set(inWindow.filter(f).map((r) => r.user)).size;
     expect(start - Math.min(...logged.map((r) => Date.parse(r.time)))).to.be.below(5000);
-    // On a mismatch, say where the split's lines fell against the window (a rare flake, cause not yet known).
+    // On a mismatch, say where the split's lines fell against the window.
     const outside = (arm: string) =>
       `${arm}: ${logged.filter((r) => r.arm === arm && Date.parse(r.time) < start).length} before start, ` +
       `${logged.filter((r) => r.arm === arm && Date.parse(r.time) >= until).length} at or after --until, ` +

@@ -44,6 +44,17 @@ class FakeSonic extends EventEmitter {
   end(): void {}
 }
 
+/** A LogOutput over a fake `file` (or the one given) and a fake `stdout`, and the drops it counts. */
+function twoDestinations(file = new FakeSonic()) {
+  const stdout = new FakeSonic();
+  const out = new LogOutput(1 << 20);
+  out.add('file', file as never);
+  out.add('stdout', stdout as never);
+  const counted: [LogDestinationName, number][] = [];
+  out.onDropped((d, n) => counted.push([d, n]));
+  return { file, stdout, out, counted };
+}
+
 describe('log line bounds', () => {
   const config = loadConfig({ LOG_DIR: '', LOG_MAX_FIELD_CHARS: '32', LOG_MAX_LINE_BYTES: '8192' });
 
@@ -84,13 +95,7 @@ describe('log line bounds', () => {
   });
 
   it('drops and counts the lines of a failing destination, warns on the other, and recovers', async () => {
-    const file = new FakeSonic();
-    const stdout = new FakeSonic();
-    const out = new LogOutput(1 << 20);
-    out.add('file', file as never);
-    out.add('stdout', stdout as never);
-    const counted: [LogDestinationName, number][] = [];
-    out.onDropped((d, n) => counted.push([d, n]));
+    const { file, stdout, out, counted } = twoDestinations();
     file.failing = true;
     out.write('{"msg":"a"}\n');
     await turn(); // handed over: the fake fails it
@@ -117,11 +122,7 @@ describe('log line bounds', () => {
   });
 
   it('hands each turn’s lines to every destination as one chunk, in order, and at once on flushSync', async () => {
-    const file = new FakeSonic();
-    const stdout = new FakeSonic();
-    const out = new LogOutput(1 << 20);
-    out.add('file', file as never);
-    out.add('stdout', stdout as never);
+    const { file, stdout, out } = twoDestinations();
     for (let i = 0; i < 5; i++) out.write(`{"msg":"a${i}"}\n`);
     expect(file.chunks, 'nothing before the turn ends').to.deep.equal([]);
     await turn();
@@ -174,12 +175,7 @@ describe('log line bounds', () => {
     broken.write = () => {
       throw new Error('SonicBoom destroyed');
     };
-    const stdout = new FakeSonic();
-    const out = new LogOutput(1 << 20);
-    out.add('file', broken as never);
-    out.add('stdout', stdout as never);
-    const counted: [LogDestinationName, number][] = [];
-    out.onDropped((d, n) => counted.push([d, n]));
+    const { stdout, out, counted } = twoDestinations(broken);
     for (let i = 0; i < 3; i++) out.write(`{"msg":"${i}"}\n`);
     await turn(); // a throw here would be an uncaught exception in the setImmediate
     expect(counted).to.deep.equal([['file', 3]]);

@@ -19,14 +19,14 @@ export function rssBytes(pid: number): number | undefined {
 const TICKS_PER_S = 100;
 
 /**
- * CPU time of a process from /proc/<pid>/stat, in ms: its own (utime +
- * stime) and that of its children it has waited for (cutime + cstime).
- * Undefined once it has gone. Resolution 10 ms.
+ * The CPU times of one /proc `stat` file (a process's, or one thread's under
+ * task/), in ms: its own (utime + stime) and its waited-for children's
+ * (cutime + cstime). Undefined once it has gone. Resolution 10 ms.
  */
-export function cpuTimesMs(pid: number): { self: number; children: number } | undefined {
+function statTimesMs(path: string): { self: number; children: number } | undefined {
   let text: string;
   try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch {
     return undefined;
   }
@@ -39,6 +39,15 @@ export function cpuTimesMs(pid: number): { self: number; children: number } | un
 }
 
 /**
+ * CPU time of a process from /proc/<pid>/stat, in ms: its own (utime +
+ * stime) and that of its children it has waited for (cutime + cstime).
+ * Undefined once it has gone. Resolution 10 ms.
+ */
+export function cpuTimesMs(pid: number): { self: number; children: number } | undefined {
+  return statTimesMs(`/proc/${pid}/stat`);
+}
+
+/**
  * CPU time of a process in ms, split into its main thread (the event loop, for
  * Node; /proc/<pid>/task/<pid>/stat) and the rest (libuv's pool, V8's GC
  * helpers, ONNX Runtime's, including threads that have already exited: the
@@ -46,15 +55,8 @@ export function cpuTimesMs(pid: number): { self: number; children: number } | un
  */
 export function threadCpuMs(pid: number): { main: number; other: number } | undefined {
   const total = cpuTimesMs(pid);
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  if (!total) return undefined;
-  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const main = (Number(f[11]) + Number(f[12])) * (1000 / TICKS_PER_S); // utime(14), stime(15)
+  const main = statTimesMs(`/proc/${pid}/task/${pid}/stat`)?.self;
+  if (!total || main === undefined) return undefined;
   return { main, other: Math.max(0, total.self - main) };
 }
 
