@@ -5,7 +5,7 @@
  * on loopback ports picked here, under a project name of its own, and torn
  * down by `after` or, on Ctrl-C / SIGTERM, by the Teardown's signal handler.
  */
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { buildServerImage, ensureBaseImages, SERVER_IMAGE } from '../../scripts/lib/deploy/base-images.js';
@@ -373,17 +373,38 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     const t0 = Date.now();
     await stack.runOk(['stop', '--timeout', String(STOP_GRACE_MS / 1000)], STOP_GRACE_MS + 60_000);
     const stopMs = Date.now() - t0;
+    const stopped = [];
     for (const c of servers) {
-      const s = await stack.inspect<{ State: { Status: string; ExitCode: number } }>(c.ID);
-      // 0: the server drained and exited by itself; 137 would be the SIGKILL after the grace period.
-      expect(s.State, c.Name).to.include({ Status: 'exited', ExitCode: 0 });
-      const lines = (await stack.docker(['logs', c.ID]))
+      const s = await stack.inspect<{
+        State: { Status: string; ExitCode: number; StartedAt: string; FinishedAt: string };
+      }>(c.ID);
+      const records = (await stack.docker(['logs', c.ID]))
         .split('\n')
         .filter((l) => l.startsWith('{'))
-        .map((l) => (JSON.parse(l) as { msg?: string }).msg);
-      expect(lines, c.Name).to.include('shutdown: health NOT_SERVING, draining');
-      expect(lines, c.Name).to.include('shutdown: complete');
-      expect(lines, c.Name).to.not.include('shutdown: grace period over; forcing');
+        .map((l) => JSON.parse(l) as { msg?: string; time?: number });
+      stopped.push({ c, state: s.State, records });
+    }
+    // On a failure, say what each server did from the signal on (and what came just before it).
+    const story = stopped
+      .map(({ c, state, records }) => {
+        const from = Math.max(0, records.findIndex((r) => r.msg === 'signal received; shutting down') - 3);
+        const tail = (from > 0 ? records.slice(from) : records.slice(-10)).map((r) => JSON.stringify(r));
+        return `${c.Name}: ${JSON.stringify(state)}\n  ${tail.join('\n  ')}`;
+      })
+      .join('\n');
+    // Podman says there when it gave up on SIGTERM ("… resorting to SIGKILL").
+    const podmanWarnings = readFileSync(join(dir, 'podman-service.log'), 'utf8')
+      .split('\n')
+      .filter((l) => /level=(warning|error)|SIGKILL/.test(l))
+      .slice(-20);
+    const why = `stop took ${(stopMs / 1000).toFixed(1)} s\n${story}\npodman system service warnings:\n  ${podmanWarnings.join('\n  ')}`;
+    for (const { c, state, records } of stopped) {
+      // 0: the server drained and exited by itself; 137 would be the SIGKILL after the grace period.
+      expect(state, `${c.Name}\n${why}`).to.include({ Status: 'exited', ExitCode: 0 });
+      const lines = records.map((r) => r.msg);
+      expect(lines, `${c.Name}\n${why}`).to.include('shutdown: health NOT_SERVING, draining');
+      expect(lines, `${c.Name}\n${why}`).to.include('shutdown: complete');
+      expect(lines, `${c.Name}\n${why}`).to.not.include('shutdown: grace period over; forcing');
     }
     const downMs = await stack.down(STOP_GRACE_MS / 1000);
     log(
