@@ -6,11 +6,11 @@
  * and expected scores (transferred, not copied), so a large golden file costs
  * the serving thread nothing but the model run. See model-version.ts.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { FieldError } from './errors.js';
 import { parseManifest } from './model-manifest.js';
 import { Preprocessor, parseIsoDate } from './preprocess.js';
+import { FileTooLargeError, readRegularFile } from './regular-file.js';
 
 /** What the worker is given. */
 export interface GoldenJob {
@@ -43,22 +43,17 @@ interface GoldenCase {
 
 /** The whole check; run on a worker for large files (model-version.ts), inline for small ones. */
 export async function checkGolden(job: GoldenJob): Promise<GoldenResult> {
-  let size: number;
+  let text: string;
   try {
-    size = (await stat(job.path)).size;
+    text = (await readRegularFile(job.path, job.maxBytes, 'MODEL_MAX_GOLDEN_BYTES')).toString('utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'absent' };
+    if (err instanceof FileTooLargeError) return { kind: 'refused', reason: `golden.json is ${err.message}` };
     return { kind: 'refused', reason: `golden.json is unreadable: ${(err as Error).message}` };
-  }
-  if (size > job.maxBytes) {
-    return {
-      kind: 'refused',
-      reason: `golden.json is ${size} bytes; the limit is ${job.maxBytes} (MODEL_MAX_GOLDEN_BYTES)`,
-    };
   }
   let golden: { referenceTime?: unknown; cases?: unknown };
   try {
-    golden = JSON.parse(await readFile(job.path, 'utf8')) as typeof golden;
+    golden = JSON.parse(text) as typeof golden;
   } catch (err) {
     return { kind: 'refused', reason: `golden.json is unreadable: ${(err as Error).message}` };
   }

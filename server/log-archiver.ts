@@ -69,9 +69,15 @@ export class LogArchiver {
     } catch {
       return [];
     }
-    const files = await Promise.all(
-      names.map(async (name) => ({ name, mtime: (await stat(join(dir, name))).mtimeMs })),
-    );
+    // Regular files only: reading a FIFO that happens to match would block a pool thread for good.
+    const files = (
+      await Promise.all(
+        names.map(async (name) => {
+          const s = await stat(join(dir, name));
+          return s.isFile() ? [{ name, mtime: s.mtimeMs }] : [];
+        }),
+      )
+    ).flat();
     files.sort((a, b) => a.mtime - b.mtime || a.name.localeCompare(b.name));
     files.pop(); // the active file
     const cutoff = now() - retainDays * DAY_MS;

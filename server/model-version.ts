@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open, readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
@@ -17,6 +17,7 @@ import {
 } from './inference-runner.js';
 import { type Manifest, parseManifest } from './model-manifest.js';
 import { Preprocessor } from './preprocess.js';
+import { openRegularFile, readRegularFile } from './regular-file.js';
 
 /** A version failed validation while loading; the message says why. */
 export class ModelLoadError extends Error {
@@ -118,7 +119,7 @@ export class ModelVersion {
     try {
       // Bounded before it is read, so parsing on this thread stays short (about 20 ms per MiB).
       manifestText = (
-        await readBounded(join(dir, 'model.json'), limits.manifestBytes, 'MODEL_MAX_MANIFEST_BYTES')
+        await readRegularFile(join(dir, 'model.json'), limits.manifestBytes, 'MODEL_MAX_MANIFEST_BYTES')
       ).toString('utf8');
       manifest = parseManifest(JSON.parse(manifestText), expect);
       // Refuses a default that its own transform or range rejects.
@@ -246,25 +247,14 @@ export class ModelVersion {
   }
 }
 
-/** Reads a file no larger than `maxBytes` (checked before reading); the message names the limit. */
-async function readBounded(path: string, maxBytes: number, limitName: string): Promise<Buffer> {
-  const { size } = await stat(path);
-  if (size > maxBytes) throw new Error(`${size} bytes; the limit is ${maxBytes} (${limitName})`);
-  const bytes = await readFile(path);
-  if (bytes.length > maxBytes)
-    throw new Error(`${bytes.length} bytes; the limit is ${maxBytes} (${limitName})`);
-  return bytes;
-}
-
 /**
  * Reads model.onnx into one buffer and hashes it a chunk at a time, so
  * hashing a large model never blocks the event loop for more than a chunk
  * (about 2 ms); one update over 200 MB blocked it for 1.3 s.
  */
 async function readAndHash(path: string, maxBytes: number): Promise<{ bytes: Buffer; sha: string }> {
-  const file = await open(path, 'r');
+  const { file, size } = await openRegularFile(path);
   try {
-    const { size } = await file.stat();
     if (size > maxBytes) throw new Error(`${size} bytes; the limit is ${maxBytes} (MODEL_MAX_ONNX_BYTES)`);
     const bytes = Buffer.allocUnsafe(size);
     const hash = createHash('sha256');

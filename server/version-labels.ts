@@ -11,9 +11,10 @@
  * reader sees the old or the new file, never half of one.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VERSION_PATTERN } from './model-manifest.js';
+import { FileTooLargeError, readRegularFile } from './regular-file.js';
 
 /** The file name, in the model's directory. */
 export const LABELS_FILE = 'labels.json';
@@ -57,13 +58,10 @@ export async function readLabels(modelDir: string): Promise<VersionLabels | unde
   const path = join(modelDir, LABELS_FILE);
   let text: string;
   try {
-    const s = await stat(path);
-    if (s.size > MAX_LABELS_BYTES)
-      throw new LabelsError(`labels.json is ${s.size} bytes; the limit is ${MAX_LABELS_BYTES}`);
-    text = await readFile(path, 'utf8');
+    text = (await readRegularFile(path, MAX_LABELS_BYTES)).toString('utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    if (err instanceof LabelsError) throw err;
+    if (err instanceof FileTooLargeError) throw new LabelsError(`labels.json is ${err.message}`);
     throw new LabelsError(`labels.json cannot be read: ${(err as Error).message}`);
   }
   let json: unknown;

@@ -17,12 +17,14 @@ import {
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { expect } from 'chai';
+import { fifoInPlaceOf, releaseFifo } from '../helpers/fifo.js';
 import {
   copyModels,
   NEWER,
   OLDER,
   predict,
   SAMPLE_RECORD,
+  spawnServer,
   startApp,
   type TestApp,
   waitFor,
@@ -220,6 +222,45 @@ describe('model version files: size limits, unknown content, no stalls', functio
       { MODEL_MAX_GOLDEN_BYTES: '60000' },
     );
     expect(r.reason).to.match(/golden\.json is \d+ bytes; the limit is 60000 \(MODEL_MAX_GOLDEN_BYTES\)/);
+  });
+
+  for (const file of ['model.json', 'model.onnx', 'golden.json']) {
+    it(`refuses a FIFO in place of ${file} at once, instead of waiting forever for a writer`, async () => {
+      try {
+        const r = await underTraffic((dir) => fifoInPlaceOf(join(dir, file)));
+        expect(r.reason).to.include(`${file}`).and.include('a FIFO (named pipe), not a regular file');
+        expect(r.served).to.equal(OLDER);
+        expect(r.failed, `${r.failed} of ${r.calls} calls failed`).to.equal(0);
+      } finally {
+        releaseFifo(join(root, 'conversion', BAD, file));
+      }
+    });
+  }
+
+  it('starts, serves and stops on SIGTERM (exit 0) with a FIFO as model.onnx of the newest version', async () => {
+    // Before the guard the start-up scan never ended (the server never became
+    // ready), and neither SIGTERM nor a second one ended the process: Node's
+    // exit waits for the pool thread stuck in open().
+    const staged = prepareBad((dir) => fifoInPlaceOf(join(dir, 'model.onnx')));
+    renameSync(staged, join(root, 'conversion', BAD));
+    const fifo = join(root, 'conversion', BAD, 'model.onnx');
+    try {
+      const server = await spawnServer(
+        { MODEL_ROOT: root, DRAIN_MS: '0', SHUTDOWN_GRACE_MS: '2000' },
+        30_000,
+      );
+      try {
+        const failure = server.lines.find((l) => l.level === 'error' && l.version === BAD);
+        expect(failure?.reason).to.match(
+          /^model\.onnx cannot be read: a FIFO \(named pipe\), not a regular file$/,
+        );
+      } finally {
+        expect(await server.stop(10_000), 'exit code after SIGTERM').to.equal(0);
+      }
+      expect(server.lines.map((l) => l.msg)).to.include('shutdown: complete');
+    } finally {
+      releaseFifo(fifo);
+    }
   });
 
   it('checks a large golden.json on a worker thread: refuses a mismatch, and accepts a good one', async () => {

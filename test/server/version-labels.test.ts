@@ -4,6 +4,7 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { ListModelsResponse, ModelSummary } from '../../server/generated/inference/v1/inference.js';
 import { LABELS_FILE, type VersionLabels, writeLabels } from '../../server/version-labels.js';
+import { fifoInPlaceOf, releaseFifo } from '../helpers/fifo.js';
 import {
   copyModels,
   DEMO_MODELS,
@@ -172,6 +173,18 @@ describe('version labels (labels.json): each arm serves its label, and fails clo
     await waitFor('the mismatch', async () => (await conversion(t)).state === 'MISMATCH');
     expect((await conversion(t)).problem).to.match(/labels\.json is not JSON/);
     expect((await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] })).version).to.equal(OLDER);
+    // A FIFO in its place is refused at once (a plain open would wait for a writer forever).
+    const file = join(root, 'conversion', LABELS_FILE);
+    try {
+      fifoInPlaceOf(file);
+      await waitFor('the FIFO refused', async () => /FIFO/.test((await conversion(t)).problem));
+      expect((await conversion(t)).problem).to.equal(
+        'labels.json cannot be read: a FIFO (named pipe), not a regular file',
+      );
+      expect((await predict(t.client, { instances: [{ ...SAMPLE_RECORD }] })).version).to.equal(OLDER);
+    } finally {
+      releaseFifo(file);
+    }
     await labels(root, { canary: NEWER });
     await waitFor('the new problem', async () => /no label "stable"/.test((await conversion(t)).problem));
     expect((await conversion(t)).servingVersion).to.equal(OLDER);
