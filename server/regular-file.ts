@@ -29,7 +29,7 @@ function kindOf(s: Stats): string {
   if (s.isSocket()) return 'a socket';
   if (s.isCharacterDevice() || s.isBlockDevice()) return 'a device';
   if (s.isDirectory()) return 'a directory';
-  return 'not a regular file';
+  return 'a special file';
 }
 
 /**
