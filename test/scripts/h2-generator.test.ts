@@ -73,3 +73,71 @@ describe('h2 load generator: connections that end mid-run', function () {
     }
   });
 });
+
+/** Answers every call OK after `delayMs`. */
+async function slowServer(delayMs: number): Promise<{ server: Http2Server; port: number }> {
+  const server = createServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => undefined);
+    setTimeout(() => {
+      if (stream.destroyed) return;
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(grpcFrame(Buffer.alloc(0)));
+    }, delayMs);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+describe('h2 load generator: a fixed rate the server cannot keep up with', function () {
+  this.timeout(30_000);
+  const SERVICE_MS = 30;
+  const base = (port: number) => ({
+    origin: `http://127.0.0.1:${port}`,
+    path: '/inference.v1.InferenceService/Predict',
+    request: () => ({ body: grpcFrame(Buffer.alloc(0)), headers: {} }),
+    concurrency: 1,
+    connections: 1,
+    durationMs: 600,
+    timeoutMs: 5000,
+  });
+
+  it("counts each call's latency from its due time, and says how many were sent late or not at all", async () => {
+    const { server, port } = await slowServer(SERVICE_MS);
+    try {
+      // 100/s with one worker and 30 ms calls: call k is due at 10k ms but sent at about 30k ms.
+      const r = await generate({ ...base(port), rps: 100 });
+      const ok = r.calls.filter((c) => c.code === 0);
+      expect(ok.length, 'calls').to.be.within(5, 25);
+      for (const c of ok) {
+        // The wait for the worker is part of the latency, on top of the server's own time.
+        expect(c.latencyNs, JSON.stringify(c)).to.be.at.least(c.sendLagNs + (SERVICE_MS - 5) * 1e6);
+      }
+      const lags = ok.map((c) => c.sendLagNs / 1e6);
+      const last = ok[ok.length - 1] as (typeof ok)[number];
+      // The last call waited about 20 ms for each call before it: far more than one call's time.
+      expect(last.sendLagNs / 1e6).to.be.greaterThan(4 * SERVICE_MS);
+      expect(last.latencyNs / 1e6).to.be.greaterThan(5 * SERVICE_MS);
+      expect(r.schedule).to.deep.include({ due: 60, sent: r.calls.length });
+      expect(r.schedule?.late).to.be.greaterThan(ok.length / 2);
+      expect(r.schedule?.maxLagMs).to.be.closeTo(Math.max(...lags), 0.001);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('in a closed loop, counts from the send and keeps no schedule', async () => {
+    const { server, port } = await slowServer(SERVICE_MS);
+    try {
+      const r = await generate(base(port));
+      expect(r.calls.length).to.be.greaterThan(3);
+      expect(r.calls.every((c) => c.sendLagNs === 0)).to.equal(true);
+      expect(Math.max(...r.calls.map((c) => c.latencyNs / 1e6))).to.be.lessThan(4 * SERVICE_MS);
+      expect(r.schedule).to.equal(undefined);
+    } finally {
+      server.close();
+    }
+  });
+});

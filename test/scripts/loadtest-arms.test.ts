@@ -22,6 +22,7 @@ const t0 = Date.parse('2026-12-01T12:00:00Z');
 const c = (arm: string, ms: number, code = 0, message = ''): H2Call => ({
   startMs: t0 + ms,
   latencyNs: ms * 1e6,
+  sendLagNs: 0,
   code,
   message,
   arm,
@@ -126,6 +127,43 @@ describe('loadtest: latency and errors per arm', () => {
     const r = result({ report: ghz, summary, verdicts: checkSlo(summary, DEFAULT_SLO), generator: 'ghz' });
     expect(formatSummary(r)).to.include("Per arm     ghz's report has no response headers");
     expect(renderHtml(r)).to.include('<h2>ghz options</h2>');
+  });
+});
+
+describe('loadtest: what the latencies count from, at a fixed rate', () => {
+  const withSchedule = (schedule: { due: number; sent: number; late: number; maxLagMs: number }) =>
+    toGhzReport(calls, 2000, { date: '2026-12-01T12:00:00Z', options: {}, schedule });
+
+  it("says the project's generator counts from each call's due time, and how many calls it sent late", () => {
+    const r = withSchedule({ due: 120, sent: 101, late: 40, maxLagMs: 812.34 });
+    const text = formatSummary(result({ report: r, requestedRps: 60 }));
+    expect(text).to.include("(successful calls, client side, from each call's due time)");
+    expect(text).to.include(
+      '  ! 40 of 101 calls sent over 1 ms after they were due (worst 812.3 ms), 19 due calls never sent:',
+    );
+    const html = renderHtml(result({ report: r, requestedRps: 60 }));
+    expect(html).to.include('<p class="fail">40 of 101 calls sent over 1 ms after they were due');
+    expect(html).to.include('successful calls, client side, from each call&#39;s due time.</p>');
+  });
+
+  it('prints no warning when every call left on time', () => {
+    const r = withSchedule({ due: 101, sent: 101, late: 0, maxLagMs: 0.4 });
+    expect(formatSummary(result({ report: r, requestedRps: 50 }))).to.not.include('after they were due');
+  });
+
+  it("says ghz's latencies leave out a wait for a free worker; a closed loop has no due time", () => {
+    const ghz = parseGhzReport(JSON.parse(readFileSync(join(FIXTURES, 'ghz-errors.json'), 'utf8')));
+    const summary = summarize(ghz);
+    const base = {
+      report: ghz,
+      summary,
+      verdicts: checkSlo(summary, DEFAULT_SLO),
+      generator: 'ghz' as const,
+    };
+    expect(formatSummary(result({ ...base, requestedRps: 50 }))).to.include(
+      "from each call's send: a wait for a free ghz worker is not counted",
+    );
+    expect(formatSummary(result())).to.include('(successful calls, client side)\n');
   });
 });
 

@@ -28,6 +28,23 @@ export interface GhzDetail {
   readonly status: string;
 }
 
+/**
+ * How well a fixed-rate run kept to its schedule: filled by the project's own
+ * generator (h2-generator.ts), whose latencies count from each call's due time.
+ * ghz's report has no such field: its latencies count from the send.
+ */
+export interface SendSchedule {
+  /** Calls due within the duration. */
+  readonly due: number;
+  readonly sent: number;
+  /** Sent more than LATE_SEND_MS after they were due (every worker was busy). */
+  readonly late: number;
+  readonly maxLagMs: number;
+}
+
+/** A send this much later than its due time counts as late. */
+export const LATE_SEND_MS = 1;
+
 /** ghz v0.121's JSON report, the fields this project reads. */
 export interface GhzReport {
   readonly name?: string;
@@ -47,6 +64,8 @@ export interface GhzReport {
   readonly histogram: readonly { mark: number; count: number; frequency: number }[] | null;
   readonly details: readonly GhzDetail[];
   readonly tags?: Readonly<Record<string, string>>;
+  /** Fixed-rate runs of the project's generator only. */
+  readonly schedule?: SendSchedule;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

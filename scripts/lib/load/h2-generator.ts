@@ -19,7 +19,7 @@
 import { type ClientHttp2Session, connect, constants, type IncomingHttpHeaders } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import { AB_ARM_HEADER } from '../../../server/headers.js';
-import type { GhzDetail, GhzReport } from './ghz-report.js';
+import { type GhzDetail, type GhzReport, LATE_SEND_MS, type SendSchedule } from './ghz-report.js';
 import { goCodeName } from './summary.js';
 
 /** The generator could not run at all (the target refused the connection, say). */
@@ -38,9 +38,17 @@ export function grpcFrame(message: Uint8Array, compressed = false): Buffer {
 
 /** One call as the generator saw it. */
 export interface H2Call {
-  /** Start, ms since the epoch. */
+  /** Start, ms since the epoch: the time it was due at a fixed rate, else when it was sent. */
   readonly startMs: number;
+  /**
+   * From `startMs` to the end of the call. At a fixed rate that includes any
+   * wait for a free worker (`sendLagNs`): a generator that measured from the
+   * send instead would stop counting exactly when the server falls behind
+   * (coordinated omission), and report the p99 of a load it did not send.
+   */
   readonly latencyNs: number;
+  /** How late the call was sent after it was due (0 in a closed loop). */
+  readonly sendLagNs: number;
   /** gRPC status code. */
   readonly code: number;
   readonly message: string;
@@ -117,10 +125,18 @@ function firstMessage(chunks: readonly Buffer[]): Buffer | undefined {
 }
 
 /** One call on `session`; never rejects (a failure is a call with its code). */
-function call(session: ClientHttp2Session, run: H2GeneratorRun, n: number): Promise<H2Call> {
+function call(
+  session: ClientHttp2Session,
+  run: H2GeneratorRun,
+  n: number,
+  dueAt: number | undefined,
+): Promise<H2Call> {
   const { body, headers } = run.request(n);
-  const startMs = Date.now();
-  const t0 = performance.now();
+  const sentAt = performance.now();
+  // At a fixed rate the clock starts when the call was due, not when a worker got to it.
+  const t0 = dueAt === undefined ? sentAt : Math.min(dueAt, sentAt);
+  const sendLagNs = Math.round((sentAt - t0) * 1e6);
+  const startMs = Date.now() - (sentAt - t0);
   return new Promise((resolve) => {
     let code: number | undefined;
     let message = '';
@@ -135,7 +151,14 @@ function call(session: ClientHttp2Session, run: H2GeneratorRun, n: number): Prom
         const msg = firstMessage(chunks);
         if (msg) arm = run.armOf(msg);
       }
-      resolve({ startMs, latencyNs: Math.round((performance.now() - t0) * 1e6), code: c, message: m, arm });
+      resolve({
+        startMs,
+        latencyNs: Math.round((performance.now() - t0) * 1e6),
+        sendLagNs,
+        code: c,
+        message: m,
+        arm,
+      });
     };
     let req: ReturnType<ClientHttp2Session['request']>;
     try {
@@ -152,7 +175,7 @@ function call(session: ClientHttp2Session, run: H2GeneratorRun, n: number): Prom
       // the call fails as gRPC clients report it, and the caller reconnects.
       done = true;
       const latencyNs = Math.round((performance.now() - t0) * 1e6);
-      resolve({ startMs, latencyNs, code: 14, message: (err as Error).message, arm });
+      resolve({ startMs, latencyNs, sendLagNs, code: 14, message: (err as Error).message, arm });
       return;
     }
     const timer = setTimeout(() => {
@@ -203,9 +226,14 @@ function call(session: ClientHttp2Session, run: H2GeneratorRun, n: number): Prom
  * Runs calls as `run` says until its duration is over (calls in flight then
  * finish and count, like ghz's `--duration-stop=wait`), or the signal aborts.
  */
-export async function generate(
-  run: H2GeneratorRun,
-): Promise<{ calls: H2Call[]; totalMs: number; aborted: boolean; reconnects: number }> {
+export async function generate(run: H2GeneratorRun): Promise<{
+  calls: H2Call[];
+  totalMs: number;
+  aborted: boolean;
+  reconnects: number;
+  /** At a fixed rate: calls due, sent, and sent late. */
+  schedule?: SendSchedule;
+}> {
   const sessions: ClientHttp2Session[] = [];
   const open = () => {
     const s = connect(run.origin, run.ca ? { ca: run.ca } : {});
@@ -243,8 +271,8 @@ export async function generate(
       sessions[i] = fresh;
       return fresh;
     };
-    const send = async (n: number) => {
-      calls.push(await call(sessionFor(n), run, n));
+    const send = async (n: number, dueAt: number | undefined) => {
+      calls.push(await call(sessionFor(n), run, n, dueAt));
     };
     // Closed loop: each worker sends its next call when the last returns. At a
     // rate, call n is due at n / rps and the next free worker sends it then.
@@ -253,18 +281,37 @@ export async function generate(
       for (;;) {
         if (stopped()) return;
         const n = next++;
+        let due: number | undefined;
         if (interval > 0) {
-          const due = t0 + n * interval;
+          due = t0 + n * interval;
           if (due >= end) return;
           const wait = due - performance.now();
           if (wait > 1) await new Promise((r) => setTimeout(r, wait));
           if (run.signal?.aborted) return;
         }
-        await send(n);
+        await send(n, due);
       }
     };
     await Promise.all(Array.from({ length: run.concurrency }, worker));
-    return { calls, totalMs: performance.now() - t0, aborted: run.signal?.aborted === true, reconnects };
+    const totalMs = performance.now() - t0;
+    const aborted = run.signal?.aborted === true;
+    if (interval === 0) return { calls, totalMs, aborted, reconnects };
+    // Due: every call whose time fell inside the run (up to the abort, if aborted).
+    const dueWithin = aborted ? Math.min(totalMs, run.durationMs) : run.durationMs;
+    let late = 0;
+    let maxLagNs = 0;
+    for (const c of calls) {
+      if (c.sendLagNs > LATE_SEND_MS * 1e6) late++;
+      if (c.sendLagNs > maxLagNs) maxLagNs = c.sendLagNs;
+    }
+    const due = Math.max(calls.length, Math.ceil(dueWithin / interval));
+    return {
+      calls,
+      totalMs,
+      aborted,
+      reconnects,
+      schedule: { due, sent: calls.length, late, maxLagMs: maxLagNs / 1e6 },
+    };
   } finally {
     if (tick) clearInterval(tick);
     for (const s of sessions) s.close();
@@ -280,7 +327,13 @@ function rank(sorted: Float64Array, q: number): number {
 export function toGhzReport(
   calls: readonly H2Call[],
   totalMs: number,
-  meta: { date: string; name?: string; options: Record<string, unknown>; endReason?: 'timeout' | 'cancel' },
+  meta: {
+    date: string;
+    name?: string;
+    options: Record<string, unknown>;
+    endReason?: 'timeout' | 'cancel';
+    schedule?: SendSchedule;
+  },
 ): GhzReport & { details: readonly (GhzDetail & { arm: string })[] } {
   const ok = Float64Array.from(calls.filter((c) => c.code === 0).map((c) => c.latencyNs)).sort();
   const statusCodeDistribution: Record<string, number> = {};
@@ -313,5 +366,6 @@ export function toGhzReport(
     // The HTML report draws its own (logarithmic) histogram from the details.
     histogram: null,
     details,
+    ...(meta.schedule ? { schedule: meta.schedule } : {}),
   };
 }

@@ -13,7 +13,7 @@
  */
 
 import { type ArmFigures, perArm } from './arms.js';
-import type { GhzReport } from './ghz-report.js';
+import { type GhzReport, LATE_SEND_MS } from './ghz-report.js';
 import { logBuckets } from './histogram.js';
 import type { AbSplit } from './metrics.js';
 import type { SloVerdict } from './slo.js';
@@ -51,7 +51,28 @@ function pct(n: number, total: number): string {
 /** Achieved rate below 90% of the requested one: the load generator or server could not keep up. */
 function rateShortfall(r: LoadtestResult): string | undefined {
   if (r.requestedRps === undefined || r.summary.rps >= 0.9 * r.requestedRps) return undefined;
-  return `achieved ${r.summary.rps.toFixed(1)}/s of the requested ${r.requestedRps}/s: ghz's workers or the server could not keep up (try more --concurrency)`;
+  return `achieved ${r.summary.rps.toFixed(1)}/s of the requested ${r.requestedRps}/s: the load generator's workers or the server could not keep up (try more --concurrency)`;
+}
+
+/**
+ * What the latencies count from. At a fixed rate the project's generator
+ * counts from each call's due time, so a generator that fell behind still
+ * shows the wait a user arriving then would have had; ghz counts from its
+ * send, so its figures leave that wait out (coordinated omission).
+ */
+function latencyBasis(r: LoadtestResult): string {
+  if (r.requestedRps === undefined) return 'successful calls, client side';
+  return r.report.schedule
+    ? "successful calls, client side, from each call's due time"
+    : "successful calls, client side, from each call's send: a wait for a free ghz worker is not counted";
+}
+
+/** Calls sent late, or not at all, at a fixed rate: the generator's workers were all busy. */
+function lateSends(r: LoadtestResult): string | undefined {
+  const s = r.report.schedule;
+  if (!s || (s.late === 0 && s.sent >= s.due)) return undefined;
+  const unsent = s.due - s.sent;
+  return `${s.late} of ${s.sent} calls sent over ${LATE_SEND_MS} ms after they were due (worst ${s.maxLagMs.toFixed(1)} ms)${unsent > 0 ? `, ${unsent} due calls never sent` : ''}: every worker was waiting on the server; the latencies include that wait (more --concurrency sends on time)`;
 }
 
 /** Rows of [name, share, count] for the split, groups in a fixed order. */
@@ -99,8 +120,10 @@ export function formatSummary(r: LoadtestResult): string {
   );
   const short = rateShortfall(r);
   if (short) lines.push(`  ! ${short}`);
+  const late = lateSends(r);
+  if (late) lines.push(`  ! ${late}`);
   lines.push(
-    `Latency     p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p95 ${ms(l.p95)}  p99 ${ms(l.p99)}  max ${ms(l.max)}  (successful calls, client side)`,
+    `Latency     p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p95 ${ms(l.p95)}  p99 ${ms(l.p99)}  max ${ms(l.max)}  (${latencyBasis(r)})`,
   );
   lines.push(`Status      ${s.okCount} OK, ${s.errorCount} failed (${(s.errorRate * 100).toFixed(3)}%)`);
   const statusRows = s.statuses.map((st) => [
@@ -318,7 +341,8 @@ ${htmlTable(
   ],
 )}
 ${rateShortfall(r) ? `<p class="fail">${esc(rateShortfall(r) as string)}</p>` : ''}
-<p>Latencies are the load generator's (${r.generator === 'ghz' ? 'ghz' : 'the project’s own, over node:http2'}), client side, over successful calls.</p>
+${lateSends(r) ? `<p class="fail">${esc(lateSends(r) as string)}</p>` : ''}
+<p>Latencies are the load generator's (${r.generator === 'ghz' ? 'ghz' : 'the project’s own, over node:http2'}): ${esc(latencyBasis(r))}.</p>
 <h2>Per arm</h2>
 ${armsHtml}
 <h2>Status codes</h2>

@@ -274,7 +274,7 @@ async function runNodeGenerator(
     metadata: { [USER_ID_HEADER]: `${USER_ID_BASE} + n`, [REQUEST_ID_HEADER]: `${runId}-<n>` },
   };
   const date = now().toISOString();
-  const { calls, totalMs, aborted } = await generate({
+  const { calls, totalMs, aborted, schedule } = await generate({
     origin: `${opts.insecure ? 'http' : 'https'}://${opts.host}`,
     ...(opts.cacert ? { ca: readFileSync(opts.cacert) } : {}),
     path: `/${PREDICT_CALL}`,
@@ -294,5 +294,6 @@ async function runNodeGenerator(
     name: `loadtest ${opts.target}`,
     options,
     endReason: aborted ? 'cancel' : 'timeout',
+    ...(schedule ? { schedule } : {}),
   });
 }
