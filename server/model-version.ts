@@ -17,7 +17,7 @@ import {
 } from './inference-runner.js';
 import { type Manifest, parseManifest } from './model-manifest.js';
 import { Preprocessor } from './preprocess.js';
-import { openRegularFile, readRegularFile } from './regular-file.js';
+import { openRegularFile, readRegularFile, tooLarge } from './regular-file.js';
 
 /** A version failed validation while loading; the message says why. */
 export class ModelLoadError extends Error {
@@ -255,7 +255,7 @@ export class ModelVersion {
 async function readAndHash(path: string, maxBytes: number): Promise<{ bytes: Buffer; sha: string }> {
   const { file, size } = await openRegularFile(path);
   try {
-    if (size > maxBytes) throw new Error(`${size} bytes; the limit is ${maxBytes} (MODEL_MAX_ONNX_BYTES)`);
+    if (size > maxBytes) throw tooLarge(size, maxBytes, 'MODEL_MAX_ONNX_BYTES');
     const bytes = Buffer.allocUnsafe(size);
     const hash = createHash('sha256');
     let offset = 0;

@@ -11,7 +11,7 @@
  * check and the open.
  */
 import { constants, type Stats } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 
 /** The file exists but is not a regular file (a FIFO, a socket, a device, a directory). */
 export class NotRegularFileError extends Error {
@@ -34,35 +34,65 @@ function kindOf(s: Stats): string {
 
 /**
  * Opens `path` for reading if it is a regular file (after symlinks, which a
- * Kubernetes ConfigMap mount uses); else closes it and throws
- * NotRegularFileError. ENOENT and other errors of `open` pass through.
+ * Kubernetes ConfigMap mount uses); else throws NotRegularFileError. ENOENT
+ * and other errors of `stat` and `open` pass through.
+ *
+ * `stat` first, so a device node is never opened (opening one can act: a
+ * tty, a tape, a watchdog); then O_NONBLOCK and `fstat` on the descriptor, for
+ * a file swapped for a FIFO in between. O_NONBLOCK changes nothing for reads
+ * of a regular file (local file systems and NFS ignore it there).
  */
 export async function openRegularFile(path: string): Promise<{ file: FileHandle; size: number }> {
+  refuseUnlessRegular(await stat(path));
   const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  let s: Stats;
   try {
-    const s = await file.stat();
-    if (!s.isFile()) throw new NotRegularFileError(`${kindOf(s)}, not a regular file`);
-    return { file, size: s.size };
+    s = await file.stat();
+    refuseUnlessRegular(s);
   } catch (err) {
-    await file.close();
+    await file.close().catch(() => undefined); // the reason is `err`, not the close
     throw err;
   }
+  return { file, size: s.size };
+}
+
+function refuseUnlessRegular(s: Stats): void {
+  if (!s.isFile()) throw new NotRegularFileError(`${kindOf(s)}, not a regular file`);
+}
+
+/** "N bytes; the limit is M (SETTING)": the one wording of every size refusal. */
+export function tooLarge(bytes: number, maxBytes: number, limitName?: string): FileTooLargeError {
+  return new FileTooLargeError(
+    `${bytes} bytes; the limit is ${maxBytes}${limitName ? ` (${limitName})` : ''}`,
+  );
 }
 
 /**
- * Reads a regular file of at most `maxBytes` (checked before reading, and
- * again on what was read, for a file that grew meanwhile). The message of
+ * Reads a regular file of at most `maxBytes`: checked before reading, and
+ * while reading, never more than `maxBytes + 1` bytes (a file that grew past
+ * the limit meanwhile is refused, not read whole). The message of
  * FileTooLargeError names `limitName`, the setting that sets the limit, if given.
  */
 export async function readRegularFile(path: string, maxBytes: number, limitName?: string): Promise<Buffer> {
-  const limit = `the limit is ${maxBytes}${limitName ? ` (${limitName})` : ''}`;
   const { file, size } = await openRegularFile(path);
   try {
-    if (size > maxBytes) throw new FileTooLargeError(`${size} bytes; ${limit}`);
-    const bytes = await file.readFile();
-    if (bytes.length > maxBytes) throw new FileTooLargeError(`${bytes.length} bytes; ${limit}`);
-    return bytes;
+    if (size > maxBytes) throw tooLarge(size, maxBytes, limitName);
+    // Room for the size seen, and for a file that grew: up to one byte past the limit.
+    let buf = Buffer.allocUnsafe(Math.min(maxBytes + 1, size + 1));
+    let length = 0;
+    for (;;) {
+      if (length === buf.length) {
+        if (buf.length > maxBytes) throw tooLarge(length, maxBytes, limitName);
+        const bigger = Buffer.allocUnsafe(Math.min(maxBytes + 1, buf.length * 2));
+        buf.copy(bigger, 0, 0, length);
+        buf = bigger;
+      }
+      const { bytesRead } = await file.read(buf, length, buf.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return buf.subarray(0, length);
   } finally {
-    await file.close();
+    await file.close().catch(() => undefined);
   }
 }

@@ -53,6 +53,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
   let admin: EnvoyAdmin;
   let ports: { ENVOY_PORT: number; ENVOY_QA_PORT: number; ENVOY_ADMIN_PORT: number; PROMETHEUS_PORT: number };
   let routesDir: string;
+  let podmanLog: string;
   let grpc: ReturnType<typeof client>;
   /** Envoy's QA listener: the x-ab-group override works only there. */
   let qa: ReturnType<typeof client>;
@@ -73,6 +74,7 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     const stale = await removeStaleProjects(PROJECT_PREFIX);
     if (stale.length > 0) log(`removed what earlier runs left behind: ${stale.join(', ')}`);
     const service = await PodmanService.start(dir);
+    podmanLog = service.logFile;
     teardown.add(
       'podman system service',
       () => service.stop(),
@@ -387,13 +389,15 @@ describe('Docker: the image and the Compose stack, run on podman', () => {
     // On a failure, say what each server did from the signal on (and what came just before it).
     const story = stopped
       .map(({ c, state, records }) => {
-        const from = Math.max(0, records.findIndex((r) => r.msg === 'signal received; shutting down') - 3);
-        const tail = (from > 0 ? records.slice(from) : records.slice(-10)).map((r) => JSON.stringify(r));
+        const signalAt = records.findIndex((r) => r.msg === 'signal received; shutting down');
+        const tail = (signalAt >= 0 ? records.slice(Math.max(0, signalAt - 3)) : records.slice(-10)).map(
+          (r) => JSON.stringify(r),
+        );
         return `${c.Name}: ${JSON.stringify(state)}\n  ${tail.join('\n  ')}`;
       })
       .join('\n');
     // Podman says there when it gave up on SIGTERM ("… resorting to SIGKILL").
-    const podmanWarnings = readFileSync(join(dir, 'podman-service.log'), 'utf8')
+    const podmanWarnings = readFileSync(podmanLog, 'utf8')
       .split('\n')
       .filter((l) => /level=(warning|error)|SIGKILL/.test(l))
       .slice(-20);

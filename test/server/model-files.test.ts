@@ -88,6 +88,7 @@ describe('model version files: size limits, unknown content, no stalls', functio
     corrupt: (dir: string) => void,
     env: Record<string, string> = {},
     oldWay?: (dir: string) => () => unknown,
+    failureWithinMs = 60_000,
   ) {
     // Staged before the server starts (writing 200 MB here would stall this, the server's, loop),
     // then renamed into the repository in one step while traffic runs.
@@ -120,7 +121,12 @@ describe('model version files: size limits, unknown content, no stalls', functio
     lag.enable();
     renameSync(staged, join(root, 'conversion', BAD));
     try {
-      await waitFor('the load failure', async () => (await loadFailure(app)) !== undefined, 60_000, 50);
+      await waitFor(
+        'the load failure',
+        async () => (await loadFailure(app)) !== undefined,
+        failureWithinMs,
+        50,
+      );
     } finally {
       lag.disable();
       stop = true;
@@ -227,7 +233,8 @@ describe('model version files: size limits, unknown content, no stalls', functio
   for (const file of ['model.json', 'model.onnx', 'golden.json']) {
     it(`refuses a FIFO in place of ${file} at once, instead of waiting forever for a writer`, async () => {
       try {
-        const r = await underTraffic((dir) => fifoInPlaceOf(join(dir, file)));
+        // Refused within a few polls (100 ms each), not after a wait for a writer.
+        const r = await underTraffic((dir) => fifoInPlaceOf(join(dir, file)), {}, undefined, 5000);
         expect(r.reason).to.include(`${file}`).and.include('a FIFO (named pipe), not a regular file');
         expect(r.served).to.equal(OLDER);
         expect(r.failed, `${r.failed} of ${r.calls} calls failed`).to.equal(0);

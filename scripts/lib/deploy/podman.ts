@@ -21,6 +21,11 @@ export class PodmanService {
     readonly socketPath: string,
   ) {}
 
+  /** Where `podman system service` writes its log (warnings such as "… resorting to SIGKILL"). */
+  get logFile(): string {
+    return this.daemon.logFile;
+  }
+
   /** The value for DOCKER_HOST. */
   get dockerHost(): string {
     return `unix://${this.socketPath}`;
