@@ -4,13 +4,24 @@
  * signal handling, its exit). The disk is a small tmpfs (root only).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { InferenceServiceClient } from '../../server/generated/inference/v1/inference.js';
 import { metricValue } from '../helpers/envoy.js';
+import { fifoInPlaceOf } from '../helpers/fifo.js';
 import { predict, ROOT, SAMPLE_RECORD, waitFor } from '../helpers/server.js';
 import { canMount, mountTmpfs, type Tmpfs } from '../helpers/tmpfs.js';
 
@@ -205,6 +216,53 @@ describe('logging on a full disk', function () {
     expect(exit?.code, s.stderr).to.equal(0);
     // DRAIN_MS 0 + nothing in flight: well inside the grace period, plus the bounded final flush.
     expect((exit?.atMs ?? 0) - t0).to.be.lessThan(2000 + 3000);
+  });
+});
+
+describe('logging to a stdout pipe whose reader stalled', function () {
+  this.timeout(60_000);
+
+  it('keeps serving, and exits 0 on SIGTERM within the bounded flush (it used to hang in write() for good)', async () => {
+    // A stuck log driver: a pipe whose reader holds it open and never reads. Once its
+    // 64 KiB are full, a blocking write() waits forever, and Node's exit waits for it.
+    const dir = mkdtempSync(join(tmpdir(), 'stalled-stdout-'));
+    const fifo = join(dir, 'stdout');
+    fifoInPlaceOf(fifo);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writer = openSync(fifo, constants.O_WRONLY);
+    let s: Proc | undefined;
+    try {
+      const logDir = join(dir, 'logs');
+      mkdirSync(logDir);
+      s = start({ LOG_DIR: logDir, LOG_STDOUT: 'true' }, writer);
+      closeSync(writer);
+      await waitFor(
+        'server started',
+        () => rotatedLines(logDir).some((l) => l.msg === 'server started'),
+        20_000,
+      );
+      const started = rotatedLines(logDir).find((l) => l.msg === 'server started') as { grpcPort: number };
+      // About 300 KB of log lines: far more than the pipe holds.
+      expect(await calls(started.grpcPort, 300)).to.equal(300);
+      const t0 = Date.now();
+      s.proc.kill('SIGTERM');
+      const exit = await Promise.race([
+        s.exited,
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 15_000)),
+      ]);
+      expect(exit, 'the server exited after SIGTERM').to.not.equal(undefined);
+      expect(exit?.code, s.stderr).to.equal(0);
+      // DRAIN_MS 0, nothing in flight, then the final flush, bounded by LOG_FLUSH_TIMEOUT_MS (2 s).
+      expect((exit?.atMs ?? 0) - t0).to.be.lessThan(2000 + 2000 + 2000);
+      expect(rotatedLines(logDir).map((l) => l.msg)).to.include('shutdown: complete');
+    } finally {
+      if (s && s.proc.exitCode === null && s.proc.signalCode === null) {
+        s.proc.kill('SIGKILL');
+        await s.exited;
+      }
+      closeSync(reader);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
