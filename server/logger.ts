@@ -1,9 +1,10 @@
-import { constants, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { fstatSync, mkdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import roll from 'pino-roll';
 import { inputRedactPaths } from './call-log.js';
 import type { Config } from './config.js';
+import { PipeStream, stdoutPipe } from './pipe-stream.js';
 
 /** The file name stem of rotated logs: `<dir>/server.<yyyy-MM-dd>.<n>.log`. */
 export const LOG_FILE_STEM = 'server';
@@ -484,50 +485,28 @@ export async function createLogger(log: Config['log']): Promise<Logging> {
   }
   let stdoutBlocks = false;
   if (log.stdout) {
-    const out = stdoutDescriptor();
-    stdoutBlocks = out.blocking;
-    const stdout = pino.destination({
-      dest: out.fd,
-      sync: false,
-      maxLength: log.bufferBytes,
-    }) as unknown as Sonic;
-    output.add('stdout', stdout, out.fd);
+    // A pipe gets epoll-driven writes (pipe-stream.ts); a file or a terminal, SonicBoom on fd 1.
+    const out = stdoutPipe();
+    stdoutBlocks = out.pipe && out.fd === undefined;
+    if (out.fd !== undefined) {
+      output.add('stdout', new PipeStream(out.fd, log.bufferBytes) as unknown as Sonic, out.fd);
+    } else {
+      const stdout = pino.destination({
+        dest: 1,
+        sync: false,
+        maxLength: log.bufferBytes,
+      }) as unknown as Sonic;
+      output.add('stdout', stdout, 1);
+    }
   }
   if (output.size === 0) return { logger: pino({ ...options(log), enabled: false }), output };
   const logger = pino(options(log), output);
   if (stdoutBlocks) {
     logger.warn(
-      'stdout is a pipe that could not be reopened non-blocking (no /proc?): if its reader stalls, shutdown waits for it',
+      'stdout is a pipe that /proc/self/fd/1 could not reopen: its writes block, and if its reader stalls, so does shutdown',
     );
   }
   return { logger, output };
-}
-
-/**
- * The descriptor the stdout destination writes to. When stdout is a pipe (a
- * container runtime's log pipe, `| tee`), a descriptor of its own opened
- * O_NONBLOCK through /proc/self/fd/1, so that a full pipe answers EAGAIN
- * (SonicBoom retries, its capped buffer drops and counts) instead of
- * blocking a libuv pool thread in write(): Node's exit waits for its pool
- * threads, so a log reader that stalled (a stuck log driver) used to make
- * SIGTERM, and a second SIGTERM, unable to end the process. A fresh open file
- * description leaves the one the process inherited, and whoever shares it,
- * untouched. Files and terminals keep fd 1: a file reopened this way would
- * lose O_APPEND's position.
- */
-function stdoutDescriptor(): { fd: number; blocking: boolean } {
-  let pipe: boolean;
-  try {
-    pipe = fstatSync(1).isFIFO();
-  } catch {
-    return { fd: 1, blocking: false };
-  }
-  if (!pipe) return { fd: 1, blocking: false };
-  try {
-    return { fd: openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK), blocking: false };
-  } catch {
-    return { fd: 1, blocking: true };
-  }
 }
 
 /** A logger writing to an injected stream (tests and benchmarks capture logs this way). */
