@@ -121,7 +121,13 @@ interface SonicState {
 }
 
 /** The SonicBoom streams pino and pino-roll build: asynchronous, with `write`/`error`/`drop`/`drain` events. */
-type Sonic = DestinationStream & NodeJS.EventEmitter & { flushSync(): void; end(): void };
+type Sonic = DestinationStream &
+  NodeJS.EventEmitter & {
+    flushSync(): void;
+    end(): void;
+    /** PipeStream's: stops writing; returns the queued lines that will never be written. */
+    abandon?(): number;
+  };
 
 /**
  * One destination (the rotated file, or stdout) that can fail without taking
@@ -236,6 +242,8 @@ class GuardedDestination {
     this.closed = true;
     const s = this.sonic as unknown as SonicState;
     if (s._len > 0 && !s._writing) this.discard(s, [s._writingBuf, ...s._bufs]);
+    const abandoned = this.sonic.abandon?.() ?? 0;
+    if (abandoned > 0) this.drop(abandoned);
   }
 
   private discard(s: SonicState, chunks: (string | Buffer)[]): void {
@@ -483,11 +491,10 @@ export async function createLogger(log: Config['log']): Promise<Logging> {
     })) as unknown as Sonic;
     output.add('file', file);
   }
-  let stdoutBlocks = false;
+  let blocking: string | undefined;
   if (log.stdout) {
     // A pipe gets epoll-driven writes (pipe-stream.ts); a file or a terminal, SonicBoom on fd 1.
     const out = stdoutPipe();
-    stdoutBlocks = out.pipe && out.fd === undefined;
     if (out.fd !== undefined) {
       output.add('stdout', new PipeStream(out.fd, log.bufferBytes) as unknown as Sonic, out.fd);
     } else {
@@ -497,13 +504,15 @@ export async function createLogger(log: Config['log']): Promise<Logging> {
         maxLength: log.bufferBytes,
       }) as unknown as Sonic;
       output.add('stdout', stdout, 1);
+      if (out.kind === 'pipe') blocking = 'stdout is a pipe that /proc/self/fd/1 could not reopen';
+      if (out.kind === 'socket') blocking = 'stdout is a socket';
     }
   }
   if (output.size === 0) return { logger: pino({ ...options(log), enabled: false }), output };
   const logger = pino(options(log), output);
-  if (stdoutBlocks) {
+  if (blocking) {
     logger.warn(
-      'stdout is a pipe that /proc/self/fd/1 could not reopen: its writes block, and if its reader stalls, so does shutdown',
+      `${blocking}: its writes block, and if its reader stalls, so does shutdown (only SIGKILL ends it)`,
     );
   }
   return { logger, output };

@@ -25,6 +25,9 @@ export class PipeStream extends EventEmitter {
   _bufs: (string | Buffer)[] = [];
   _writingBuf: string | Buffer = '';
   private readonly socket: Socket;
+  /** UTF-8 bytes and lines accepted and not yet written (the socket counts a string's UTF-16 units). */
+  private queuedBytes = 0;
+  private queuedLines = 0;
 
   /** `fd`: a pipe's write end, which the stream owns (it is closed with the stream). `maxLength`: bytes it may hold. */
   constructor(
@@ -33,32 +36,46 @@ export class PipeStream extends EventEmitter {
   ) {
     super();
     this.socket = new Socket({ fd, readable: false, writable: true });
-    // Lines still queued at exit are the bounded flush's business, not a reason to stay alive.
+    // An idle stream keeps no process alive; a write in progress still does (libuv's
+    // own rule), which is why the server's exit is bounded by its flush timeout.
     this.socket.unref();
     this.socket.on('error', (err) => this.emit('error', err));
   }
 
-  /** Bytes accepted and not yet written to the pipe. */
+  /** UTF-8 bytes accepted and not yet written to the pipe. */
   get _len(): number {
-    return this.socket.writableLength;
+    return this.queuedBytes;
   }
 
   get _writing(): boolean {
-    return this.socket.writableLength > 0;
+    return this.queuedBytes > 0;
   }
 
-  /** Queues `chunk`; beyond `maxLength` queued bytes it is dropped (the `drop` event), as SonicBoom's `maxLength` does. */
+  /**
+   * Queues `chunk`; beyond `maxLength` queued bytes it is dropped (the `drop`
+   * event), as SonicBoom's `maxLength` does, and so is a queued chunk the pipe
+   * never took (its reader went away, or the stream ended).
+   */
   write(chunk: string): boolean {
     if (this.socket.destroyed) throw new Error('the stdout pipe is closed');
     const bytes = Buffer.byteLength(chunk);
-    if (this.socket.writableLength + bytes > this.maxLength) {
+    if (this.queuedBytes + bytes > this.maxLength) {
       this.emit('drop', chunk);
       return false;
     }
+    const lines = countNewlines(chunk);
+    this.queuedBytes += bytes;
+    this.queuedLines += lines;
     this.socket.write(chunk, (err) => {
-      if (err) return; // reported once, by the socket's 'error'
+      this.queuedBytes -= bytes;
+      this.queuedLines -= lines;
+      if (err) {
+        // The reader is gone (EPIPE, reported once by the socket's 'error'), or the stream ended.
+        this.emit('drop', chunk);
+        return;
+      }
       this.emit('write', bytes);
-      if (this.socket.writableLength === 0) this.emit('drain');
+      if (this.queuedBytes === 0) this.emit('drain');
     });
     return true;
   }
@@ -66,25 +83,47 @@ export class PipeStream extends EventEmitter {
   /** Never writes synchronously: a pipe can block forever. */
   flushSync(): void {}
 
+  /**
+   * Before exit: stops writing, and returns the lines still queued, which will
+   * never reach the pipe (their write callbacks would come too late to count
+   * them). At most: a chunk the pipe took in this very turn counts too.
+   */
+  abandon(): number {
+    const lines = this.queuedLines;
+    this.queuedBytes = 0;
+    this.queuedLines = 0;
+    this.removeAllListeners('drop');
+    this.socket.destroy();
+    return lines;
+  }
+
   end(): void {
     this.socket.destroy();
   }
 }
 
+function countNewlines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
 /**
- * A non-blocking descriptor of stdout's pipe, of its own: opened through
- * /proc/self/fd/1, so the inherited open file description (shared with
- * stderr, and with whoever else holds it) stays as it was. Undefined when
- * stdout is not a pipe (a file keeps fd 1: reopened, it would lose
- * O_APPEND's position) or /proc cannot open it; `pipe` says which.
+ * What stdout is, and for a pipe a non-blocking descriptor of its own: opened
+ * through /proc/self/fd/1, so the inherited open file description (shared
+ * with stderr, and with whoever else holds it) stays as it was. `fd` is
+ * undefined for anything else (a file keeps fd 1: reopened, it would lose
+ * O_APPEND's position), or when /proc cannot open the pipe (it belongs to
+ * another user: an entrypoint that switched users).
  */
-export function stdoutPipe(): { fd: number | undefined; pipe: boolean } {
-  let pipe = false;
+export function stdoutPipe(): { kind: 'pipe' | 'socket' | 'other'; fd: number | undefined } {
+  let kind: 'pipe' | 'socket' | 'other' = 'other';
   try {
-    pipe = fstatSync(1).isFIFO();
-    if (!pipe) return { fd: undefined, pipe };
-    return { fd: openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK), pipe };
+    const s = fstatSync(1);
+    kind = s.isFIFO() ? 'pipe' : s.isSocket() ? 'socket' : 'other';
+    if (kind !== 'pipe') return { kind, fd: undefined };
+    return { kind, fd: openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK) };
   } catch {
-    return { fd: undefined, pipe };
+    return { kind, fd: undefined };
   }
 }

@@ -246,10 +246,14 @@ describe('logging to a stdout pipe whose reader stalled', function () {
       expect(await calls(started.grpcPort, 300)).to.equal(300);
       const t0 = Date.now();
       s.proc.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
       const exit = await Promise.race([
         s.exited,
-        new Promise<undefined>((r) => setTimeout(() => r(undefined), 15_000)),
+        new Promise<undefined>((r) => {
+          timer = setTimeout(() => r(undefined), 15_000);
+        }),
       ]);
+      clearTimeout(timer);
       expect(exit, 'the server exited after SIGTERM').to.not.equal(undefined);
       expect(exit?.code, s.stderr).to.equal(0);
       // DRAIN_MS 0, nothing in flight, then the final flush, bounded by LOG_FLUSH_TIMEOUT_MS (2 s).

@@ -90,6 +90,73 @@ describe('PipeStream: the stdout destination on a pipe', function () {
     expect(errors).to.deep.equal([]);
   });
 
+  it('counts the cap in UTF-8 bytes, not characters', () => {
+    const line = `${'数'.repeat(1023)}\n`; // 3,070 bytes, 1,024 characters
+    let accepted = 0;
+    for (let i = 0; i < 200; i++) if (stream.write(line)) accepted += Buffer.byteLength(line);
+    // At most the pipe's 64 KiB went out; what waits stays within the 256 KiB cap.
+    expect(stream._len).to.be.at.most(256 * 1024);
+    expect(accepted - stream._len).to.be.at.most(64 * 1024 + Buffer.byteLength(line));
+    expect(drops.length).to.be.greaterThan(0);
+  });
+
+  it('delivers every line, in order, to a reader that keeps up only on average, with stalls', async () => {
+    // 5 MB/s of lines; the reader takes 64 KiB every 3 ms but stalls for 8 ticks
+    // in every 30 (about 24 ms), so the pipe fills now and then. SonicBoom on a
+    // non-blocking pipe then waits a fixed 100 ms before it retries, 500 KB pile
+    // up behind its 256 KiB cap, and lines are dropped.
+    const lines = Array.from(
+      { length: 4000 },
+      (_, i) => `${String(i).padStart(6, '0')} ${'y'.repeat(500)}\n`,
+    );
+    const expected = lines.join('');
+    let received = '';
+    let tick = 0;
+    const buf = Buffer.alloc(64 * 1024);
+    const reading = setInterval(() => {
+      if (tick++ % 30 >= 22) return; // stalled
+      try {
+        const n = readSync(reader, buf, 0, buf.length, null);
+        received += buf.toString('latin1', 0, n);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      }
+    }, 3);
+    try {
+      for (let i = 0; i < lines.length; i += 20) {
+        stream.write(lines.slice(i, i + 20).join('')); // 10 KB every 2 ms
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await waitFor('every line to arrive', () => received.length >= expected.length, 15_000, 10);
+    } finally {
+      clearInterval(reading);
+    }
+    expect(drops).to.deep.equal([]);
+    expect(received === expected, 'every line, in order').to.equal(true);
+  });
+
+  it('counts queued lines as dropped when the reader goes away, and when abandoned at exit', async () => {
+    const chunk = `${'z'.repeat(1023)}\n`.repeat(32);
+    for (let i = 0; i < 4; i++) stream.write(chunk); // 64 KiB into the pipe, 64 KiB queued
+    // The written chunks' callbacks come a tick later.
+    await new Promise((r) => setImmediate(r));
+    expect(stream._len).to.equal(64 * 1024);
+    const queuedLines = stream._len / 1024;
+    closeSync(reader); // the queued writes fail with EPIPE
+    await waitFor('the queued chunks dropped', () => drops.length > 0 && stream._len === 0, 5000, 5);
+    expect(drops.reduce((a, b) => a + b, 0) / 1024).to.equal(queuedLines);
+    expect(errors).to.deep.equal(['EPIPE']);
+  });
+
+  it('says how many queued lines an exit abandons', () => {
+    const chunk = `${'w'.repeat(1023)}\n`.repeat(32);
+    for (let i = 0; i < 4; i++) stream.write(chunk);
+    const queued = stream._len / 1024;
+    expect(queued).to.be.greaterThan(0);
+    expect(stream.abandon()).to.equal(queued);
+    expect(stream._len).to.equal(0);
+  });
+
   it('reports the reader going away once, as an error, and refuses further lines', async () => {
     stream.write('one\n');
     await waitFor('the first line written', () => written > 0, 5000, 5);
