@@ -468,9 +468,10 @@ export interface Logging {
  * error), to daily files rotated by pino-roll (older ones archived by
  * `LogArchiver`) and to stdout for containers.
  *
- * Both destinations are asynchronous SonicBoom streams: a log call serialises
- * and appends to a buffer, and the bytes reach the disk later, off the request
- * path. Either can fail (a full disk) without stopping the server; see
+ * Both destinations are asynchronous: SonicBoom streams (the file, and stdout
+ * when it is a file or a terminal), or PipeStream when stdout is a pipe
+ * (pipe-stream.ts says why). A log call serialises and appends to a buffer,
+ * and the bytes reach the disk or the pipe later, off the request path. Either can fail (a full disk) without stopping the server; see
  * GuardedDestination. Before exit, `output.flush(timeoutMs)` writes what is
  * pending, bounded in time.
  */
