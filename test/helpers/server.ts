@@ -11,6 +11,7 @@ import { Registry } from 'prom-client';
 import { MODELS_DIR, PROJECT_ROOT } from '../../scripts/lib/paths.js';
 import { type LogRecord, type ServerProcess, startServer } from '../../scripts/lib/server-process.js';
 import { versionsIn } from '../../scripts/lib/versions.js';
+import { waitUntil } from '../../scripts/lib/wait-for.js';
 import { type App, createApp, type Ports } from '../../server/app.js';
 import { CONFIG_DEFAULTS, type Config, loadConfig } from '../../server/config.js';
 import {
@@ -165,18 +166,14 @@ export async function expectGrpcError(p: Promise<unknown>): Promise<ServiceError
 }
 
 /** Polls `cond` every `intervalMs` until it holds, or fails after `timeoutMs`. */
-export async function waitFor(
+export function waitFor(
   what: string,
   cond: () => boolean | Promise<boolean>,
   timeoutMs = 10_000,
   intervalMs = 20,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+  // A condition that throws fails the test at once, with its own error.
+  return waitUntil(what, cond, { timeoutMs, intervalMs, onError: 'throw' });
 }
 
 /** A server child process (scripts/lib/server-process.ts). */

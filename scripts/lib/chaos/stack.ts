@@ -29,6 +29,7 @@ import { bootstrapText, routesText } from '../envoy/files.js';
 import { type EnvoyProcess, envoyBinary, startEnvoy } from '../envoy/process.js';
 import { MODELS_DIR, PROJECT_ROOT } from '../paths.js';
 import { type ServerProcess, startServer } from '../server-process.js';
+import { waitUntil } from '../wait-for.js';
 
 export type Arm = 'stable' | 'canary';
 
@@ -63,13 +64,8 @@ export function rssMb(pid: number | undefined): number {
   }
 }
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await Promise.resolve(cond()).catch(() => false)) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  return waitUntil(what, cond, { timeoutMs, intervalMs: 50 });
 }
 
 export class ChaosStack {

@@ -208,25 +208,5 @@ export function runSyncQuietly(cmd: string, args: readonly string[], env?: NodeJ
     process.stderr.write(`[deploy] ${cmd} ${args.slice(0, 4).join(' ')} exited ${r.status}\n`);
 }
 
-/** Polls `probe` every `intervalMs` until it returns a value other than undefined; throws after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  o: { readonly timeoutMs: number; readonly intervalMs?: number },
-): Promise<T> {
-  const deadline = Date.now() + o.timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      const why = lastError ? ` (last error: ${(lastError as Error).message})` : '';
-      throw new Error(`timed out after ${o.timeoutMs} ms waiting for ${what}${why}`);
-    }
-    await new Promise((r) => setTimeout(r, o.intervalMs ?? 250));
-  }
-}
+/** The shared poll loop (a probe that throws is tried again until the deadline). */
+export { waitFor } from '../wait-for.js';
