@@ -469,8 +469,8 @@ export interface Logging {
  * `LogArchiver`) and to stdout for containers.
  *
  * Both destinations are asynchronous: SonicBoom streams (the file, and stdout
- * when it is a file or a terminal), or PipeStream when stdout is a pipe
- * (pipe-stream.ts says why). A log call serialises and appends to a buffer,
+ * when it is a file or a terminal), or PipeStream when stdout is a pipe or
+ * a socket (pipe-stream.ts says why). A log call serialises and appends to a buffer,
  * and the bytes reach the disk or the pipe later, off the request path. Either can fail (a full disk) without stopping the server; see
  * GuardedDestination. Before exit, `output.flush(timeoutMs)` writes what is
  * pending, bounded in time.
@@ -494,7 +494,7 @@ export async function createLogger(log: Config['log']): Promise<Logging> {
   }
   let blocking: string | undefined;
   if (log.stdout) {
-    // A pipe gets epoll-driven writes (pipe-stream.ts); a file or a terminal, SonicBoom on fd 1.
+    // A pipe or a socket gets epoll-driven writes (pipe-stream.ts); a file or a terminal, SonicBoom on fd 1.
     const out = stdoutPipe();
     if (out.fd !== undefined) {
       output.add('stdout', new PipeStream(out.fd, log.bufferBytes) as unknown as Sonic, out.fd);
@@ -506,7 +506,6 @@ export async function createLogger(log: Config['log']): Promise<Logging> {
       }) as unknown as Sonic;
       output.add('stdout', stdout, 1);
       if (out.kind === 'pipe') blocking = 'stdout is a pipe that /proc/self/fd/1 could not reopen';
-      if (out.kind === 'socket') blocking = 'stdout is a socket';
     }
   }
   if (output.size === 0) return { logger: pino({ ...options(log), enabled: false }), output };

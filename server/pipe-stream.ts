@@ -1,7 +1,8 @@
 /**
  * The stdout log destination when stdout is a pipe (a container runtime's log
- * pipe, `| tee`): writes driven by epoll through a `net.Socket` on a
- * non-blocking descriptor of its own, in the shape of the SonicBoom streams
+ * pipe, `| tee`) or a socket (a child spawned by Node with `stdio: 'pipe'`,
+ * the systemd journal): writes driven by epoll through a `net.Socket` on a
+ * non-blocking descriptor (`stdoutPipe` below), in the shape of the SonicBoom streams
  * logger.ts guards (`write`, the `error`/`drop`/`write`/`drain` events, and
  * the buffer state GuardedDestination reads).
  *
@@ -29,7 +30,7 @@ export class PipeStream extends EventEmitter {
   private queuedBytes = 0;
   private queuedLines = 0;
 
-  /** `fd`: a pipe's write end, which the stream owns (it is closed with the stream). `maxLength`: bytes it may hold. */
+  /** `fd`: a pipe's or socket's write end, which the stream owns (it is closed with the stream). `maxLength`: bytes it may hold. */
   constructor(
     fd: number,
     private readonly maxLength: number,
@@ -109,18 +110,24 @@ function countNewlines(s: string): number {
 }
 
 /**
- * What stdout is, and for a pipe a non-blocking descriptor of its own: opened
- * through /proc/self/fd/1, so the inherited open file description (shared
- * with stderr, and with whoever else holds it) stays as it was. `fd` is
- * undefined for anything else (a file keeps fd 1: reopened, it would lose
- * O_APPEND's position), or when /proc cannot open the pipe (it belongs to
- * another user: an entrypoint that switched users).
+ * What stdout is, and the descriptor a PipeStream should write to, if any:
+ * - a pipe (a container runtime's log pipe, `| tee`): a descriptor of its own,
+ *   opened through /proc/self/fd/1, so the inherited open file description
+ *   (shared with whoever else holds it) stays blocking as it was; undefined
+ *   when /proc cannot open it (a pipe of another user: an entrypoint that
+ *   switched users);
+ * - a socket (what Node's `spawn` gives a child for `stdio: 'pipe'`, the
+ *   systemd journal): fd 1 itself, which /proc cannot reopen; it becomes
+ *   non-blocking, as Node's own `process.stdout` makes it;
+ * - anything else (a file, a terminal): undefined; a file keeps fd 1, as
+ *   reopened it would lose O_APPEND's position.
  */
 export function stdoutPipe(): { kind: 'pipe' | 'socket' | 'other'; fd: number | undefined } {
   let kind: 'pipe' | 'socket' | 'other' = 'other';
   try {
     const s = fstatSync(1);
     kind = s.isFIFO() ? 'pipe' : s.isSocket() ? 'socket' : 'other';
+    if (kind === 'socket') return { kind, fd: 1 };
     if (kind !== 'pipe') return { kind, fd: undefined };
     return { kind, fd: openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK) };
   } catch {

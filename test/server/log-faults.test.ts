@@ -219,55 +219,65 @@ describe('logging on a full disk', function () {
   });
 });
 
-describe('logging to a stdout pipe whose reader stalled', function () {
+describe('logging to a stdout whose reader stalled', function () {
   this.timeout(60_000);
 
-  it('keeps serving, and exits 0 on SIGTERM within the bounded flush (it used to hang in write() for good)', async () => {
-    // A stuck log driver: a pipe whose reader holds it open and never reads. Once its
-    // 64 KiB are full, a blocking write() waits forever, and Node's exit waits for it.
-    const dir = mkdtempSync(join(tmpdir(), 'stalled-stdout-'));
-    const fifo = join(dir, 'stdout');
-    fifoInPlaceOf(fifo);
-    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
-    const writer = openSync(fifo, constants.O_WRONLY);
-    let s: Proc | undefined;
-    try {
+  // A stuck log driver: the reader holds stdout open and never reads. Once the
+  // pipe (64 KiB) or the socket buffer is full, a blocking write() waits for
+  // good, and Node's exit waits for it.
+  for (const kind of ['a pipe (FIFO)', "a socket (Node's stdio: 'pipe')"] as const) {
+    it(`on ${kind}: keeps serving, and exits 0 on SIGTERM within the bounded flush (it used to hang in write() for good)`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'stalled-stdout-'));
       const logDir = join(dir, 'logs');
       mkdirSync(logDir);
-      s = start({ LOG_DIR: logDir, LOG_STDOUT: 'true' }, writer);
-      closeSync(writer);
-      await waitFor(
-        'server started',
-        () => rotatedLines(logDir).some((l) => l.msg === 'server started'),
-        20_000,
-      );
-      const started = rotatedLines(logDir).find((l) => l.msg === 'server started') as { grpcPort: number };
-      // About 300 KB of log lines: far more than the pipe holds.
-      expect(await calls(started.grpcPort, 300)).to.equal(300);
-      const t0 = Date.now();
-      s.proc.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const exit = await Promise.race([
-        s.exited,
-        new Promise<undefined>((r) => {
-          timer = setTimeout(() => r(undefined), 15_000);
-        }),
-      ]);
-      clearTimeout(timer);
-      expect(exit, 'the server exited after SIGTERM').to.not.equal(undefined);
-      expect(exit?.code, s.stderr).to.equal(0);
-      // DRAIN_MS 0, nothing in flight, then the final flush, bounded by LOG_FLUSH_TIMEOUT_MS (2 s).
-      expect((exit?.atMs ?? 0) - t0).to.be.lessThan(2000 + 2000 + 2000);
-      expect(rotatedLines(logDir).map((l) => l.msg)).to.include('shutdown: complete');
-    } finally {
-      if (s && s.proc.exitCode === null && s.proc.signalCode === null) {
-        s.proc.kill('SIGKILL');
-        await s.exited;
+      let reader: number | undefined;
+      let s: Proc | undefined;
+      try {
+        if (kind === 'a pipe (FIFO)') {
+          const fifo = join(dir, 'stdout');
+          fifoInPlaceOf(fifo);
+          reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+          const writer = openSync(fifo, constants.O_WRONLY);
+          s = start({ LOG_DIR: logDir, LOG_STDOUT: 'true' }, writer);
+          closeSync(writer);
+        } else {
+          s = start({ LOG_DIR: logDir, LOG_STDOUT: 'true' }, 'pipe');
+          s.proc.stdout?.pause(); // read no more than the stream's own small buffer
+        }
+        const server = s;
+        await waitFor(
+          'server started',
+          () => rotatedLines(logDir).some((l) => l.msg === 'server started'),
+          20_000,
+        );
+        const started = rotatedLines(logDir).find((l) => l.msg === 'server started') as { grpcPort: number };
+        // About 800 KB of log lines: far more than the pipe or the socket holds.
+        expect(await calls(started.grpcPort, 800)).to.equal(800);
+        const t0 = Date.now();
+        server.proc.kill('SIGTERM');
+        let timer: NodeJS.Timeout | undefined;
+        const exit = await Promise.race([
+          server.exited,
+          new Promise<undefined>((r) => {
+            timer = setTimeout(() => r(undefined), 15_000);
+          }),
+        ]);
+        clearTimeout(timer);
+        expect(exit, 'the server exited after SIGTERM').to.not.equal(undefined);
+        expect(exit?.code, server.stderr).to.equal(0);
+        // DRAIN_MS 0, nothing in flight, then the final flush, bounded by LOG_FLUSH_TIMEOUT_MS (2 s).
+        expect((exit?.atMs ?? 0) - t0).to.be.lessThan(2000 + 2000 + 2000);
+        expect(rotatedLines(logDir).map((l) => l.msg)).to.include('shutdown: complete');
+      } finally {
+        if (s && s.proc.exitCode === null && s.proc.signalCode === null) {
+          s.proc.kill('SIGKILL');
+          await s.exited;
+        }
+        if (reader !== undefined) closeSync(reader);
+        rmSync(dir, { recursive: true, force: true });
       }
-      closeSync(reader);
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    });
+  }
 });
 
 describe('logging at shutdown', function () {
