@@ -125,8 +125,8 @@ type Sonic = DestinationStream &
   NodeJS.EventEmitter & {
     flushSync(): void;
     end(): void;
-    /** PipeStream's: stops writing; returns the queued lines that will never be written. */
-    abandon?(): number;
+    /** PipeStream's: stops writing, and drops (the `drop` event) what it still holds. */
+    abandon?(): void;
   };
 
 /**
@@ -242,8 +242,7 @@ class GuardedDestination {
     this.closed = true;
     const s = this.sonic as unknown as SonicState;
     if (s._len > 0 && !s._writing) this.discard(s, [s._writingBuf, ...s._bufs]);
-    const abandoned = this.sonic.abandon?.() ?? 0;
-    if (abandoned > 0) this.drop(abandoned);
+    this.sonic.abandon?.();
   }
 
   private discard(s: SonicState, chunks: (string | Buffer)[]): void {
@@ -469,9 +468,10 @@ export interface Logging {
  * `LogArchiver`) and to stdout for containers.
  *
  * Both destinations are asynchronous: SonicBoom streams (the file, and stdout
- * when it is a file or a terminal), or PipeStream when stdout is a pipe or
- * a socket (pipe-stream.ts says why). A log call serialises and appends to a buffer,
- * and the bytes reach the disk or the pipe later, off the request path. Either can fail (a full disk) without stopping the server; see
+ * when it is a file or a terminal), or PipeStream when stdout is a pipe or a
+ * socket (pipe-stream.ts says why). A log call serialises and appends to a
+ * buffer, and the bytes reach the disk or the pipe later, off the request
+ * path. Either can fail (a full disk) without stopping the server; see
  * GuardedDestination. Before exit, `output.flush(timeoutMs)` writes what is
  * pending, bounded in time.
  */

@@ -26,9 +26,9 @@ export class PipeStream extends EventEmitter {
   _bufs: (string | Buffer)[] = [];
   _writingBuf: string | Buffer = '';
   private readonly socket: Socket;
-  /** UTF-8 bytes and lines accepted and not yet written (the socket counts a string's UTF-16 units). */
+  /** Chunks accepted and not yet written, and their UTF-8 bytes (the socket counts a string's UTF-16 units). */
+  private readonly queued = new Set<{ readonly chunk: string }>();
   private queuedBytes = 0;
-  private queuedLines = 0;
 
   /** `fd`: a pipe's or socket's write end, which the stream owns (it is closed with the stream). `maxLength`: bytes it may hold. */
   constructor(
@@ -64,12 +64,12 @@ export class PipeStream extends EventEmitter {
       this.emit('drop', chunk);
       return false;
     }
-    const lines = countNewlines(chunk);
+    const entry = { chunk };
+    this.queued.add(entry);
     this.queuedBytes += bytes;
-    this.queuedLines += lines;
     this.socket.write(chunk, (err) => {
+      if (!this.queued.delete(entry)) return; // abandoned: already counted
       this.queuedBytes -= bytes;
-      this.queuedLines -= lines;
       if (err) {
         // The reader is gone (EPIPE, reported once by the socket's 'error'), or the stream ended.
         this.emit('drop', chunk);
@@ -85,28 +85,21 @@ export class PipeStream extends EventEmitter {
   flushSync(): void {}
 
   /**
-   * Before exit: stops writing, and returns the lines still queued, which will
-   * never reach the pipe (their write callbacks would come too late to count
-   * them). At most: a chunk the pipe took in this very turn counts too.
+   * Before exit: stops writing, and drops (the `drop` event, now: their write
+   * callbacks would come too late) every chunk still queued. At most: a chunk
+   * the pipe took in this very turn counts too.
    */
-  abandon(): number {
-    const lines = this.queuedLines;
+  abandon(): void {
+    const left = [...this.queued];
+    this.queued.clear();
     this.queuedBytes = 0;
-    this.queuedLines = 0;
-    this.removeAllListeners('drop');
     this.socket.destroy();
-    return lines;
+    for (const { chunk } of left) this.emit('drop', chunk);
   }
 
   end(): void {
     this.socket.destroy();
   }
-}
-
-function countNewlines(s: string): number {
-  let n = 0;
-  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++;
-  return n;
 }
 
 /**

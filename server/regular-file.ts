@@ -14,14 +14,10 @@ import { constants, type Stats } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 
 /** The file exists but is not a regular file (a FIFO, a socket, a device, a directory). */
-export class NotRegularFileError extends Error {
-  readonly code = 'ENOTREG';
-}
+export class NotRegularFileError extends Error {}
 
 /** Exceeds the size limit named by `limitName`; the message says both sizes. */
-export class FileTooLargeError extends Error {
-  readonly code = 'EFBIG';
-}
+export class FileTooLargeError extends Error {}
 
 /** What kind of file `fstat` found, for the error message. */
 function kindOf(s: Stats): string {

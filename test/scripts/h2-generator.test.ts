@@ -9,6 +9,13 @@ import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { generate, grpcFrame } from '../../scripts/lib/load/h2-generator.js';
 
+/** Listens on a free loopback port; resolves with it. */
+async function listening(server: Http2Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
 /** Answers every call OK (an empty message), and ends a connection after `perConnection` calls. */
 async function flakyServer(
   perConnection: number,
@@ -28,9 +35,7 @@ async function flakyServer(
       if (calls === perConnection) setImmediate(() => session.destroy());
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port, sessions: () => sessions };
+  return { server, port: await listening(server), sessions: () => sessions };
 }
 
 describe('h2 load generator: connections that end mid-run', function () {
@@ -86,9 +91,7 @@ async function slowServer(delayMs: number): Promise<{ server: Http2Server; port:
       stream.end(grpcFrame(Buffer.alloc(0)));
     }, delayMs);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port };
+  return { server, port: await listening(server) };
 }
 
 describe('h2 load generator: a fixed rate the server cannot keep up with', function () {

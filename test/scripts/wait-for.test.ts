@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { waitFor, waitUntil } from '../../scripts/lib/wait-for.js';
 
+const noValue = () => undefined;
+
 describe('waitFor: the shared poll loop', () => {
   it('resolves with the first value a probe returns', async () => {
     let n = 0;
@@ -22,10 +24,7 @@ describe('waitFor: the shared poll loop', () => {
         throw new Error(`boom ${n}`);
       },
       { timeoutMs: 30, intervalMs: 5 },
-    ).then(
-      () => undefined,
-      (e: Error) => e,
-    );
+    ).then(noValue, (e: Error) => e);
     expect(n).to.be.greaterThan(1);
     expect(err?.message).to.equal(
       `timed out after 30 ms waiting for a probe that always throws (last error: boom ${n})`,
@@ -41,17 +40,14 @@ describe('waitFor: the shared poll loop', () => {
         throw new Error('bad state');
       },
       { timeoutMs: 5000, intervalMs: 1, onError: 'throw' },
-    ).then(
-      () => undefined,
-      (e: Error) => e,
-    );
+    ).then(noValue, (e: Error) => e);
     expect(err?.message).to.equal('bad state');
     expect(n).to.equal(1);
   });
 
   it('waitUntil times out naming what it waited for', async () => {
     const err = await waitUntil('never', () => false, { timeoutMs: 20, intervalMs: 5 }).then(
-      () => undefined,
+      noValue,
       (e: Error) => e,
     );
     expect(err?.message).to.equal('timed out after 20 ms waiting for never');

@@ -74,6 +74,21 @@ function start(env: Record<string, string>, stdout: 'pipe' | number): Proc {
   return p;
 }
 
+/** How the process exited, or undefined if it is still running after `ms`. */
+async function exitWithin(p: Proc, ms: number): Promise<Awaited<Proc['exited']> | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.exited,
+      new Promise<undefined>((r) => {
+        timer = setTimeout(() => r(undefined), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** JSON lines of a file (missing file: none); a torn last line is skipped. */
 function fileLines(path: string): Record<string, unknown>[] {
   if (!existsSync(path)) return [];
@@ -205,10 +220,7 @@ describe('logging on a full disk', function () {
 
     const t0 = Date.now();
     s.proc.kill('SIGTERM');
-    const exit = await Promise.race([
-      s.exited,
-      new Promise<undefined>((r) => setTimeout(() => r(undefined), 15_000)),
-    ]);
+    const exit = await exitWithin(s, 15_000);
     expect(
       exit,
       'the server exited after SIGTERM (it used to spin in a synchronous flush forever)',
@@ -255,14 +267,7 @@ describe('logging to a stdout whose reader stalled', function () {
         expect(await calls(started.grpcPort, 800)).to.equal(800);
         const t0 = Date.now();
         server.proc.kill('SIGTERM');
-        let timer: NodeJS.Timeout | undefined;
-        const exit = await Promise.race([
-          server.exited,
-          new Promise<undefined>((r) => {
-            timer = setTimeout(() => r(undefined), 15_000);
-          }),
-        ]);
-        clearTimeout(timer);
+        const exit = await exitWithin(server, 15_000);
         expect(exit, 'the server exited after SIGTERM').to.not.equal(undefined);
         expect(exit?.code, server.stderr).to.equal(0);
         // DRAIN_MS 0, nothing in flight, then the final flush, bounded by LOG_FLUSH_TIMEOUT_MS (2 s).

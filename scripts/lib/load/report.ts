@@ -220,6 +220,11 @@ function esc(s: string): string {
   );
 }
 
+/** A warning paragraph, or nothing. */
+function failNote(text: string | undefined): string {
+  return text === undefined ? '' : `<p class="fail">${esc(text)}</p>`;
+}
+
 function htmlTable(head: readonly string[], rows: readonly (readonly string[])[]): string {
   const th = head.map((h) => `<th>${esc(h)}</th>`).join('');
   const trs = rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('\n');
@@ -340,8 +345,8 @@ ${htmlTable(
     ],
   ],
 )}
-${rateShortfall(r) ? `<p class="fail">${esc(rateShortfall(r) as string)}</p>` : ''}
-${lateSends(r) ? `<p class="fail">${esc(lateSends(r) as string)}</p>` : ''}
+${failNote(rateShortfall(r))}
+${failNote(lateSends(r))}
 <p>Latencies are the load generator's (${r.generator === 'ghz' ? 'ghz' : 'the project’s own, over node:http2'}): ${esc(latencyBasis(r))}.</p>
 <h2>Per arm</h2>
 ${armsHtml}
